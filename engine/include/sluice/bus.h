@@ -1,0 +1,151 @@
+// A bus: a directory of memory-mapped files that any number of processes open
+// at once. There is no broker: housekeeping (retention, repairing what dead
+// writers left, recovery after a crash) is done by the processes attached.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sluice/consumer.h>
+#include <sluice/options.h>
+#include <sluice/producer.h>
+#include <sluice/status.h>
+
+namespace sluice {
+
+struct BusState;
+
+inline constexpr uint64_t kNoOffset = UINT64_MAX;
+
+struct SegmentInfo {
+  uint64_t base_offset = 0;
+  uint64_t end_offset = 0;    // one past the last record claimed in it
+  uint64_t bytes_used = 0;    // frame bytes claimed
+  uint32_t capacity = 0;
+  bool sealed = false;
+  std::string path;
+};
+
+struct PartitionInfo {
+  uint32_t partition = 0;
+  uint64_t start_offset = 0;  // first offset still in the log
+  uint64_t end_offset = 0;    // next offset to be assigned
+  uint64_t bytes = 0;         // frame bytes held by its segments
+  uint64_t repaired_claims = 0;
+  std::vector<SegmentInfo> segments;
+};
+
+struct TopicDescription {
+  std::string name;
+  TopicOptions options;
+  std::vector<PartitionInfo> partitions;
+};
+
+struct PartitionLag {
+  std::string topic;
+  uint32_t partition = 0;
+  uint64_t committed = kNoOffset;  // next offset the group will read; kNoOffset: none yet
+  uint64_t end_offset = 0;
+  uint64_t lag_records = 0;
+  uint64_t lag_bytes = 0;
+  int64_t oldest_unconsumed_age_ns = 0;  // 0 when caught up
+  int64_t last_commit_unix_ns = 0;
+};
+
+struct GroupDescription {
+  std::string group;
+  std::vector<PartitionLag> partitions;  // every topic the group has offsets for
+};
+
+struct SeekTarget {
+  enum class Kind : uint8_t { kBeginning, kEnd, kOffset, kTime };
+  Kind kind = Kind::kBeginning;
+  int64_t value = 0;  // the offset, or Unix ms for kTime
+  static SeekTarget beginning() { return {Kind::kBeginning, 0}; }
+  static SeekTarget end() { return {Kind::kEnd, 0}; }
+  static SeekTarget offset(uint64_t o) { return {Kind::kOffset, static_cast<int64_t>(o)}; }
+  static SeekTarget time_ms(int64_t unix_ms) { return {Kind::kTime, unix_ms}; }
+};
+
+struct VerifyIssue {
+  std::string topic;
+  uint32_t partition = 0;
+  std::string segment;   // file path
+  uint64_t position = 0; // byte position in the segment's frame region
+  uint64_t offset = 0;
+  std::string what;
+};
+
+struct VerifyReport {
+  uint64_t segments = 0, frames = 0, records = 0, aborted_frames = 0, bytes = 0;
+  std::vector<VerifyIssue> issues;
+  bool ok() const { return issues.empty(); }
+};
+
+// What opening the bus repaired. Recovery runs when a process opens a bus no
+// other live process has open (after a crash of all of them, or a reboot).
+struct RecoveryReport {
+  bool ran = false;
+  uint64_t partitions = 0;
+  uint64_t frames_checked = 0;
+  uint64_t claims_aborted = 0;       // claims of dead writers turned into aborted frames
+  uint64_t torn_frames = 0;          // frames failing validation at a tail, cut off
+  uint64_t torn_bytes_zeroed = 0;
+  uint64_t index_slots_rebuilt = 0;
+  std::vector<std::string> notes;    // one line per action, naming the file
+};
+
+class Bus {
+ public:
+  // Opens (creating if allowed) the bus in `dir`. Recovers if this is the
+  // only process attached. Errors: kNotFound, kVersionMismatch, kCorruption.
+  static Result<Bus> open(const std::string& dir, const BusOptions& options = {});
+  Bus(Bus&&) noexcept;
+  Bus& operator=(Bus&&) noexcept;
+  ~Bus();
+
+  const std::string& dir() const noexcept;
+  const Clock& clock() const noexcept;
+  const RecoveryReport& recovery() const noexcept;
+
+  Status create_topic(std::string_view name, const TopicOptions& options);
+  Result<std::vector<std::string>> list_topics() const;
+  Result<TopicDescription> describe_topic(std::string_view name) const;
+  // Removes the topic's files. Processes that have it open keep their
+  // mappings until they close; new opens fail with kNotFound.
+  Status delete_topic(std::string_view name);
+
+  Result<Producer> create_producer(std::string_view topic, const ProducerOptions& options = {});
+  // `group` empty: a standalone reader that commits nothing and starts at the
+  // beginning of each partition.
+  Result<Consumer> create_consumer(std::string_view topic, std::string_view group,
+                                   const ConsumerOptions& options = {});
+
+  Result<std::vector<std::string>> list_groups() const;
+  Result<GroupDescription> describe_group(std::string_view group) const;
+  // Moves a group's committed offsets. Running members of the group notice on
+  // their next poll and continue from there.
+  Status seek_group(std::string_view group, std::string_view topic, SeekTarget target,
+                    std::optional<uint32_t> partition = {});
+
+  // Reads every record of `topic` (all topics if empty), checking checksums,
+  // frame chaining and index slots.
+  Result<VerifyReport> verify(std::string_view topic = {}) const;
+  // Applies retention and repairs stalled claims now (also done as a side
+  // effect of producing and consuming).
+  Status housekeep();
+
+ private:
+  explicit Bus(std::shared_ptr<BusState> state);
+  std::shared_ptr<BusState> state_;
+};
+
+// Whether `name` is a valid topic or group name: 1..200 of [A-Za-z0-9._-],
+// and not "." or "..".
+Status validate_name(std::string_view name, std::string_view what);
+
+}  // namespace sluice

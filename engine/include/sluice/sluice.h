@@ -1,0 +1,11 @@
+// sluice: an embedded, same-host, shared-memory message engine.
+// Include this header only.
+#pragma once
+
+#include <sluice/bus.h>
+#include <sluice/clock.h>
+#include <sluice/consumer.h>
+#include <sluice/options.h>
+#include <sluice/producer.h>
+#include <sluice/record.h>
+#include <sluice/status.h>

@@ -1,0 +1,60 @@
+// The in-process state behind a Bus handle and the topics it has open.
+#pragma once
+
+#include <sluice/bus.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ipc/file_lock.h"
+#include "ipc/mapped_file.h"
+#include "ipc/process_registry.h"
+#include "topic_format.h"
+
+namespace sluice {
+
+class Partition;
+struct BusState;
+
+struct TopicState {
+  BusState* bus = nullptr;
+  std::string name;
+  std::string dir;
+  TopicOptions options;
+  ipc::MappedFile file;
+  std::vector<std::unique_ptr<Partition>> partitions;
+
+  format::TopicControl& control() const {
+    return *reinterpret_cast<format::TopicControl*>(file.data() + format::kTopicControlOffset);
+  }
+  ipc::MapOptions segment_map_options() const {
+    return {true, options.prefault_segments, options.huge_pages};
+  }
+  bool deleted() const {
+    // relaxed: a hint checked on cold paths; deletion is not synchronised
+    // with in-flight appends (documented in delete_topic).
+    return control().deleted.load(std::memory_order_relaxed) != 0;
+  }
+};
+
+struct BusState {
+  std::string dir;
+  BusOptions options;
+  const Clock* clock = nullptr;
+  ipc::FileLock bus_lock;  // shared while attached
+  ipc::ProcessRegistry registry;
+  RecoveryReport recovery;
+
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<TopicState>, std::less<>> topics;
+
+  std::string topic_dir(std::string_view topic) const { return dir + "/topics/" + std::string(topic); }
+  std::string group_dir(std::string_view group) const { return dir + "/groups/" + std::string(group); }
+  // Opens a topic (cached per Bus handle). kNotFound for unknown topics.
+  Result<std::shared_ptr<TopicState>> topic(std::string_view name);
+};
+
+}  // namespace sluice

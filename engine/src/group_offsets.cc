@@ -1,0 +1,84 @@
+#include "group_offsets.h"
+
+#include "ipc/file_header.h"
+#include "ipc/filesystem.h"
+
+namespace sluice {
+
+using namespace format;
+
+Result<std::unique_ptr<GroupOffsets>> GroupOffsets::open(const BusState& bus, std::string_view group,
+                                                         const TopicState& topic, bool create) {
+  if (auto ok = validate_name(group, "group"); !ok) return std::unexpected(ok.error());
+  const std::string dir = bus.group_dir(group);
+  const std::string path = dir + "/" + topic.name + ".offsets";
+  const uint32_t partitions = topic.options.partitions;
+  if (!ipc::path_exists(path)) {
+    if (!create) return make_error(Errc::kNotFound, "group " + std::string(group) + " has no offsets for topic " + topic.name);
+    if (auto ok = ipc::make_dirs(dir); !ok) return std::unexpected(ok.error());
+    const uint64_t bytes = group_file_bytes(partitions);
+    auto f = ipc::MappedFile::create_temp(path, bytes, {});
+    if (!f) return std::unexpected(f.error());
+    GroupParams params{partitions, 0};
+    ipc::write_file_header(f->data(), ipc::FileKind::kGroupOffsets,
+                           static_cast<uint32_t>(kGroupSlotsOffset), bytes, &params, sizeof params);
+    auto* slots = reinterpret_cast<GroupSlot*>(f->data() + kGroupSlotsOffset);
+    for (uint32_t p = 0; p < partitions; ++p)
+      slots[p].committed_offset.store(kNoCommit, std::memory_order_relaxed);
+    if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());
+  }
+  auto f = ipc::MappedFile::open(path, {});
+  if (!f) return std::unexpected(f.error());
+  if (auto ok = ipc::validate_file_header(f->data(), f->size(), ipc::FileKind::kGroupOffsets,
+                                          sizeof(GroupParams), path);
+      !ok)
+    return std::unexpected(ok.error());
+  const auto& params = ipc::file_params<GroupParams>(f->data());
+  if (params.partitions != partitions || f->size() < group_file_bytes(partitions))
+    return make_error(Errc::kCorruption, "group offsets " + path + " were made for " +
+                                             std::to_string(params.partitions) + " partitions, topic has " +
+                                             std::to_string(partitions));
+  auto g = std::make_unique<GroupOffsets>();
+  g->file_ = std::move(*f);
+  g->partitions_ = partitions;
+  return g;
+}
+
+Status GroupOffsets::commit(uint32_t partition, uint64_t next_offset, int64_t now_ns, bool sync) const {
+  GroupSlot& s = slot(partition);
+  // relaxed: informational fields; the offset below is the commit.
+  s.commit_unix_ns.store(now_ns, std::memory_order_relaxed);
+  s.commit_count.fetch_add(1, std::memory_order_relaxed);
+  // release: pairs with the acquire load in committed().
+  s.committed_offset.store(next_offset, std::memory_order_release);
+  if (!sync) return {};
+  const uint64_t off = kGroupSlotsOffset + uint64_t{partition} * sizeof(GroupSlot);
+  return file_.sync(off, sizeof(GroupSlot), true);
+}
+
+Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic) {
+  std::vector<std::string> out;
+  const std::string root = bus.dir + "/groups";
+  if (!ipc::path_exists(root)) return out;
+  auto groups = ipc::list_dir(root);
+  if (!groups) return std::unexpected(groups.error());
+  for (const auto& g : *groups)
+    if (ipc::path_exists(root + "/" + g + "/" + std::string(topic) + ".offsets")) out.push_back(g);
+  return out;
+}
+
+Result<uint64_t> min_committed_offset(const TopicState& topic, uint32_t partition) {
+  auto groups = groups_of_topic(*topic.bus, topic.name);
+  if (!groups) return std::unexpected(groups.error());
+  uint64_t min = kNoCommit;
+  for (const auto& g : *groups) {
+    auto offsets = GroupOffsets::open(*topic.bus, g, topic, false);
+    if (!offsets) continue;
+    uint64_t c = (*offsets)->committed(partition);
+    if (c == kNoCommit) c = 0;
+    min = std::min(min, c);
+  }
+  return min;
+}
+
+}  // namespace sluice

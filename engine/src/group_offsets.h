@@ -1,0 +1,49 @@
+// A consumer group's committed offsets for one topic: groups/<g>/<t>.offsets
+// (layout in topic_format.h). Shared by every process of the group; a commit
+// is one atomic store of 8 bytes.
+#pragma once
+
+#include <sluice/status.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bus_state.h"
+#include "ipc/mapped_file.h"
+#include "topic_format.h"
+
+namespace sluice {
+
+class GroupOffsets {
+ public:
+  // Opens the group's offsets for `topic`; creates them if `create`.
+  // kNotFound when absent and !create.
+  static Result<std::unique_ptr<GroupOffsets>> open(const BusState& bus, std::string_view group,
+                                                    const TopicState& topic, bool create);
+
+  uint32_t partitions() const noexcept { return partitions_; }
+  format::GroupSlot& slot(uint32_t partition) const noexcept {
+    return reinterpret_cast<format::GroupSlot*>(file_.data() + format::kGroupSlotsOffset)[partition];
+  }
+  // Stores `next_offset` as the committed offset of `partition`.
+  // sync: msync the slot so that it is on disk when this returns.
+  Status commit(uint32_t partition, uint64_t next_offset, int64_t now_ns, bool sync) const;
+  uint64_t committed(uint32_t partition) const noexcept {
+    // acquire: pairs with the release store in commit(); nothing else is
+    // published with it, but an observer of an offset also sees its time.
+    return slot(partition).committed_offset.load(std::memory_order_acquire);
+  }
+
+ private:
+  ipc::MappedFile file_;
+  uint32_t partitions_ = 0;
+};
+
+// Names of the groups with offsets for `topic` (lists directories).
+Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic);
+// The smallest committed offset of any group of `topic` in `partition`
+// (a group with no commit yet counts as 0); kNoCommit when no group exists.
+Result<uint64_t> min_committed_offset(const TopicState& topic, uint32_t partition);
+
+}  // namespace sluice

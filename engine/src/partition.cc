@@ -1,0 +1,347 @@
+#include "partition.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "group_offsets.h"
+#include "ipc/file_header.h"
+#include "ipc/filesystem.h"
+#include "record_codec.h"
+
+namespace sluice {
+
+using namespace format;
+
+namespace {
+// A reader checks a stalled claim's owner after this many polls or this long.
+constexpr uint32_t kStallPollsBeforeCheck = 4096;
+constexpr int64_t kStallCheckIntervalNs = 1'000'000;
+
+uint64_t checked_cas_max(std::atomic<uint64_t>& a, uint64_t v) {
+  uint64_t cur = a.load(std::memory_order_relaxed);
+  // release: readers that acquire the new value see what preceded it.
+  while (cur < v && !a.compare_exchange_weak(cur, v, std::memory_order_release,
+                                             std::memory_order_relaxed)) {
+  }
+  return cur;
+}
+}  // namespace
+
+Result<std::unique_ptr<Partition>> Partition::open(TopicState& topic, uint32_t index, bool create) {
+  auto p = std::unique_ptr<Partition>(new Partition());
+  p->topic_ = &topic;
+  p->index_ = index;
+  p->dir_ = topic.dir + "/" + std::to_string(index);
+  const std::string path = p->dir_ + "/state";
+  if (create && !ipc::path_exists(path)) {
+    if (auto ok = ipc::make_dirs(p->dir_); !ok) return std::unexpected(ok.error());
+    auto f = ipc::MappedFile::create_temp(path, kControlFileBytes, {});
+    if (!f) return std::unexpected(f.error());
+    PartitionParams params{index, 0};
+    ipc::write_file_header(f->data(), ipc::FileKind::kPartitionState,
+                           static_cast<uint32_t>(kPartitionControlOffset), kControlFileBytes,
+                           &params, sizeof params);
+    auto* c = reinterpret_cast<PartitionControl*>(f->data() + kPartitionControlOffset);
+    c->back_pressure_limit.store(UINT64_MAX, std::memory_order_relaxed);
+    if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());
+  }
+  auto f = ipc::MappedFile::open(path, {});
+  if (!f) return std::unexpected(f.error());
+  if (auto ok = ipc::validate_file_header(f->data(), f->size(), ipc::FileKind::kPartitionState,
+                                          sizeof(PartitionParams), path);
+      !ok)
+    return std::unexpected(ok.error());
+  if (ipc::file_params<PartitionParams>(f->data()).partition != index)
+    return make_error(Errc::kCorruption, "partition state " + path + " belongs to another partition");
+  p->state_ = std::move(*f);
+  return p;
+}
+
+Result<std::shared_ptr<Segment>> Partition::segment(uint64_t base_offset) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = segments_.find(base_offset);
+    if (it != segments_.end()) return it->second;
+  }
+  auto seg = Segment::open(dir_ + "/" + segment_file_name(base_offset), topic_->segment_map_options());
+  if (!seg) return seg;
+  if ((*seg)->base_offset() != base_offset || (*seg)->params().partition != index_)
+    return make_error(Errc::kCorruption, "segment " + (*seg)->path() + " has a foreign base offset");
+  std::lock_guard lock(mu_);
+  return segments_.emplace(base_offset, *seg).first->second;
+}
+
+Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
+                                                           uint64_t base_position) {
+  SegmentParams params{};
+  params.base_offset = base_offset;
+  params.base_position = base_position;
+  params.data_bytes = topic_->options.segment_bytes;
+  params.index_interval_bytes = topic_->options.index_interval_bytes;
+  params.partition = index_;
+  auto seg = Segment::create(dir_ + "/" + segment_file_name(base_offset), params,
+                             topic_->segment_map_options());
+  if (!seg) return seg;
+  checked_cas_max(control().newest_base, base_offset);
+  std::lock_guard lock(mu_);
+  return segments_.emplace(base_offset, *seg).first->second;
+}
+
+Result<std::shared_ptr<Segment>> Partition::newest_segment() {
+  // acquire: pairs with the release CAS in create_segment(); the file under
+  // that name was published before the base was.
+  uint64_t base = control().newest_base.load(std::memory_order_acquire);
+  auto seg = segment(base);
+  if (seg || seg.error().code != Errc::kNotFound) return seg;
+  if (base != 0) return seg;  // the newest segment is never deleted: damage
+  return create_segment(0, 0);
+}
+
+Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed,
+                                                         uint32_t eos_position, uint32_t eos_count) {
+  const uint64_t base = sealed.base_offset() + eos_count;
+  auto seg = segment(base);
+  if (seg || seg.error().code != Errc::kNotFound) return seg;
+  return create_segment(base, sealed.base_position() + eos_position);
+}
+
+Result<std::vector<uint64_t>> Partition::segment_bases() const {
+  auto names = ipc::list_dir(dir_);
+  if (!names) return std::unexpected(names.error());
+  std::vector<uint64_t> bases;
+  for (const auto& n : *names) {
+    uint64_t b;
+    if (parse_segment_file_name(n, &b)) bases.push_back(b);
+  }
+  std::sort(bases.begin(), bases.end());
+  return bases;
+}
+
+void Partition::forget_segments_below(uint64_t base_offset) {
+  std::lock_guard lock(mu_);
+  segments_.erase(segments_.begin(), segments_.lower_bound(base_offset));
+}
+
+SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+                            std::shared_ptr<Segment>* cached, Reservation* out, Error* error) {
+  if (frame_length > topic_->options.segment_bytes) {
+    *error = Error{Errc::kTooLarge, "a frame of " + std::to_string(frame_length) +
+                                        " bytes does not fit in a segment of " +
+                                        std::to_string(topic_->options.segment_bytes) + " bytes"};
+    return SendStatus::kTooLarge;
+  }
+  if (!*cached) {
+    auto seg = newest_segment();
+    if (!seg) {
+      *error = seg.error();
+      return SendStatus::kError;
+    }
+    *cached = std::move(*seg);
+  }
+  for (int rolls = 0;; ++rolls) {
+    Segment& seg = **cached;
+    uint32_t pos, before;
+    switch (seg.try_claim(frame_length, count, owner, &pos, &before)) {
+      case Segment::ClaimOutcome::kClaimed:
+        out->segment = *cached;
+        out->position = pos;
+        out->offset = seg.base_offset() + before;
+        return SendStatus::kOk;
+      case Segment::ClaimOutcome::kCorrupt:
+        *error = Error{Errc::kCorruption, "segment " + seg.path() + " has an invalid frame word at position " +
+                                              std::to_string(pos) + "; run `sluice verify`"};
+        return SendStatus::kError;
+      case Segment::ClaimOutcome::kSealed: {
+        if (rolls > 64) {
+          *error = Error{Errc::kIoError,
+                         "segment roll did not converge in " + dir_};
+          return SendStatus::kError;
+        }
+        auto next = next_segment(seg, pos, before);
+        if (!next) {
+          *error = next.error();
+          return SendStatus::kError;
+        }
+        *cached = std::move(*next);
+        if (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0)
+          (void)enforce_retention(topic_->bus->clock->now_ns());
+        break;
+      }
+    }
+  }
+}
+
+bool Partition::abort_claim(Segment& seg, uint32_t position, uint64_t word) {
+  uint64_t expected = word;
+  // acq_rel: the owner's commit CAS and this one race on the same word;
+  // exactly one wins. A reader that acquires ABORTED skips the frame without
+  // reading its (possibly half-written) contents.
+  if (!seg.word(position).compare_exchange_strong(expected, with_state(word, kAborted),
+                                                  std::memory_order_acq_rel,
+                                                  std::memory_order_acquire))
+    return false;
+  // relaxed: a statistic.
+  control().repaired_claims.fetch_add(1, std::memory_order_relaxed);
+  ipc::notify(topic_->control().wakeup);
+  return true;
+}
+
+bool Partition::resolve_stall(Segment& seg, uint32_t position, uint64_t word, StallTracker& t) {
+  const int64_t now = topic_->bus->clock->now_ns();
+  if (t.word != word) {
+    t = StallTracker{word, now, now, 0};
+    return false;
+  }
+  ++t.polls;
+  const bool timed_out = now - t.since_ns >= topic_->options.claim_timeout_ns;
+  const bool check_due = t.polls >= kStallPollsBeforeCheck || now - t.last_check_ns >= kStallCheckIntervalNs;
+  if (!timed_out && !check_due) return false;
+  t.polls = 0;
+  t.last_check_ns = now;
+  if (!timed_out && topic_->bus->registry.is_alive(claim_owner(word))) return false;
+  abort_claim(seg, position, word);
+  // Whether we or the owner won, the frame is no longer CLAIMED.
+  return claim_state(seg.word(position).load(std::memory_order_acquire)) != kClaimed;
+}
+
+uint64_t Partition::end_offset() {
+  auto seg = newest_segment();
+  if (!seg) return start_offset();
+  for (int i = 0; i < 64; ++i) {
+    SegmentEnd e = (*seg)->find_end();
+    if (e.position == UINT32_MAX) return (*seg)->base_offset() + e.count;
+    if (!e.sealed) return (*seg)->base_offset() + e.count;
+    auto next = segment((*seg)->base_offset() + e.count);
+    if (!next) return (*seg)->base_offset() + e.count;
+    seg = std::move(next);
+  }
+  return (*seg)->base_offset();
+}
+
+uint64_t Partition::end_position() {
+  auto seg = newest_segment();
+  if (!seg) return 0;
+  SegmentEnd e = (*seg)->find_end();
+  if (e.position == UINT32_MAX) return (*seg)->base_position();
+  return (*seg)->base_position() + e.position;
+}
+
+namespace {
+// The newest record timestamp in a segment (INT64_MIN if none).
+int64_t max_timestamp(const Segment& seg) {
+  int64_t ts = INT64_MIN;
+  uint32_t pos = 0;
+  for (uint64_t k = seg.slot_count(); k-- > 0;) {
+    const IndexSlot& s = seg.slot(k);
+    if (s.rel_offset_plus_1.load(std::memory_order_acquire) != 0) {
+      pos = s.position;
+      break;
+    }
+  }
+  for (uint64_t k = 0; k < seg.slot_count(); ++k)
+    if (seg.slot(k).rel_offset_plus_1.load(std::memory_order_acquire) != 0)
+      ts = std::max(ts, seg.slot(k).timestamp_ns);
+  // Frames after the last indexed one.
+  while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= seg.capacity()) {
+    const uint64_t w = seg.word(pos).load(std::memory_order_acquire);
+    const uint32_t len = claim_length(w);
+    if (w == 0 || claim_state(w) == kEndOfSegment || len < kFrameHeaderBytes ||
+        static_cast<uint64_t>(pos) + len > seg.capacity())
+      break;
+    if (claim_state(w) == kCommitted) {
+      RecordHeader h;
+      std::memcpy(&h, seg.data() + pos + kFrameHeaderBytes, sizeof h);
+      ts = std::max(ts, h.timestamp_ns);
+    }
+    pos += len;
+  }
+  return ts;
+}
+}  // namespace
+
+Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
+  const TopicOptions& o = topic_->options;
+  if (o.retention_bytes < 0 && o.retention_ms < 0) return 0;
+  auto bases = segment_bases();
+  if (!bases) return std::unexpected(bases.error());
+  if (bases->size() < 2) return 0;
+  std::vector<std::shared_ptr<Segment>> segs;
+  uint64_t total = 0;
+  for (uint64_t b : *bases) {
+    auto s = segment(b);
+    if (!s) continue;  // deleted meanwhile by another process
+    total += (*s)->find_end().position;
+    segs.push_back(std::move(*s));
+  }
+  uint64_t protect_from = UINT64_MAX;  // back-pressure: first offset a group still needs
+  if (o.retention_mode == RetentionMode::kBackPressure) {
+    auto min = min_committed_offset(*topic_, index_);
+    if (min) protect_from = *min;
+  }
+  uint64_t removed = 0;
+  for (size_t i = 0; i + 1 < segs.size(); ++i) {
+    const Segment& s = *segs[i];
+    const uint64_t used = s.find_end().position;
+    const bool by_bytes = o.retention_bytes >= 0 && total - used >= static_cast<uint64_t>(o.retention_bytes);
+    const bool by_age = o.retention_ms >= 0 && max_timestamp(s) < now_ns - o.retention_ms * 1'000'000;
+    if (!by_bytes && !by_age) break;
+    const uint64_t next_base = segs[i + 1]->base_offset();
+    if (protect_from != UINT64_MAX && protect_from < next_base) break;
+    checked_cas_max(control().start_offset, next_base);
+    if (::unlink(s.path().c_str()) != 0 && errno != ENOENT)
+      return errno_error(errno, "cannot delete segment " + s.path());
+    removed += next_base - s.base_offset();
+    total -= used;
+  }
+  forget_segments_below(start_offset());
+  return removed;
+}
+
+Status Partition::clean_exclusive_leftovers() {
+  auto& c = control();
+  const uint64_t dirty_end = c.exclusive_dirty_end.load(std::memory_order_acquire);
+  if (dirty_end == 0) return {};
+  const uint64_t base = c.exclusive_dirty_base.load(std::memory_order_acquire);
+  auto seg = segment(base);
+  if (seg) {
+    SegmentEnd e = (*seg)->find_end();
+    if (e.position != UINT32_MAX && !e.sealed && e.position < dirty_end) {
+      const uint64_t end = std::min<uint64_t>(dirty_end, (*seg)->capacity());
+      std::memset((*seg)->data() + e.position, 0, end - e.position);
+    }
+  }
+  c.exclusive_dirty_end.store(0, std::memory_order_release);
+  return {};
+}
+
+Result<ipc::FileLock> Partition::lock_writer(bool exclusive) {
+  const std::string path = dir_ + "/writer.lock";
+  using Mode = ipc::FileLock::Mode;
+  auto lock = ipc::FileLock::try_lock(path, exclusive ? Mode::kExclusive : Mode::kShared);
+  if (!lock) {
+    if (lock.error().code == Errc::kBusy)
+      return make_error(Errc::kBusy, exclusive ? "partition " + std::to_string(index_) + " of topic " +
+                                                     topic_->name + " already has writers"
+                                               : "partition " + std::to_string(index_) + " of topic " +
+                                                     topic_->name + " has an exclusive writer");
+    return lock;
+  }
+  // acquire: pairs with the exclusive writer's release store of dirty_end.
+  if (control().exclusive_dirty_end.load(std::memory_order_acquire) == 0) return lock;
+  // A dead exclusive writer left bytes past the tail. Clean them while
+  // holding the lock exclusively, so no other writer appends meanwhile.
+  if (!exclusive) {
+    auto conv = lock->try_convert(Mode::kExclusive);
+    if (!conv) return make_error(Errc::kBusy, "partition " + std::to_string(index_) +
+                                                  " is being cleaned up after a dead exclusive writer; retry");
+  }
+  if (auto ok = clean_exclusive_leftovers(); !ok) return std::unexpected(ok.error());
+  if (!exclusive) {
+    if (auto conv = lock->try_convert(Mode::kShared); !conv) return std::unexpected(conv.error());
+  }
+  return lock;
+}
+
+}  // namespace sluice

@@ -1,0 +1,102 @@
+// One partition of a topic: its segments, the append path, and the repair of
+// claims whose writers died or stalled.
+#pragma once
+
+#include <sluice/producer.h>
+#include <sluice/status.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bus_state.h"
+#include "segment.h"
+#include "topic_format.h"
+
+namespace sluice {
+
+// Tracks how long a reader has been waiting at one CLAIMED frame.
+struct StallTracker {
+  uint64_t word = 0;
+  int64_t since_ns = 0;
+  int64_t last_check_ns = 0;
+  uint32_t polls = 0;
+};
+
+class Partition {
+ public:
+  static Result<std::unique_ptr<Partition>> open(TopicState& topic, uint32_t index, bool create);
+
+  uint32_t index() const noexcept { return index_; }
+  TopicState& topic() const noexcept { return *topic_; }
+  const std::string& dir() const noexcept { return dir_; }
+  format::PartitionControl& control() const noexcept {
+    return *reinterpret_cast<format::PartitionControl*>(state_.data() +
+                                                        format::kPartitionControlOffset);
+  }
+  const ipc::MappedFile& state_file() const noexcept { return state_; }
+
+  // The segment starting at `base_offset`, mapped once per process.
+  // kNotFound if it does not exist (yet, or any more).
+  Result<std::shared_ptr<Segment>> segment(uint64_t base_offset);
+  // The newest segment, creating the first one of an empty partition.
+  Result<std::shared_ptr<Segment>> newest_segment();
+  // The segment after `sealed`, whose END_OF_SEGMENT is at (eos_position,
+  // eos_count); created if nobody has yet (any writer or reader may).
+  Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_position,
+                                                uint32_t eos_count);
+  // Base offsets of the segment files present, ascending (lists the directory).
+  Result<std::vector<uint64_t>> segment_bases() const;
+  // Drops cached mappings of segments below `base_offset` (after retention).
+  void forget_segments_below(uint64_t base_offset);
+
+  struct Reservation {
+    std::shared_ptr<Segment> segment;
+    uint32_t position = 0;
+    uint64_t offset = 0;
+  };
+  // Claims a frame in the newest segment, rolling to a new segment when full.
+  // `*cached` is the caller's cached newest segment (updated on roll).
+  SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+                   std::shared_ptr<Segment>* cached, Reservation* out, Error* error);
+
+  // Called by a reader that found a CLAIMED frame at `position`. Aborts the
+  // claim if its owner is dead, or it has been claimed longer than the
+  // topic's claim timeout. Returns true when the frame is no longer CLAIMED.
+  bool resolve_stall(Segment& segment, uint32_t position, uint64_t word, StallTracker& tracker);
+  // Aborts the CLAIMED frame at `position` (CAS, so at most one repairer and
+  // never a frame its writer committed first). True if this call did it.
+  bool abort_claim(Segment& segment, uint32_t position, uint64_t word);
+
+  uint64_t start_offset() const noexcept {
+    // acquire: pairs with the release store in retention; a reader that sees
+    // the new start sees that the older segments are gone.
+    return control().start_offset.load(std::memory_order_acquire);
+  }
+  // One past the last claimed record (committed or not), by walking the tail.
+  uint64_t end_offset();
+  // Logical byte position of the tail.
+  uint64_t end_position();
+
+  // Deletes segments beyond the topic's retention. Returns records removed.
+  Result<uint64_t> enforce_retention(int64_t now_ns);
+
+  // Takes the partition's writer lock (shared, or exclusive for an exclusive
+  // producer), cleaning up after a dead exclusive writer first.
+  Result<ipc::FileLock> lock_writer(bool exclusive);
+
+ private:
+  TopicState* topic_ = nullptr;
+  uint32_t index_ = 0;
+  std::string dir_;
+  ipc::MappedFile state_;
+  mutable std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Segment>> segments_;
+
+  Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position);
+  Status clean_exclusive_leftovers();
+};
+
+}  // namespace sluice

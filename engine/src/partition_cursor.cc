@@ -1,0 +1,270 @@
+#include "partition_cursor.h"
+
+#include <algorithm>
+
+#include "record_codec.h"
+
+namespace sluice {
+
+using namespace format;
+
+uint64_t PartitionCursor::position() const noexcept {
+  return segment_ ? segment_->base_position() + frame_pos_ : 0;
+}
+
+void PartitionCursor::leave_frame() noexcept {
+  frame_pos_ += frame_len_;
+  frame_len_ = 0;
+  frame_count_ = 0;
+  rec_index_ = 0;
+}
+
+PartitionCursor::Step PartitionCursor::corrupt(std::string what) {
+  error_ = Error{Errc::kCorruption, "topic " + partition_->topic().name + " partition " +
+                                        std::to_string(partition_->index()) + ", segment " +
+                                        segment_->path() + ", position " + std::to_string(frame_pos_) +
+                                        ", offset " + std::to_string(next_offset_) + ": " + what};
+  // relaxed: a statistic.
+  partition_->control().corrupt_frames.fetch_add(1, std::memory_order_relaxed);
+  return Step::kCorrupt;
+}
+
+PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_position) {
+  const uint64_t next_base = next_offset_;
+  auto next = partition_->segment(next_base);
+  if (!next && next.error().code == Errc::kNotFound) {
+    // A later segment exists (this one was lost or set aside): jump to it.
+    if (auto bases = partition_->segment_bases()) {
+      auto it = std::upper_bound(bases->begin(), bases->end(), next_base);
+      if (it != bases->end()) {
+        auto later = partition_->segment(*it);
+        if (later) {
+          Step s = corrupt("segment " + std::to_string(next_base) + " is missing; offsets " +
+                           std::to_string(next_base) + ".." + std::to_string(*it - 1) + " are lost");
+          // Position past the gap so that skip_corrupt() can move on.
+          (void)s;
+          return Step::kCorrupt;
+        }
+      }
+    }
+    next = partition_->next_segment(*segment_, eos_position, static_cast<uint32_t>(next_base - segment_->base_offset()));
+  }
+  if (!next) return Step::kEmpty;
+  segment_ = std::move(*next);
+  frame_pos_ = 0;
+  frame_len_ = 0;
+  frame_count_ = 0;
+  return Step::kRecord;  // "continue": the caller loops
+}
+
+PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
+  if (!segment_) {
+    if (auto ok = seek(next_offset_); !ok)
+      return ok.error().code == Errc::kOffsetOutOfRange ? Step::kOutOfRange : Step::kEmpty;
+  }
+  for (;;) {
+    if (frame_count_ != 0) {  // inside a committed frame
+      uint32_t padded;
+      const uint32_t frame_end = frame_pos_ + frame_len_;
+      DecodeStatus st = decode_record(segment_->data() + rec_pos_, frame_end - rec_pos_, seed_,
+                                      rec_index_, verify_, out, &padded);
+      if (st != DecodeStatus::kOk) return corrupt(decode_status_text(st));
+      const FrameHeader* f = segment_->frame(frame_pos_);
+      out->partition = partition_->index();
+      out->offset = next_offset_;
+      out->producer_id = f->producer_id;
+      out->producer_epoch = f->producer_epoch;
+      out->attributes = f->attributes;
+      out->sequence = f->base_sequence + rec_index_;
+      out->position = segment_->base_position() + frame_pos_;
+      rec_pos_ += padded;
+      ++next_offset_;
+      if (++rec_index_ == frame_count_) {
+        if (rec_pos_ > frame_end) return corrupt("records overrun their frame");
+        leave_frame();
+      }
+      return Step::kRecord;
+    }
+    if (static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes > segment_->capacity()) {
+      Step s = enter_segment_after_eos(frame_pos_);
+      if (s != Step::kRecord) return s;
+      continue;
+    }
+    // acquire: pairs with the writer's publishing CAS/store of the word; the
+    // frame's bytes written before it are visible once we see COMMITTED.
+    const uint64_t w = segment_->word(frame_pos_).load(std::memory_order_acquire);
+    if (w == 0) return Step::kEmpty;
+    const ClaimState state = claim_state(w);
+    if (state == kEndOfSegment) {
+      Step s = enter_segment_after_eos(frame_pos_);
+      if (s != Step::kRecord) return s;
+      continue;
+    }
+    const uint32_t len = claim_length(w);
+    const uint32_t count = claim_count(w);
+    if (len < kFrameHeaderBytes || static_cast<uint64_t>(frame_pos_) + len > segment_->capacity() ||
+        count == 0 || state > kAborted)
+      return corrupt("invalid frame word");
+    if (state == kClaimed) {
+      if (!partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) return Step::kPending;
+      continue;  // repaired (or committed meanwhile): read the word again
+    }
+    if (state == kAborted) {
+      next_offset_ += count;
+      frame_len_ = len;
+      leave_frame();
+      continue;
+    }
+    const FrameHeader* f = segment_->frame(frame_pos_);
+    if (f->base_offset != next_offset_)
+      return corrupt("frame holds offset " + std::to_string(f->base_offset) + ", expected " +
+                     std::to_string(next_offset_));
+    frame_len_ = len;
+    frame_count_ = count;
+    rec_pos_ = frame_pos_ + kFrameHeaderBytes;
+    rec_index_ = 0;
+    seed_ = verify_ ? frame_seed(f) : 0;
+  }
+}
+
+uint64_t PartitionCursor::skip_corrupt() {
+  if (!segment_) return 0;
+  const uint64_t from = next_offset_;
+  const bool word_in_bounds = static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes <= segment_->capacity();
+  const uint64_t w = word_in_bounds ? segment_->word(frame_pos_).load(std::memory_order_acquire) : 0;
+  const uint32_t len = claim_length(w);
+  if (frame_count_ != 0 || (len >= kFrameHeaderBytes && static_cast<uint64_t>(frame_pos_) + len <= segment_->capacity() &&
+                            claim_count(w) > 0 && claim_state(w) <= kAborted && claim_state(w) >= kClaimed)) {
+    // The frame's word is sane: skip the whole frame.
+    const uint64_t frame_first = next_offset_ - rec_index_;
+    next_offset_ = frame_first + claim_count(w);
+    frame_len_ = len;
+    leave_frame();
+    return next_offset_ - from;
+  }
+  // The word itself is damaged: resynchronise at the next index slot past it.
+  for (uint64_t k = frame_pos_ / segment_->index_interval() + 1; k < segment_->slot_count(); ++k) {
+    const IndexSlot& s = segment_->slot(k);
+    const uint32_t v = s.rel_offset_plus_1.load(std::memory_order_acquire);
+    if (v != 0 && s.position > frame_pos_ && segment_->base_offset() + v - 1 >= next_offset_) {
+      frame_pos_ = s.position;
+      frame_len_ = 0;
+      frame_count_ = 0;
+      next_offset_ = segment_->base_offset() + v - 1;
+      return next_offset_ - from;
+    }
+  }
+  // Nothing indexed after it: try the next segment.
+  if (auto bases = partition_->segment_bases()) {
+    auto it = std::upper_bound(bases->begin(), bases->end(), segment_->base_offset());
+    if (it != bases->end()) {
+      if (auto later = partition_->segment(*it)) {
+        segment_ = std::move(*later);
+        frame_pos_ = frame_len_ = frame_count_ = 0;
+        next_offset_ = segment_->base_offset();
+        return next_offset_ - from;
+      }
+    }
+  }
+  return 0;
+}
+
+Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position, uint64_t frame_offset,
+                                uint64_t offset) {
+  segment_ = std::move(seg);
+  frame_pos_ = position;
+  frame_len_ = frame_count_ = rec_index_ = 0;
+  next_offset_ = frame_offset;
+  while (next_offset_ < offset) {
+    if (static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes > segment_->capacity()) break;
+    const uint64_t w = segment_->word(frame_pos_).load(std::memory_order_acquire);
+    if (w == 0 || claim_state(w) == kEndOfSegment) break;
+    const uint32_t len = claim_length(w);
+    const uint32_t count = claim_count(w);
+    if (len < kFrameHeaderBytes || static_cast<uint64_t>(frame_pos_) + len > segment_->capacity()) break;
+    if (next_offset_ + count > offset) {
+      if (claim_state(w) != kCommitted) break;  // land on the frame; next() handles it
+      // Inside a committed batch: step over its first records.
+      const FrameHeader* f = segment_->frame(frame_pos_);
+      frame_len_ = len;
+      frame_count_ = count;
+      rec_pos_ = frame_pos_ + kFrameHeaderBytes;
+      seed_ = verify_ ? frame_seed(f) : 0;
+      while (next_offset_ < offset) {
+        RecordView v;
+        uint32_t padded;
+        if (decode_record(segment_->data() + rec_pos_, frame_pos_ + len - rec_pos_, seed_, rec_index_,
+                          false, &v, &padded) != DecodeStatus::kOk)
+          return make_error(Errc::kCorruption, "cannot seek inside a damaged frame in " + segment_->path());
+        rec_pos_ += padded;
+        ++rec_index_;
+        ++next_offset_;
+      }
+      return {};
+    }
+    frame_pos_ += len;
+    next_offset_ += count;
+  }
+  return {};
+}
+
+Status PartitionCursor::seek(uint64_t offset) {
+  const uint64_t start = partition_->start_offset();
+  if (offset < start)
+    return make_error(Errc::kOffsetOutOfRange, "offset " + std::to_string(offset) + " of partition " +
+                                                   std::to_string(partition_->index()) +
+                                                   " was removed by retention (log starts at " +
+                                                   std::to_string(start) + ")");
+  auto bases = partition_->segment_bases();
+  if (!bases) return std::unexpected(bases.error());
+  if (bases->empty()) {
+    auto seg = partition_->newest_segment();
+    if (!seg) return std::unexpected(seg.error());
+    return walk_to(*seg, 0, (*seg)->base_offset(), offset);
+  }
+  auto it = std::upper_bound(bases->begin(), bases->end(), offset);
+  if (it != bases->begin()) --it;
+  for (; it != bases->end(); ++it) {
+    auto seg = partition_->segment(*it);
+    if (!seg) continue;  // deleted by retention meanwhile
+    auto [pos, rel] = (*seg)->index_lookup(static_cast<uint32_t>(std::min<uint64_t>(offset - std::min(offset, *it), UINT32_MAX)));
+    if (offset < *it) pos = 0, rel = 0;
+    return walk_to(*seg, pos, *it + rel, offset);
+  }
+  return make_error(Errc::kOffsetOutOfRange, "no segment holds offset " + std::to_string(offset));
+}
+
+Status PartitionCursor::seek_to_end() { return seek(partition_->end_offset()); }
+
+Status PartitionCursor::seek_to_time(int64_t unix_ns) {
+  auto bases = partition_->segment_bases();
+  if (!bases) return std::unexpected(bases.error());
+  // The first segment whose index reaches unix_ns; failing that, the last
+  // indexed frame of the newest segment. Index slots hold the timestamp of a
+  // frame's first record only, so the walk starts one slot early.
+  std::shared_ptr<Segment> from;
+  uint32_t pos = 0, rel = 0;
+  for (uint64_t base : *bases) {
+    auto seg = partition_->segment(base);
+    if (!seg) continue;
+    from = *seg;
+    if ((*seg)->index_lookup_time(unix_ns, &pos, &rel)) break;
+  }
+  if (!from) return seek_to_end();
+  if (auto ok = walk_to(from, pos, from->base_offset() + rel, from->base_offset() + rel); !ok) return ok;
+  const bool saved_verify = verify_;
+  verify_ = false;
+  for (;;) {
+    PartitionCursor before = *this;
+    RecordView v;
+    const Step s = next(&v);
+    if (s != Step::kRecord || v.timestamp_ns >= unix_ns) {
+      *this = before;
+      break;
+    }
+  }
+  verify_ = saved_verify;
+  return {};
+}
+
+}  // namespace sluice

@@ -1,0 +1,68 @@
+// A reader's position in one partition and the frame-walking read loop.
+// Lock-free and, in steady state, free of system calls: it loads a claim word
+// with acquire, and on COMMITTED decodes records in place.
+#pragma once
+
+#include <sluice/record.h>
+#include <sluice/status.h>
+
+#include <memory>
+
+#include "partition.h"
+#include "segment.h"
+
+namespace sluice {
+
+class PartitionCursor {
+ public:
+  PartitionCursor(Partition& partition, bool verify_checksums)
+      : partition_(&partition), verify_(verify_checksums) {}
+
+  enum class Step : uint8_t {
+    kRecord,     // *out holds the next record
+    kEmpty,      // nothing committed past the position yet
+    kPending,    // the next frame is claimed and not yet committed
+    kCorrupt,    // the next frame failed validation; see error()
+    kOutOfRange, // the position is below the log start (retention)
+  };
+  Step next(RecordView* out) noexcept;
+
+  // Positions the cursor at `offset` (clamped to the end). kOffsetOutOfRange
+  // below the log start.
+  Status seek(uint64_t offset);
+  Status seek_to_end();
+  // The first record with timestamp >= unix_ns, or the end.
+  Status seek_to_time(int64_t unix_ns);
+
+  // Skips the frame that failed validation; returns how many offsets were
+  // skipped (0 if it could not resynchronise).
+  uint64_t skip_corrupt();
+
+  uint64_t next_offset() const noexcept { return next_offset_; }
+  uint64_t position() const noexcept;  // logical byte position of the next frame
+  bool positioned() const noexcept { return segment_ != nullptr; }
+  const Error& error() const noexcept { return error_; }
+  Partition& partition() const noexcept { return *partition_; }
+
+ private:
+  Partition* partition_;
+  bool verify_;
+  std::shared_ptr<Segment> segment_;
+  uint32_t frame_pos_ = 0;   // start of the current frame in segment_
+  uint32_t frame_len_ = 0;
+  uint32_t frame_count_ = 0; // 0: not inside a frame
+  uint32_t rec_pos_ = 0;
+  uint32_t rec_index_ = 0;
+  uint64_t seed_ = 0;
+  uint64_t next_offset_ = 0;
+  StallTracker stall_;
+  Error error_{Errc::kCorruption, ""};
+
+  Step enter_segment_after_eos(uint32_t eos_position);
+  Step corrupt(std::string what);
+  // Walks to `offset` from a frame at (position, first offset) in `seg`.
+  Status walk_to(std::shared_ptr<Segment> seg, uint32_t position, uint64_t frame_offset, uint64_t offset);
+  void leave_frame() noexcept;
+};
+
+}  // namespace sluice

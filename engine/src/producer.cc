@@ -1,0 +1,337 @@
+#include <sluice/producer.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "admin.h"
+#include "group_offsets.h"
+#include "producer_state.h"
+#include "record_codec.h"
+
+namespace sluice {
+
+using namespace format;
+
+namespace {
+// An exclusive writer announces its dirty bound this far ahead at a time, so
+// the announcement costs one store per 64 KiB, not one per record.
+constexpr uint32_t kDirtyAhead = 64u << 10;
+}  // namespace
+
+ProducerState::~ProducerState() {
+  for (size_t p = 0; p < writers.size(); ++p) {
+    Writer& w = writers[p];
+    if (!w.ready || !options.exclusive) continue;
+    // Clean close of an exclusive writer: nothing past the tail to clean.
+    topic->partitions[p]->control().exclusive_dirty_end.store(0, std::memory_order_release);
+  }
+}
+
+SendStatus ProducerState::writer(uint32_t partition, Writer** out) {
+  Writer& w = writers[partition];
+  if (!w.ready) {
+    Partition& part = *topic->partitions[partition];
+    auto lock = part.lock_writer(options.exclusive);
+    if (!lock) return fail(lock.error().code == Errc::kBusy ? SendStatus::kBusy : SendStatus::kError, lock.error());
+    w.lock = std::move(*lock);
+    auto seg = part.newest_segment();
+    if (!seg) return fail(SendStatus::kError, seg.error());
+    w.segment = std::move(*seg);
+    if (options.exclusive) {
+      // Walk to the real end: the last writer may have sealed this segment.
+      for (;;) {
+        SegmentEnd e = w.segment->find_end();
+        if (e.position == UINT32_MAX)
+          return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame in " + w.segment->path()});
+        if (!e.sealed) {
+          w.tail_position = e.position;
+          w.tail_count = e.count;
+          break;
+        }
+        auto next = part.next_segment(*w.segment, e.position, e.count);
+        if (!next) return fail(SendStatus::kError, next.error());
+        w.segment = std::move(*next);
+      }
+    }
+    w.ready = true;
+  }
+  *out = &w;
+  return SendStatus::kOk;
+}
+
+uint32_t ProducerState::choose_partition(std::string_view key, std::optional<uint32_t> explicit_partition) {
+  const uint32_t n = topic->options.partitions;
+  if (explicit_partition) return *explicit_partition;
+  if (!key.empty()) return static_cast<uint32_t>(key_hash(key) % n);
+  if (keyless_left == 0) {
+    keyless_partition = (keyless_partition + 1) % n;
+    keyless_left = options.keyless == KeylessPartitioning::kSticky ? options.sticky_records : 1;
+  }
+  --keyless_left;
+  return keyless_partition;
+}
+
+SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame_length) {
+  Partition& part = *topic->partitions[partition];
+  auto& limit = part.control().back_pressure_limit;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(options.back_pressure_timeout_ns);
+  for (;;) {
+    const uint64_t end = part.end_position() + frame_length;
+    // relaxed: a cached bound, recomputed below whenever it says stop.
+    if (end <= limit.load(std::memory_order_relaxed)) return SendStatus::kOk;
+    auto min = min_committed_offset(*topic, partition);
+    if (!min) return fail(SendStatus::kError, min.error());
+    uint64_t bound = UINT64_MAX;
+    if (*min != kNoCommit) {
+      auto pos = admin::position_of_offset(part, std::max(*min, part.start_offset()));
+      if (!pos) return fail(SendStatus::kError, pos.error());
+      bound = *pos + static_cast<uint64_t>(topic->options.retention_bytes);
+    }
+    limit.store(bound, std::memory_order_relaxed);
+    if (end <= bound) return SendStatus::kOk;
+    if (std::chrono::steady_clock::now() >= deadline) return SendStatus::kBackPressured;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
+                                  Partition::Reservation* out) {
+  if (partition >= topic->options.partitions)
+    return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "partition " + std::to_string(partition) +
+                                                                     " out of range for topic " + topic->name});
+  if (frame_length > topic->options.segment_bytes)
+    return fail(SendStatus::kTooLarge,
+                Error{Errc::kTooLarge, "a frame of " + std::to_string(frame_length) +
+                                           " bytes does not fit in a segment of " +
+                                           std::to_string(topic->options.segment_bytes) + " bytes"});
+  Writer* w;
+  if (SendStatus s = writer(partition, &w); s != SendStatus::kOk) return s;
+  if (topic->options.retention_mode == RetentionMode::kBackPressure)
+    if (SendStatus s = check_back_pressure(partition, frame_length); s != SendStatus::kOk) return s;
+  Partition& part = *topic->partitions[partition];
+  if (!options.exclusive) {
+    Error err{Errc::kIoError, ""};
+    SendStatus s = part.claim(frame_length, count, owner, &w->segment, out, &err);
+    if (s != SendStatus::kOk) return fail(s, std::move(err));
+  } else {
+    if (static_cast<uint64_t>(w->tail_position) + frame_length > w->segment->capacity()) {
+      // Seal with END_OF_SEGMENT unless not even a frame header fits.
+      if (static_cast<uint64_t>(w->tail_position) + kFrameHeaderBytes <= w->segment->capacity())
+        w->segment->word(w->tail_position).store(make_claim_word(kEndOfSegment, 0, 0, owner), std::memory_order_release);
+      auto next = part.next_segment(*w->segment, w->tail_position, w->tail_count);
+      if (!next) return fail(SendStatus::kError, next.error());
+      w->segment = std::move(*next);
+      w->tail_position = 0;
+      w->tail_count = 0;
+      w->dirty_end = 0;
+      if (topic->options.retention_bytes >= 0 || topic->options.retention_ms >= 0)
+        (void)part.enforce_retention(bus->clock->now_ns());
+    }
+    const uint32_t end = w->tail_position + frame_length;
+    if (end > w->dirty_end) {
+      // Announce how far we may write before writing there, so that whoever
+      // takes the partition after our death can zero it (see topic_format.h).
+      // Cross-process ordering of this store before the frame's bytes: x86
+      // stores become visible in program order, and a killed process's
+      // executed stores are not lost; elsewhere a full fence orders them.
+      w->dirty_end = std::min<uint64_t>(w->segment->capacity(), uint64_t{end} + kDirtyAhead);
+      part.control().exclusive_dirty_base.store(w->segment->base_offset(), std::memory_order_relaxed);
+      part.control().exclusive_dirty_end.store(w->dirty_end, std::memory_order_release);
+#if !defined(__x86_64__)
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+    }
+    out->segment = w->segment;
+    out->position = w->tail_position;
+    out->offset = w->segment->base_offset() + w->tail_count;
+    w->tail_position = end;
+    w->tail_count += count;
+  }
+  FrameHeader* f = out->segment->frame(out->position);
+  f->base_offset = out->offset;
+  f->producer_id = 0;
+  f->producer_epoch = 0;
+  f->attributes = options.exclusive ? kAttrExclusiveWriter : 0;
+  f->base_sequence = 0;
+  return SendStatus::kOk;
+}
+
+SendStatus ProducerState::publish(uint32_t partition, const Partition::Reservation& r, uint32_t frame_length,
+                                  uint32_t count, int64_t first_timestamp_ns) {
+  Segment& seg = *r.segment;
+  FrameHeader* f = seg.frame(r.position);
+  const uint64_t seed = frame_seed(f);
+  std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
+  for (uint32_t i = 0; i < count; ++i) {
+    seal_record(rec, seed, i);
+    uint32_t len;
+    std::memcpy(&len, rec, sizeof len);
+    rec += align_up(len);
+  }
+  seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
+  Partition& part = *topic->partitions[partition];
+  const uint64_t committed = make_claim_word(kCommitted, frame_length, count, owner);
+  if (options.exclusive) {
+    // seq_cst: publishes the frame (release half: pairs with the reader's
+    // acquire load of the word) and orders it before notify()'s load of
+    // `parked` (the wake-up handshake in ipc/wait_strategy.h).
+    f->claim.store(committed, std::memory_order_seq_cst);
+    seg.advance_hint(r.position + frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count);
+  } else {
+    uint64_t expected = make_claim_word(kClaimed, frame_length, count, owner);
+    // seq_cst: as above; a failure means a repairer aborted our stalled claim.
+    if (!f->claim.compare_exchange_strong(expected, committed, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed))
+      return fail(SendStatus::kAborted, Error{Errc::kAborted, "claim at offset " + std::to_string(r.offset) +
+                                                                  " was aborted as stalled before its commit"});
+  }
+  ipc::notify(topic->control().wakeup);
+  (void)part;
+  return SendStatus::kOk;
+}
+
+Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+Producer::~Producer() = default;
+
+uint32_t Producer::partition_for_key(std::string_view key) const noexcept {
+  return static_cast<uint32_t>(key_hash(key) % state_->topic->options.partitions);
+}
+uint32_t Producer::partition_count() const noexcept { return state_->topic->options.partitions; }
+const Error& Producer::last_error() const noexcept { return state_->last_error; }
+
+namespace {
+// Size of one record in a frame, or 0 if it cannot be encoded.
+uint64_t padded_record_size(const Message& m) {
+  const uint64_t hb = headers_block_bytes(m.headers);
+  if (hb == UINT64_MAX) return 0;
+  return (record_size(m.key, hb, m.value.size()) + kFrameAlign - 1) & ~uint64_t{kFrameAlign - 1};
+}
+}  // namespace
+
+SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) noexcept {
+  return send_batch(std::span<const Message>(&m, 1), partition);
+}
+
+SendResult Producer::send_batch(std::span<const Message> batch, std::optional<uint32_t> partition) noexcept {
+  ProducerState& s = *state_;
+  SendResult result;
+  if (batch.empty() || batch.size() > kMaxRecordsPerFrame) {
+    result.status = s.fail(SendStatus::kError, Error{Errc::kInvalidArgument, "a batch holds 1 to 65535 records"});
+    return result;
+  }
+  uint64_t frame = kFrameHeaderBytes;
+  for (const Message& m : batch) {
+    const uint64_t r = padded_record_size(m);
+    if (r == 0 || r > UINT32_MAX) {
+      result.status = s.fail(SendStatus::kTooLarge, Error{Errc::kTooLarge, "record too large for the format"});
+      return result;
+    }
+    frame += r;
+  }
+  if (frame > UINT32_MAX) {
+    result.status = s.fail(SendStatus::kTooLarge, Error{Errc::kTooLarge, "batch too large for one frame"});
+    return result;
+  }
+  const uint32_t p = s.choose_partition(batch[0].key, partition);
+  result.partition = p;
+  Partition::Reservation r;
+  const uint32_t count = static_cast<uint32_t>(batch.size());
+  result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r);
+  if (result.status != SendStatus::kOk) return result;
+  const int64_t now = s.bus->clock->now_ns();
+  std::byte* rec = r.segment->data() + r.position + kFrameHeaderBytes;
+  int64_t first_ts = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const Message& m = batch[i];
+    const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : now;
+    if (i == 0) first_ts = ts;
+    const uint64_t hb = headers_block_bytes(m.headers);
+    encode_record(rec, m.key, m.headers, hb, m.value.data(), static_cast<uint32_t>(m.value.size()), ts);
+    rec += padded_record_size(m);
+  }
+  result.offset = r.offset;
+  result.status = s.publish(p, r, static_cast<uint32_t>(frame), count, first_ts);
+  return result;
+}
+
+SendStatus Producer::try_claim(const ClaimSpec& spec, Claim& out) noexcept {
+  ProducerState& s = *state_;
+  out.abort();
+  const uint64_t hb = headers_block_bytes(spec.headers);
+  const uint64_t rec = hb == UINT64_MAX ? UINT64_MAX : record_size(spec.key, hb, spec.value_bytes);
+  if (rec >= UINT32_MAX - kFrameHeaderBytes - kFrameAlign)
+    return s.fail(SendStatus::kTooLarge, Error{Errc::kTooLarge, "record too large for the format"});
+  const uint32_t frame = kFrameHeaderBytes + align_up(static_cast<uint32_t>(rec));
+  const uint32_t p = s.choose_partition(spec.key, spec.partition);
+  Partition::Reservation r;
+  if (SendStatus st = s.reserve(p, frame, 1, &r); st != SendStatus::kOk) return st;
+  const int64_t ts = spec.timestamp_ns != 0 ? spec.timestamp_ns : s.bus->clock->now_ns();
+  std::byte* value = encode_record(r.segment->data() + r.position + kFrameHeaderBytes, spec.key, spec.headers, hb,
+                                   nullptr, spec.value_bytes, ts);
+  out.keep_alive_ = r.segment;
+  out.frame_ = r.segment->data() + r.position;
+  out.value_ = std::span<std::byte>(value, spec.value_bytes);
+  out.partition_ = p;
+  out.offset_ = r.offset;
+  out.producer_ = state_.get();
+  return SendStatus::kOk;
+}
+
+Claim::Claim(Claim&& o) noexcept
+    : keep_alive_(std::move(o.keep_alive_)), frame_(o.frame_), value_(o.value_), partition_(o.partition_),
+      offset_(o.offset_), producer_(o.producer_) {
+  o.frame_ = nullptr;
+}
+Claim& Claim::operator=(Claim&& o) noexcept {
+  if (this != &o) {
+    abort();
+    keep_alive_ = std::move(o.keep_alive_);
+    frame_ = o.frame_;
+    value_ = o.value_;
+    partition_ = o.partition_;
+    offset_ = o.offset_;
+    producer_ = o.producer_;
+    o.frame_ = nullptr;
+  }
+  return *this;
+}
+Claim::~Claim() { abort(); }
+
+SendStatus Claim::commit() noexcept {
+  if (frame_ == nullptr) return SendStatus::kError;
+  auto seg = std::static_pointer_cast<Segment>(keep_alive_);
+  Partition::Reservation r{seg, static_cast<uint32_t>(frame_ - seg->data()), offset_};
+  RecordHeader h;
+  std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
+  const uint32_t frame = kFrameHeaderBytes + align_up(h.length);
+  SendStatus st = producer_->publish(partition_, r, frame, 1, h.timestamp_ns);
+  frame_ = nullptr;
+  keep_alive_.reset();
+  return st;
+}
+
+void Claim::abort() noexcept {
+  if (frame_ == nullptr) return;
+  auto seg = std::static_pointer_cast<Segment>(keep_alive_);
+  const uint32_t pos = static_cast<uint32_t>(frame_ - seg->data());
+  RecordHeader h;
+  std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
+  const uint32_t frame = kFrameHeaderBytes + align_up(h.length);
+  const uint64_t aborted = make_claim_word(kAborted, frame, 1, producer_->owner);
+  auto& word = seg->word(pos);
+  if (producer_->options.exclusive) {
+    word.store(aborted, std::memory_order_seq_cst);
+    seg->advance_hint(pos + frame, static_cast<uint32_t>(offset_ - seg->base_offset()) + 1);
+  } else {
+    uint64_t expected = make_claim_word(kClaimed, frame, 1, producer_->owner);
+    word.compare_exchange_strong(expected, aborted, std::memory_order_seq_cst, std::memory_order_relaxed);
+  }
+  ipc::notify(producer_->topic->control().wakeup);
+  frame_ = nullptr;
+  keep_alive_.reset();
+}
+
+}  // namespace sluice

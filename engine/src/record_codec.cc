@@ -1,0 +1,112 @@
+#include "record_codec.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+namespace sluice {
+
+using namespace format;
+
+uint64_t frame_seed(const FrameHeader* frame) noexcept {
+  return XXH3_64bits(reinterpret_cast<const std::byte*>(frame) + 8, kFrameHeaderBytes - 8);
+}
+
+uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) noexcept {
+  uint32_t length;
+  std::memcpy(&length, rec, sizeof length);
+  return XXH3_64bits_withSeed(rec + kChecksumCoverageStart, length - kChecksumCoverageStart,
+                              seed + index);
+}
+
+uint64_t key_hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
+
+uint64_t headers_block_bytes(std::span<const Header> headers) noexcept {
+  if (headers.size() > UINT16_MAX) return UINT64_MAX;
+  uint64_t n = 0;
+  for (const Header& h : headers) {
+    if (h.name.size() > UINT32_MAX || h.value.size() > UINT32_MAX) return UINT64_MAX;
+    n += kHeaderEntryBytes + h.name.size() + h.value.size();
+  }
+  return n;
+}
+
+std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
+                         uint64_t headers_bytes, const char* value, uint32_t value_bytes,
+                         int64_t timestamp_ns) noexcept {
+  RecordHeader h;
+  h.length = static_cast<uint32_t>(record_size(key, headers_bytes, value_bytes));
+  h.flags = 0;
+  h.header_count = static_cast<uint16_t>(headers.size());
+  h.checksum = 0;
+  h.timestamp_ns = timestamp_ns;
+  h.key_length = static_cast<uint32_t>(key.size());
+  h.headers_length = static_cast<uint32_t>(headers_bytes);
+  std::memcpy(rec, &h, sizeof h);
+  std::byte* p = rec + kRecordHeaderBytes;
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  p += key.size();
+  for (const Header& hd : headers) {
+    const uint32_t nl = static_cast<uint32_t>(hd.name.size());
+    const uint32_t vl = static_cast<uint32_t>(hd.value.size());
+    std::memcpy(p, &nl, 4);
+    std::memcpy(p + 4, &vl, 4);
+    if (nl) std::memcpy(p + 8, hd.name.data(), nl);
+    if (vl) std::memcpy(p + 8 + nl, hd.value.data(), vl);
+    p += 8 + nl + vl;
+  }
+  if (value != nullptr && value_bytes > 0) std::memcpy(p, value, value_bytes);
+  return p;
+}
+
+void seal_record(std::byte* rec, uint64_t seed, uint32_t index) noexcept {
+  const uint64_t sum = record_checksum(rec, seed, index);
+  std::memcpy(rec + offsetof(RecordHeader, checksum), &sum, sizeof sum);
+}
+
+DecodeStatus decode_record(const std::byte* rec, uint32_t available, uint64_t seed, uint32_t index,
+                           bool verify, RecordView* out, uint32_t* padded_length) noexcept {
+  if (available < kRecordHeaderBytes) return DecodeStatus::kBadLength;
+  RecordHeader h;
+  std::memcpy(&h, rec, sizeof h);
+  if (h.length < kRecordHeaderBytes || h.length > available) return DecodeStatus::kBadLength;
+  const uint64_t body = static_cast<uint64_t>(h.key_length) + h.headers_length;
+  if (body > h.length - kRecordHeaderBytes) return DecodeStatus::kBadLength;
+  if (verify && record_checksum(rec, seed, index) != h.checksum) return DecodeStatus::kBadChecksum;
+  const std::byte* p = rec + kRecordHeaderBytes;
+  // Walk the headers block once so that HeadersView can trust it.
+  {
+    const std::byte* q = p + h.key_length;
+    uint64_t left = h.headers_length;
+    for (uint16_t i = 0; i < h.header_count; ++i) {
+      if (left < kHeaderEntryBytes) return DecodeStatus::kBadHeaders;
+      uint32_t nl, vl;
+      std::memcpy(&nl, q, 4);
+      std::memcpy(&vl, q + 4, 4);
+      const uint64_t e = kHeaderEntryBytes + static_cast<uint64_t>(nl) + vl;
+      if (e > left) return DecodeStatus::kBadHeaders;
+      q += e;
+      left -= e;
+    }
+    if (left != 0) return DecodeStatus::kBadHeaders;
+  }
+  out->timestamp_ns = h.timestamp_ns;
+  out->key = std::string_view(reinterpret_cast<const char*>(p), h.key_length);
+  out->headers = HeadersView(p + h.key_length, h.headers_length, h.header_count);
+  const uint32_t value_off = kRecordHeaderBytes + h.key_length + h.headers_length;
+  out->value = std::string_view(reinterpret_cast<const char*>(rec + value_off), h.length - value_off);
+  *padded_length = align_up(h.length);
+  return DecodeStatus::kOk;
+}
+
+const char* decode_status_text(DecodeStatus s) noexcept {
+  switch (s) {
+    case DecodeStatus::kOk: return "ok";
+    case DecodeStatus::kBadLength: return "record length outside its frame";
+    case DecodeStatus::kBadChecksum: return "record checksum mismatch";
+    case DecodeStatus::kBadHeaders: return "record headers block malformed";
+  }
+  return "?";
+}
+
+}  // namespace sluice

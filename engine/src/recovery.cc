@@ -1,0 +1,245 @@
+#include "recovery.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "ipc/file_header.h"
+#include "ipc/filesystem.h"
+#include "record_codec.h"
+
+namespace sluice {
+
+using namespace format;
+
+namespace {
+
+// What one frame looks like to a validating walk.
+enum class FrameCheck : uint8_t { kValid, kBadWord, kBadOffset, kBadRecords };
+
+struct FrameVerdict {
+  FrameCheck check = FrameCheck::kValid;
+  std::string what;
+};
+
+// Validates the COMMITTED frame at `pos` whose first offset should be
+// `expected_offset`: chaining, every record's bounds and checksum.
+FrameVerdict check_committed_frame(const Segment& seg, uint32_t pos, uint64_t word, uint64_t expected_offset) {
+  const FrameHeader* f = seg.frame(pos);
+  if (f->base_offset != expected_offset)
+    return {FrameCheck::kBadOffset, "frame holds offset " + std::to_string(f->base_offset) + ", expected " +
+                                        std::to_string(expected_offset)};
+  const uint64_t seed = frame_seed(f);
+  const uint32_t end = pos + claim_length(word);
+  uint32_t rec = pos + kFrameHeaderBytes;
+  for (uint32_t i = 0; i < claim_count(word); ++i) {
+    RecordView v;
+    uint32_t padded;
+    DecodeStatus st = decode_record(seg.data() + rec, end - rec, seed, i, true, &v, &padded);
+    if (st != DecodeStatus::kOk)
+      return {FrameCheck::kBadRecords, std::string(decode_status_text(st)) + " (record " + std::to_string(i) + " of frame)"};
+    rec += padded;
+  }
+  if (rec > end) return {FrameCheck::kBadRecords, "records overrun their frame"};
+  return {};
+}
+
+bool word_is_sane(const Segment& seg, uint32_t pos, uint64_t w) {
+  const uint32_t len = claim_length(w);
+  const ClaimState st = claim_state(w);
+  return st >= kClaimed && st <= kAborted && len >= kFrameHeaderBytes && claim_count(w) > 0 &&
+         static_cast<uint64_t>(pos) + len <= seg.capacity();
+}
+
+// A segment file shorter than its header says (copied or cut short): extend
+// it with zeros so that it maps whole; the scan then cuts what is torn.
+Status restore_truncated(const std::string& path, RecoveryReport& report) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno_error(errno, "cannot open " + path);
+  ipc::FileHeader h{};
+  const ssize_t n = ::pread(fd, &h, sizeof h, 0);
+  struct stat st;
+  ::fstat(fd, &st);
+  Status result;
+  if (n == sizeof h && h.magic == ipc::kFileMagic && h.kind == static_cast<uint32_t>(ipc::FileKind::kSegment) &&
+      h.file_bytes > static_cast<uint64_t>(st.st_size) && static_cast<uint64_t>(st.st_size) >= h.data_offset &&
+      h.file_bytes <= (uint64_t{1} << 31)) {
+    if (::ftruncate(fd, static_cast<off_t>(h.file_bytes)) != 0) {
+      result = errno_error(errno, "cannot restore size of " + path);
+    } else {
+      report.notes.push_back("segment " + path + " was truncated to " + std::to_string(st.st_size) +
+                             " bytes; restored to " + std::to_string(h.file_bytes) + " and scanned");
+    }
+  }
+  ::close(fd);
+  return result;
+}
+
+}  // namespace
+
+Status recover_partition(Partition& part, RecoveryReport& report) {
+  ++report.partitions;
+  auto bases = part.segment_bases();
+  if (!bases) return std::unexpected(bases.error());
+  if (bases->empty()) return {};
+  const std::string newest_path = part.dir() + "/" + segment_file_name(bases->back());
+  if (auto ok = restore_truncated(newest_path, report); !ok) return ok;
+  auto& control = part.control();
+  if (control.start_offset.load(std::memory_order_relaxed) < bases->front())
+    control.start_offset.store(bases->front(), std::memory_order_release);
+  control.newest_base.store(bases->back(), std::memory_order_release);
+
+  // Older segments: only dead writers' claims need repair (a sealed segment
+  // can still hold one). Their tails are complete, so no full scan.
+  for (size_t i = 0; i < bases->size(); ++i) {
+    auto seg = part.segment((*bases)[i]);
+    if (!seg) {
+      report.notes.push_back("segment " + part.dir() + "/" + segment_file_name((*bases)[i]) +
+                             " cannot be opened: " + seg.error().to_string());
+      continue;
+    }
+    const bool newest = i + 1 == bases->size();
+    Segment& s = **seg;
+    uint32_t pos = 0;
+    uint64_t offset = s.base_offset();
+    uint32_t last_good_end = 0;   // end of the last valid frame
+    uint32_t first_bad = UINT32_MAX;
+    while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
+      const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+      if (w == 0 || claim_state(w) == kEndOfSegment) break;
+      if (!word_is_sane(s, pos, w)) {
+        if (first_bad == UINT32_MAX) first_bad = pos;
+        break;  // cannot step over it
+      }
+      ++report.frames_checked;
+      if (claim_state(w) == kClaimed) {
+        // Everyone else is dead: this writer will never commit.
+        part.abort_claim(s, pos, w);
+        ++report.claims_aborted;
+        report.notes.push_back("aborted a dead writer's claim at offset " + std::to_string(offset) + " in " + s.path());
+        last_good_end = pos + claim_length(w);
+      } else if (claim_state(w) == kCommitted && newest) {
+        FrameVerdict v = check_committed_frame(s, pos, w, offset);
+        if (v.check == FrameCheck::kValid) {
+          last_good_end = pos + claim_length(w);
+          first_bad = UINT32_MAX;  // the bad frames before were not the tail
+        } else if (first_bad == UINT32_MAX) {
+          first_bad = pos;
+          report.notes.push_back("frame at position " + std::to_string(pos) + " of " + s.path() + ": " + v.what);
+        }
+      } else {
+        last_good_end = pos + claim_length(w);
+      }
+      offset += claim_count(w);
+      pos += claim_length(w);
+    }
+    if (!newest) continue;
+    if (first_bad != UINT32_MAX && first_bad >= last_good_end) {
+      // A torn tail: nothing valid after it. Cut it off (zero to the end, so
+      // the next claim starts clean).
+      const uint64_t cut = s.capacity() - first_bad;
+      std::memset(s.data() + first_bad, 0, cut);
+      ++report.torn_frames;
+      report.torn_bytes_zeroed += cut;
+      report.notes.push_back("cut a torn tail of " + s.path() + " at position " + std::to_string(first_bad));
+    }
+    // Rebuild the index and tail hint of the newest segment from the frames.
+    for (uint64_t k = 0; k < s.slot_count(); ++k) s.slot(k).rel_offset_plus_1.store(0, std::memory_order_relaxed);
+    s.control().tail_hint.store(0, std::memory_order_relaxed);
+    pos = 0;
+    uint32_t count = 0;
+    while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
+      const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+      if (w == 0 || claim_state(w) == kEndOfSegment || !word_is_sane(s, pos, w)) break;
+      int64_t ts = 0;
+      if (claim_state(w) == kCommitted) {
+        RecordHeader h;
+        std::memcpy(&h, s.data() + pos + kFrameHeaderBytes, sizeof h);
+        ts = h.timestamp_ns;
+      }
+      s.index_frame(pos, claim_length(w), count, ts);
+      ++report.index_slots_rebuilt;
+      count += claim_count(w);
+      pos += claim_length(w);
+    }
+    s.advance_hint(pos, count);
+  }
+  control.exclusive_dirty_end.store(0, std::memory_order_release);
+  return {};
+}
+
+Status verify_partition(Partition& part, VerifyReport& report) {
+  auto bases = part.segment_bases();
+  if (!bases) return std::unexpected(bases.error());
+  const std::string& topic = part.topic().name;
+  auto issue = [&](const std::string& seg, uint64_t pos, uint64_t off, std::string what) {
+    report.issues.push_back(VerifyIssue{topic, part.index(), seg, pos, off, std::move(what)});
+  };
+  uint64_t expected_base = UINT64_MAX;
+  for (uint64_t base : *bases) {
+    auto seg = part.segment(base);
+    if (!seg) {
+      issue(part.dir() + "/" + segment_file_name(base), 0, base, seg.error().to_string());
+      expected_base = UINT64_MAX;
+      continue;
+    }
+    Segment& s = **seg;
+    ++report.segments;
+    if (expected_base != UINT64_MAX && base != expected_base)
+      issue(s.path(), 0, base, "segment starts at offset " + std::to_string(base) + " but the previous one ended at " +
+                                   std::to_string(expected_base));
+    uint32_t pos = 0;
+    uint64_t offset = base;
+    uint32_t rel = 0;
+    bool sealed = false;
+    while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
+      const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+      if (w == 0) break;
+      if (claim_state(w) == kEndOfSegment) {
+        sealed = true;
+        break;
+      }
+      if (!word_is_sane(s, pos, w)) {
+        issue(s.path(), pos, offset, "invalid frame word; the rest of the segment is unreadable");
+        break;
+      }
+      ++report.frames;
+      if (claim_state(w) == kCommitted) {
+        FrameVerdict v = check_committed_frame(s, pos, w, offset);
+        if (v.check != FrameCheck::kValid) issue(s.path(), pos, offset, v.what);
+        else report.records += claim_count(w);
+      } else if (claim_state(w) == kAborted) {
+        ++report.aborted_frames;
+      }
+      // Index slots covered by this frame must point at it.
+      const uint32_t interval = s.index_interval();
+      for (uint64_t k = (uint64_t{pos} + interval - 1) / interval;
+           k * interval < uint64_t{pos} + claim_length(w) && k < s.slot_count(); ++k) {
+        const IndexSlot& slot = s.slot(k);
+        const uint32_t v = slot.rel_offset_plus_1.load(std::memory_order_acquire);
+        if (v != 0 && (v - 1 != rel || slot.position != pos))
+          issue(s.path(), pos, offset, "index slot " + std::to_string(k) + " points at offset " +
+                                           std::to_string(base + v - 1) + " position " + std::to_string(slot.position));
+      }
+      report.bytes += claim_length(w);
+      offset += claim_count(w);
+      rel += claim_count(w);
+      pos += claim_length(w);
+    }
+    if (static_cast<uint64_t>(pos) + kFrameHeaderBytes > s.capacity()) sealed = true;
+    // Slots past the end must be empty.
+    const uint32_t interval = s.index_interval();
+    for (uint64_t k = (uint64_t{pos} + interval - 1) / interval; k < s.slot_count(); ++k) {
+      if (s.slot(k).rel_offset_plus_1.load(std::memory_order_acquire) != 0) {
+        issue(s.path(), pos, offset, "index slot " + std::to_string(k) + " points past the last frame");
+        break;
+      }
+    }
+    expected_base = sealed ? offset : UINT64_MAX;
+  }
+  return {};
+}
+
+}  // namespace sluice

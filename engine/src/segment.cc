@@ -1,0 +1,220 @@
+#include "segment.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "ipc/filesystem.h"
+
+namespace sluice {
+
+using namespace format;
+
+std::string segment_file_name(uint64_t base_offset) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020" PRIu64 ".seg", base_offset);
+  return buf;
+}
+
+bool parse_segment_file_name(const std::string& name, uint64_t* base_offset) {
+  if (name.size() != 24 || name.compare(20, 4, ".seg") != 0) return false;
+  uint64_t v = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    uint64_t d = static_cast<uint64_t>(name[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *base_offset = v;
+  return true;
+}
+
+Result<std::shared_ptr<Segment>> Segment::from_file(ipc::MappedFile file) {
+  auto ok = ipc::validate_file_header(file.data(), file.size(), ipc::FileKind::kSegment,
+                                      sizeof(SegmentParams), file.path());
+  if (!ok) return std::unexpected(ok.error());
+  const auto& p = ipc::file_params<SegmentParams>(file.data());
+  const auto& h = *reinterpret_cast<const ipc::FileHeader*>(file.data());
+  if (p.index_interval_bytes < 64 || p.data_bytes == 0 || p.data_bytes % kFrameAlign != 0 ||
+      h.data_offset != data_offset_for(p.data_bytes, p.index_interval_bytes) ||
+      h.data_offset + static_cast<uint64_t>(p.data_bytes) != file.size())
+    return make_error(Errc::kCorruption, "segment " + file.path() + " has inconsistent sizes");
+  auto seg = std::shared_ptr<Segment>(new Segment());
+  seg->params_ = p;
+  seg->data_ = file.data() + h.data_offset;
+  seg->slot_count_ = index_slot_count(p.data_bytes, p.index_interval_bytes);
+  seg->file_ = std::move(file);
+  return seg;
+}
+
+Result<std::shared_ptr<Segment>> Segment::create(const std::string& path,
+                                                 const SegmentParams& params,
+                                                 const ipc::MapOptions& map) {
+  if (ipc::path_exists(path)) return open(path, map);
+  const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
+  const uint64_t bytes = data_offset + params.data_bytes;
+  auto file = ipc::MappedFile::create_temp(path, bytes, map);
+  if (!file) return std::unexpected(file.error());
+  ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset),
+                         bytes, &params, sizeof params);
+  auto published = file->publish();
+  if (!published) return std::unexpected(published.error());
+  if (!*published) return open(path, map);  // another process created it first
+  return from_file(std::move(*file));
+}
+
+Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ipc::MapOptions& map) {
+  auto file = ipc::MappedFile::open(path, map);
+  if (!file) return std::unexpected(file.error());
+  return from_file(std::move(*file));
+}
+
+// The claim walk. Cases at the word under `pos`:
+//   1. 0 and the frame fits: CAS 0 -> CLAIMED. Won: done. Lost: the word now
+//      holds another writer's claim; continue as in 3.
+//   2. 0 and the frame does not fit: CAS 0 -> END_OF_SEGMENT (sealing), or
+//      find that someone else sealed or claimed it first.
+//   3. a claim (any state but END_OF_SEGMENT): step over it.
+//   4. END_OF_SEGMENT, or no room left for even a claim word: sealed.
+Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+                                         uint32_t* position, uint32_t* count_before) noexcept {
+  // acquire: pairs with the release CAS in advance_hint(); the frames before
+  // the hint are claimed, so their words are non-zero for this walk.
+  const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
+  uint32_t pos = tail_position(hint);
+  uint32_t idx = tail_count(hint);
+  const uint64_t desired = make_claim_word(kClaimed, frame_length, count, owner);
+  for (;;) {
+    if (static_cast<uint64_t>(pos) + kFrameHeaderBytes > capacity()) {  // case 4
+      *position = pos;
+      *count_before = idx;
+      return ClaimOutcome::kSealed;
+    }
+    auto& w = word(pos);
+    // acquire: a non-zero word read here was CASed by another writer; we only
+    // use its length and count, which that CAS wrote.
+    uint64_t cur = w.load(std::memory_order_acquire);
+    if (cur == 0) {
+      const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
+                        static_cast<uint64_t>(idx) + count <= UINT32_MAX;
+      const uint64_t next = fits ? desired : make_claim_word(kEndOfSegment, 0, 0, owner);
+      // acq_rel on success: the claim is ordered before our writes into the
+      // frame (acquire) and after the walk (release, for advance_hint users).
+      // acquire on failure: as for the load above.
+      if (w.compare_exchange_strong(cur, next, std::memory_order_acq_rel,
+                                    std::memory_order_acquire)) {
+        *position = pos;
+        *count_before = idx;
+        if (!fits) return ClaimOutcome::kSealed;  // case 2
+        advance_hint(pos + frame_length, idx + count);
+        return ClaimOutcome::kClaimed;  // case 1
+      }
+      // Lost the race: `cur` holds the winner's word; fall through.
+    }
+    if (claim_state(cur) == kEndOfSegment) {  // case 4
+      *position = pos;
+      *count_before = idx;
+      return ClaimOutcome::kSealed;
+    }
+    const uint32_t len = claim_length(cur);
+    const ClaimState st = claim_state(cur);
+    if (len < kFrameHeaderBytes || st < kClaimed || st > kAborted ||
+        static_cast<uint64_t>(pos) + len > capacity()) {
+      *position = pos;
+      *count_before = idx;
+      return ClaimOutcome::kCorrupt;
+    }
+    pos += len;  // case 3
+    idx += claim_count(cur);
+  }
+}
+
+void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
+  auto& hint = control().tail_hint;
+  uint64_t cur = hint.load(std::memory_order_relaxed);
+  const uint64_t next = pack_tail(position, count);
+  // Monotonic max. release: pairs with the acquire load in try_claim(); every
+  // frame before `position` was claimed before this store.
+  while (tail_position(cur) < position &&
+         !hint.compare_exchange_weak(cur, next, std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+  }
+}
+
+SegmentEnd Segment::find_end() const noexcept {
+  const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
+  uint32_t pos = tail_position(hint);
+  uint32_t idx = tail_count(hint);
+  for (;;) {
+    if (static_cast<uint64_t>(pos) + kFrameHeaderBytes > capacity()) return {pos, idx, true};
+    const uint64_t cur = word(pos).load(std::memory_order_acquire);
+    if (cur == 0) return {pos, idx, false};
+    if (claim_state(cur) == kEndOfSegment) return {pos, idx, true};
+    const uint32_t len = claim_length(cur);
+    if (len < kFrameHeaderBytes || static_cast<uint64_t>(pos) + len > capacity())
+      return {UINT32_MAX, idx, false};
+    pos += len;
+    idx += claim_count(cur);
+  }
+}
+
+void Segment::index_frame(uint32_t position, uint32_t length, uint32_t rel_offset,
+                          int64_t timestamp_ns) const noexcept {
+  const uint32_t interval = index_interval();
+  // Slots k with position <= k * I < position + length.
+  uint64_t first = (static_cast<uint64_t>(position) + interval - 1) / interval;
+  const uint64_t end = static_cast<uint64_t>(position) + length;
+  for (uint64_t k = first; k * interval < end && k < slot_count_; ++k) {
+    IndexSlot& s = slot(k);
+    s.position = position;
+    s.timestamp_ns = timestamp_ns;
+    // release: pairs with the acquire loads in index_lookup*(); a reader that
+    // sees the offset also sees position and timestamp.
+    s.rel_offset_plus_1.store(rel_offset + 1, std::memory_order_release);
+  }
+}
+
+std::pair<uint32_t, uint32_t> Segment::index_lookup(uint32_t rel_offset) const noexcept {
+  // Slots are filled in position order, and so in offset order; binary search
+  // over the filled ones, treating empty slots as "go left".
+  uint64_t lo = 0, hi = slot_count_;
+  std::pair<uint32_t, uint32_t> best{0, 0};
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    const IndexSlot& s = slot(mid);
+    const uint32_t v = s.rel_offset_plus_1.load(std::memory_order_acquire);
+    if (v == 0 || v - 1 > rel_offset) {
+      hi = mid;
+    } else {
+      if (s.position < capacity()) best = {s.position, v - 1};
+      lo = mid + 1;
+    }
+  }
+  return best;
+}
+
+bool Segment::index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept {
+  int64_t running_max = INT64_MIN;
+  uint32_t prev_pos = 0, prev_rel = 0;
+  for (uint64_t k = 0; k < slot_count_; ++k) {
+    const IndexSlot& s = slot(k);
+    const uint32_t v = s.rel_offset_plus_1.load(std::memory_order_acquire);
+    if (v == 0) continue;
+    running_max = std::max(running_max, s.timestamp_ns);
+    if (running_max >= ts) {
+      // The target may sit in frames between the previous slot and this one.
+      *position = prev_pos;
+      *rel_offset = prev_rel;
+      return true;
+    }
+    if (s.position < capacity()) {
+      prev_pos = s.position;
+      prev_rel = v - 1;
+    }
+  }
+  *position = prev_pos;
+  *rel_offset = prev_rel;
+  return false;
+}
+
+}  // namespace sluice

@@ -1,0 +1,93 @@
+// One segment file of a partition: its mapping, the lock-free claim walk and
+// the index slots. Layout and encodings: segment_format.h.
+#pragma once
+
+#include <sluice/status.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ipc/mapped_file.h"
+#include "segment_format.h"
+
+namespace sluice {
+
+// Where the claimed frames of a segment end, as seen by one walk.
+struct SegmentEnd {
+  uint32_t position;  // data position just past the last frame walked
+  uint32_t count;     // records before `position`
+  bool sealed;        // an END_OF_SEGMENT word (or the capacity) was reached
+};
+
+class Segment {
+ public:
+  // Creates <dir>/<base>.seg preallocated and zeroed, or opens the one another
+  // process published first. Errors: kNoSpace, kIoError, validation errors.
+  static Result<std::shared_ptr<Segment>> create(const std::string& path,
+                                                 const format::SegmentParams& params,
+                                                 const ipc::MapOptions& map);
+  static Result<std::shared_ptr<Segment>> open(const std::string& path, const ipc::MapOptions& map);
+
+  const std::string& path() const noexcept { return file_.path(); }
+  uint64_t base_offset() const noexcept { return params_.base_offset; }
+  uint64_t base_position() const noexcept { return params_.base_position; }
+  uint32_t capacity() const noexcept { return params_.data_bytes; }
+  uint32_t index_interval() const noexcept { return params_.index_interval_bytes; }
+  const format::SegmentParams& params() const noexcept { return params_; }
+  std::byte* data() const noexcept { return data_; }
+  format::SegmentControl& control() const noexcept {
+    return *reinterpret_cast<format::SegmentControl*>(file_.data() + format::kControlOffset);
+  }
+  format::FrameHeader* frame(uint32_t position) const noexcept {
+    return reinterpret_cast<format::FrameHeader*>(data_ + position);
+  }
+  std::atomic<uint64_t>& word(uint32_t position) const noexcept { return frame(position)->claim; }
+  uint64_t slot_count() const noexcept { return slot_count_; }
+  format::IndexSlot& slot(uint64_t k) const noexcept {
+    return reinterpret_cast<format::IndexSlot*>(file_.data() + format::kIndexOffset)[k];
+  }
+  const ipc::MappedFile& file() const noexcept { return file_; }
+
+  enum class ClaimOutcome : uint8_t { kClaimed, kSealed, kCorrupt };
+  // Reserves `frame_length` bytes holding `count` records for `owner`, in
+  // CLAIMED state. On kClaimed, *position and *count_before locate the frame
+  // and its first record (base_offset() + *count_before). kSealed: the
+  // segment is full (this call may have sealed it); use the next one, whose
+  // base offset is base_offset() + *count_before. kCorrupt: the walk met a
+  // word that cannot be valid (position in *position).
+  // Thread-safety: any number of threads and processes concurrently.
+  ClaimOutcome try_claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+                         uint32_t* position, uint32_t* count_before) noexcept;
+
+  // Walks from the tail hint to the end of the claimed frames.
+  // Returns nullopt-like sealed=false,position=UINT32_MAX on a corrupt word.
+  SegmentEnd find_end() const noexcept;
+
+  // Fills the index slots covered by the frame [position, position + length).
+  void index_frame(uint32_t position, uint32_t length, uint32_t rel_offset,
+                   int64_t timestamp_ns) const noexcept;
+  // The closest indexed frame at or before `rel_offset`: its position and the
+  // relative offset of its first record. (0, 0) when none.
+  std::pair<uint32_t, uint32_t> index_lookup(uint32_t rel_offset) const noexcept;
+  // The first indexed frame whose running maximum timestamp reaches `ts`, as
+  // (position, rel_offset); nullopt if no slot reaches it.
+  bool index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept;
+
+  // Moves the tail hint forward to (position, count) if it is behind.
+  void advance_hint(uint32_t position, uint32_t count) const noexcept;
+
+ private:
+  ipc::MappedFile file_;
+  format::SegmentParams params_{};
+  std::byte* data_ = nullptr;
+  uint64_t slot_count_ = 0;
+
+  static Result<std::shared_ptr<Segment>> from_file(ipc::MappedFile file);
+};
+
+std::string segment_file_name(uint64_t base_offset);
+// Parses "<20 digits>.seg"; false for anything else.
+bool parse_segment_file_name(const std::string& name, uint64_t* base_offset);
+
+}  // namespace sluice

@@ -1,0 +1,117 @@
+// Byte layouts of the small control files of a bus: the topic file, the
+// partition state file and a group's offsets file. Each starts with the
+// ipc::FileHeader; the parameters after it are immutable, the control blocks
+// after those are shared mutable state. All integers little-endian.
+//
+// Bus directory:
+//
+//   <dir>/bus.lock                   flock: shared while attached, exclusive to recover
+//   <dir>/procs/table, slot-N.lock   process registry (ipc/process_registry.h)
+//   <dir>/topics/<topic>/topic       TopicParams + TopicControl
+//   <dir>/topics/<topic>/<p>/state   PartitionParams + PartitionControl
+//   <dir>/topics/<topic>/<p>/writer.lock   flock: shared producers / one exclusive
+//   <dir>/topics/<topic>/<p>/<base>.seg    segments (segment_format.h)
+//   <dir>/groups/<group>/<topic>.offsets   GroupParams + GroupSlot per partition
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "ipc/wait_strategy.h"
+
+namespace sluice::format {
+
+inline constexpr uint64_t kControlFileBytes = 4096;
+
+// ---- topics/<topic>/topic -------------------------------------------------
+//
+//   [0, 48)      FileHeader, kind kTopic
+//   [48, 112)    TopicParams (64 bytes)
+//   [1024, 1088) TopicControl.wakeup  (ipc::WakeupWord: consumers park here)
+//   [1088, 1152) TopicControl.deleted (u32)
+struct TopicParams {
+  uint32_t partitions;
+  uint32_t segment_bytes;
+  uint32_t index_interval_bytes;
+  uint8_t retention_mode;     // RetentionMode
+  uint8_t auto_offset_reset;  // OffsetReset
+  uint8_t prefault_segments;
+  uint8_t huge_pages;
+  int64_t retention_bytes;
+  int64_t retention_ms;
+  int64_t claim_timeout_ns;
+  uint8_t reserved[24];
+};
+static_assert(sizeof(TopicParams) == 64);
+
+inline constexpr uint64_t kTopicControlOffset = 1024;
+struct TopicControl {
+  ipc::WakeupWord wakeup;
+  alignas(64) std::atomic<uint32_t> deleted;
+};
+static_assert(offsetof(TopicControl, deleted) == 64);
+
+// ---- topics/<topic>/<p>/state ----------------------------------------------
+//
+//   [0, 48)      FileHeader, kind kPartitionState
+//   [48, 56)     PartitionParams
+//   [1024, ...)  PartitionControl, one cache line per writer population:
+//     +0    start_offset       first offset still in the log (retention moves it)
+//     +64   newest_base        base offset of the newest segment (a hint)
+//     +128  repaired_claims, corrupt_frames   counters
+//     +192  exclusive_dirty_base, exclusive_dirty_end  (exclusive writer)
+//     +256  back_pressure_limit   logical byte position producers may not pass
+struct PartitionParams {
+  uint32_t partition;
+  uint32_t reserved;
+};
+
+inline constexpr uint64_t kPartitionControlOffset = 1024;
+struct PartitionControl {
+  alignas(64) std::atomic<uint64_t> start_offset;
+  alignas(64) std::atomic<uint64_t> newest_base;
+  alignas(64) std::atomic<uint64_t> repaired_claims;
+  std::atomic<uint64_t> corrupt_frames;
+  // An exclusive writer may leave bytes past the published tail when it dies
+  // (it writes a frame before publishing its word). Before appending it
+  // records how far it may write: segment base and data position. Whoever
+  // takes the writer lock next zeroes [tail, dirty_end) of that segment.
+  alignas(64) std::atomic<uint64_t> exclusive_dirty_base;
+  std::atomic<uint64_t> exclusive_dirty_end;  // 0: clean
+  alignas(64) std::atomic<uint64_t> back_pressure_limit;  // UINT64_MAX: none
+};
+static_assert(offsetof(PartitionControl, newest_base) == 64);
+static_assert(offsetof(PartitionControl, repaired_claims) == 128);
+static_assert(offsetof(PartitionControl, exclusive_dirty_base) == 192);
+static_assert(offsetof(PartitionControl, back_pressure_limit) == 256);
+static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kControlFileBytes);
+
+// ---- groups/<group>/<topic>.offsets -----------------------------------------
+//
+//   [0, 48)     FileHeader, kind kGroupOffsets
+//   [48, 56)    GroupParams
+//   [64 + 64p]  GroupSlot of partition p
+//
+// committed_offset is the whole commit: one aligned 8-byte atomic store, so
+// no process ever reads a torn offset and a crash leaves either the old or
+// the new value. The other fields are informational and may lag it.
+struct GroupParams {
+  uint32_t partitions;
+  uint32_t reserved;
+};
+inline constexpr uint64_t kGroupSlotsOffset = 64;
+inline constexpr uint64_t kNoCommit = UINT64_MAX;
+struct alignas(64) GroupSlot {
+  std::atomic<uint64_t> committed_offset;  // next offset to read; kNoCommit: none
+  std::atomic<int64_t> commit_unix_ns;
+  std::atomic<uint64_t> commit_count;
+  std::atomic<uint64_t> seek_epoch;        // bumped by an admin seek
+  uint64_t reserved[4];                    // member / generation (rebalancing)
+};
+static_assert(sizeof(GroupSlot) == 64);
+constexpr uint64_t group_file_bytes(uint32_t partitions) {
+  return (kGroupSlotsOffset + uint64_t{partitions} * sizeof(GroupSlot) + 4095) / 4096 * 4096;
+}
+
+}  // namespace sluice::format

@@ -1,0 +1,88 @@
+// The header every file sluice creates starts with. Immutable once the file
+// is published; mutable state lives after it, at offsets each file kind's
+// format header defines.
+//
+// File header, little-endian, 48 bytes followed by kind-specific parameters:
+//
+//   0               1               2               3
+//   0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
+//  +---------------------------------------------------------------+
+//  |  magic (u64) = "SLUICE" 0x1A 0x00                             |
+//  |                                                               |
+//  +-------------------------------+-------------------------------+
+//  |  format_version (u32)         |  kind (u32, FileKind)         |
+//  +-------------------------------+-------------------------------+
+//  |  header_bytes (u32)           |  data_offset (u32)            |
+//  +-------------------------------+-------------------------------+
+//  |  file_bytes (u64): the size the file was created with         |
+//  |                                                               |
+//  +---------------------------------------------------------------+
+//  |  created_unix_ns (u64)                                        |
+//  |                                                               |
+//  +---------------------------------------------------------------+
+//  |  header_checksum (u64): XXH3-64 of [0, header_bytes) with     |
+//  |  this field read as zero                                      |
+//  +---------------------------------------------------------------+
+//  |  parameters (kind-specific POD, header_bytes - 48 bytes)     ...
+//
+// header_bytes covers the fixed part and the parameters; data_offset is where
+// the kind's own layout begins (>= header_bytes, usually a page or a cache
+// line boundary).
+#pragma once
+
+#include <sluice/status.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace sluice::ipc {
+
+inline constexpr uint64_t kFileMagic = 0x00'1A'45'43'49'55'4C'53ull;  // "SLUICE\x1a\0"
+inline constexpr uint32_t kFormatVersion = 1;
+
+enum class FileKind : uint32_t {
+  kBus = 1,             // bus.meta
+  kProcessTable = 2,    // procs/table
+  kTopic = 3,           // topics/<t>/topic
+  kPartitionState = 4,  // topics/<t>/<p>/state
+  kSegment = 5,         // topics/<t>/<p>/<base>.seg
+  kOffsetIndex = 6,     // topics/<t>/<p>/<base>.idx
+  kGroupOffsets = 7,    // groups/<g>/<t>.offsets
+};
+const char* file_kind_name(FileKind kind) noexcept;
+
+struct FileHeader {
+  uint64_t magic;
+  uint32_t format_version;
+  uint32_t kind;
+  uint32_t header_bytes;
+  uint32_t data_offset;
+  uint64_t file_bytes;
+  uint64_t created_unix_ns;
+  uint64_t header_checksum;
+};
+inline constexpr size_t kFileHeaderBytes = 48;
+static_assert(sizeof(FileHeader) == kFileHeaderBytes);
+static_assert(offsetof(FileHeader, header_checksum) == 40);
+
+// Writes the header and `params` (a POD of `params_bytes`) at `base`, which
+// must be zero-filled, and seals it with the checksum.
+void write_file_header(std::byte* base, FileKind kind, uint32_t data_offset, uint64_t file_bytes,
+                       const void* params, uint32_t params_bytes);
+
+// Checks magic, version, kind, sizes and checksum of the header at `base` in a
+// mapping of `mapped_bytes`, and that the parameters are `params_bytes` long.
+// Errors name `path`: kCorruption (not a sluice file, damaged header,
+// truncated), kVersionMismatch.
+Status validate_file_header(const std::byte* base, uint64_t mapped_bytes, FileKind kind,
+                            uint32_t params_bytes, const std::string& path);
+
+// The parameters that follow the fixed header, typed. REQUIRES: validated.
+template <class Params>
+const Params& file_params(const std::byte* base) {
+  return *reinterpret_cast<const Params*>(base + kFileHeaderBytes);
+}
+
+}  // namespace sluice::ipc

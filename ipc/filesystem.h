@@ -1,0 +1,29 @@
+// File-system helpers for the bus directory. Every failure becomes an Error
+// that names the path; nothing here throws.
+#pragma once
+
+#include <sluice/status.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::ipc {
+
+// Creates `dir` and its parents if missing.
+Status make_dirs(const std::string& dir);
+// Whether `path` exists (any type).
+bool path_exists(const std::string& path) noexcept;
+// Names of the entries of `dir` (no "." or ".."), sorted.
+Result<std::vector<std::string>> list_dir(const std::string& dir);
+// Removes `path` and, if it is a directory, everything below it.
+Status remove_tree(const std::string& path);
+// fsync()s a directory so that a rename or unlink in it survives a power cut.
+Status sync_dir(const std::string& dir);
+// Writes `bytes` to `path` atomically: a temporary file in the same directory,
+// fsync, then rename over `path`.
+Status write_file_atomic(const std::string& path, std::string_view bytes);
+Result<std::string> read_file(const std::string& path);
+// Size in bytes of the file at `path`.
+Result<uint64_t> file_size(const std::string& path);
+
+}  // namespace sluice::ipc

@@ -1,0 +1,71 @@
+#include "ipc/file_header.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace sluice::ipc {
+namespace {
+
+struct Params {
+  uint64_t a;
+  uint32_t b;
+  uint32_t c;
+};
+
+std::vector<std::byte> make(uint64_t bytes = 4096) {
+  std::vector<std::byte> buf(bytes);
+  Params p{42, 7, 9};
+  write_file_header(buf.data(), FileKind::kSegment, 4096, bytes, &p, sizeof p);
+  return buf;
+}
+
+TEST(FileHeader, ValidHeaderPassesAndCarriesParams) {
+  auto buf = make();
+  ASSERT_TRUE(validate_file_header(buf.data(), buf.size(), FileKind::kSegment, sizeof(Params), "f"));
+  EXPECT_EQ(file_params<Params>(buf.data()).a, 42u);
+}
+
+TEST(FileHeader, OtherFormatVersionIsAVersionMismatchNamingTheFile) {
+  auto buf = make();
+  uint32_t v = kFormatVersion + 1;
+  std::memcpy(buf.data() + offsetof(FileHeader, format_version), &v, 4);
+  auto r = validate_file_header(buf.data(), buf.size(), FileKind::kSegment, sizeof(Params), "/x/seg");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kVersionMismatch);
+  EXPECT_NE(r.error().message.find("/x/seg"), std::string::npos);
+}
+
+TEST(FileHeader, FlippedParameterByteIsDetectedAsDamagedHeader) {
+  auto buf = make();
+  buf[kFileHeaderBytes + 1] ^= std::byte{0x01};
+  auto r = validate_file_header(buf.data(), buf.size(), FileKind::kSegment, sizeof(Params), "f");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kCorruption);
+  EXPECT_NE(r.error().message.find("checksum"), std::string::npos);
+}
+
+TEST(FileHeader, BadMagicIsNotASluiceFile) {
+  auto buf = make();
+  buf[0] = std::byte{'X'};
+  auto r = validate_file_header(buf.data(), buf.size(), FileKind::kSegment, sizeof(Params), "f");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not a sluice file"), std::string::npos);
+}
+
+TEST(FileHeader, TruncatedFileIsReported) {
+  auto buf = make(8192);
+  auto r = validate_file_header(buf.data(), 4096, FileKind::kSegment, sizeof(Params), "f");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("truncated"), std::string::npos);
+}
+
+TEST(FileHeader, WrongKindIsRefused) {
+  auto buf = make();
+  auto r = validate_file_header(buf.data(), buf.size(), FileKind::kTopic, sizeof(Params), "f");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kCorruption);
+}
+
+}  // namespace
+}  // namespace sluice::ipc

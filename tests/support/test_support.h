@@ -1,0 +1,34 @@
+// Helpers shared by the test suites: a fresh bus directory per test, and
+// child processes with bounded waits.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+
+namespace sluice::test {
+
+// A fresh, empty directory under $SLUICE_TEST_TMP (default /dev/shm),
+// removed when the object is destroyed.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Runs `body` in a forked child; the child's exit code is body's return
+// value (and 99 if it throws). Returns the child's pid.
+pid_t fork_child(const std::function<int()>& body);
+// Waits up to timeout_ms for `pid`. Returns its exit code, 128 + signal when
+// killed, or -1 on timeout (the child is then SIGKILLed and reaped).
+int wait_child(pid_t pid, int timeout_ms);
+
+}  // namespace sluice::test
