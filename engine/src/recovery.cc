@@ -91,9 +91,11 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
     control.start_offset.store(bases->front(), std::memory_order_release);
   control.newest_base.store(bases->back(), std::memory_order_release);
 
-  // Older segments: only dead writers' claims need repair (a sealed segment
-  // can still hold one). Their tails are complete, so no full scan.
-  for (size_t i = 0; i < bases->size(); ++i) {
+  // Only the newest two segments are walked. Older ones are sealed and
+  // complete; a dead writer's claim left in one is aborted by the first
+  // reader that reaches it (its owner's liveness lock is free), so opening a
+  // large bus never maps its whole history.
+  for (size_t i = bases->size() >= 2 ? bases->size() - 2 : 0; i < bases->size(); ++i) {
     auto seg = part.segment((*bases)[i]);
     if (!seg) {
       report.notes.push_back("segment " + part.dir() + "/" + segment_file_name((*bases)[i]) +

@@ -1,0 +1,34 @@
+// Keeps the README's quick start true: the same calls, compiled and run.
+#include <gtest/gtest.h>
+#include <sluice/sluice.h>
+
+#include <vector>
+
+#include "support/test_support.h"
+
+namespace {
+
+TEST(ReadmeQuickStart, RunsAsWritten) {
+  sluice::test::TempDir dir;
+  auto bus = sluice::Bus::open(dir.sub("my-bus"));
+  ASSERT_TRUE(bus);
+  sluice::TopicOptions topic;
+  topic.partitions = 4;
+  ASSERT_TRUE(bus->create_topic("orders", topic));
+  EXPECT_EQ(bus->create_topic("orders", topic).error().code, sluice::Errc::kAlreadyExists);
+  auto producer = bus->create_producer("orders");
+  sluice::SendResult sent = producer->send({.key = "customer-42", .value = "order created"});
+  ASSERT_TRUE(sent.ok());
+  EXPECT_EQ(sent.partition, producer->partition_for_key("customer-42"));
+  sluice::ConsumerOptions options;
+  options.auto_commit = false;
+  auto consumer = bus->create_consumer("orders", "billing", options);
+  std::vector<sluice::RecordView> batch(64);
+  auto n = consumer->poll(batch, 1'000'000'000);
+  ASSERT_TRUE(n);
+  ASSERT_EQ(*n, 1u);
+  EXPECT_EQ(batch[0].value, "order created");
+  EXPECT_TRUE(consumer->commit_sync());
+}
+
+}  // namespace
