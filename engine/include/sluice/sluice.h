@@ -2,6 +2,7 @@
 // Include this header only.
 #pragma once
 
+#include <sluice/async_producer.h>
 #include <sluice/bus.h>
 #include <sluice/clock.h>
 #include <sluice/consumer.h>
