@@ -21,6 +21,10 @@ namespace {
 // through a free list, so their strings keep their capacity and a warm
 // producer stops allocating.
 struct Item {
+  // Hand-off flag between the sending thread and the appender thread.
+  // moodycamel orders it already (with fences); this explicit release/acquire
+  // pair states the contract in the code and is one TSan can see.
+  std::atomic<uint32_t> filled{0};
   uint32_t partition = 0;
   std::string key, value;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -61,6 +65,9 @@ void AsyncProducerState::append(std::vector<Item*>& items, size_t begin, size_t 
   msgs.clear();
   for (size_t i = begin; i < end; ++i) {
     Item& it = *items[i];
+    // acquire: pairs with the release store in send(); the bytes are ours.
+    while (it.filled.load(std::memory_order_acquire) == 0) {
+    }
     auto& h = hdrs[i - begin];
     h.clear();
     for (auto& [n, v] : it.headers) h.push_back(Header{n, v});
@@ -105,6 +112,8 @@ void AsyncProducerState::run() {
     }
     for (size_t i = 0; i < n; ++i) {
       items[i]->on_complete = nullptr;
+      // release: pairs with the acquire load in send() that reuses the item.
+      items[i]->filled.store(0, std::memory_order_release);
       free_items.enqueue(items[i]);
     }
     {
@@ -143,7 +152,12 @@ SendStatus AsyncProducer::send(const Message& m, std::optional<uint32_t> partiti
   const uint32_t parts = s.producer.partition_count();
   if (partition && *partition >= parts) return SendStatus::kError;
   Item* it = nullptr;
-  if (!s.free_items.try_dequeue(it)) it = new Item();
+  if (s.free_items.try_dequeue(it)) {
+    // acquire: pairs with the release store in run() that recycled it.
+    (void)it->filled.load(std::memory_order_acquire);
+  } else {
+    it = new Item();
+  }
   it->partition = partition ? *partition
                   : !m.key.empty() ? s.producer.partition_for_key(m.key)
                                    : s.round_robin.fetch_add(1, std::memory_order_relaxed) /
@@ -157,6 +171,7 @@ SendStatus AsyncProducer::send(const Message& m, std::optional<uint32_t> partiti
   }
   it->timestamp_ns = m.timestamp_ns;
   it->on_complete = std::move(on_complete);
+  it->filled.store(1, std::memory_order_release);
   s.in_queue.fetch_add(1, std::memory_order_relaxed);
   s.queued.fetch_add(1, std::memory_order_relaxed);
   s.work.enqueue(it);
