@@ -35,6 +35,8 @@ struct ConsumerState {
   }
   // Positions a partition per the reset policy. False for kFail.
   bool reset(Assigned& a, std::string why);
+  // reset() for a position retention removed; kOffsetOutOfRange for kFail.
+  Status reset_removed(Assigned& a);
   Status position_initially(Assigned& a);
   Status commit_all(bool sync);
   void check_group_seek(Assigned& a);
@@ -51,6 +53,13 @@ bool ConsumerState::reset(Assigned& a, std::string why) {
   ++stats.offset_resets;
   emit(ConsumerEvent::Kind::kOffsetReset, p.index(), from, a.cursor.next_offset(), std::move(why));
   return true;
+}
+
+Status ConsumerState::reset_removed(Assigned& a) {
+  const std::string why = "position " + std::to_string(a.cursor.next_offset()) + " of partition " +
+                          std::to_string(a.cursor.partition().index()) + " was removed by retention";
+  if (reset(a, why)) return {};
+  return make_error(Errc::kOffsetOutOfRange, why + " and the reset policy is fail");
 }
 
 Status ConsumerState::position_initially(Assigned& a) {
@@ -160,6 +169,8 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   for (size_t i = 0; i < count && n < out.size(); ++i) {
     ConsumerState::Assigned& a = s.parts[(s.next_part + i) % count];
     if (s.offsets) s.check_group_seek(a);
+    if (a.cursor.behind_start())
+      if (auto ok = s.reset_removed(a); !ok) return std::unexpected(ok.error());
     while (n < out.size()) {
       PartitionCursor::Step step = a.cursor.next(&out[n]);
       if (step == PartitionCursor::Step::kRecord) {
@@ -167,9 +178,7 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
         continue;
       }
       if (step == PartitionCursor::Step::kOutOfRange) {
-        if (!s.reset(a, "position " + std::to_string(a.cursor.next_offset()) + " was removed by retention"))
-          return make_error(Errc::kOffsetOutOfRange, "partition " + std::to_string(a.cursor.partition().index()) +
-                                                         " position was removed by retention and the reset policy is fail");
+        if (auto ok = s.reset_removed(a); !ok) return std::unexpected(ok.error());
         continue;
       }
       if (step == PartitionCursor::Step::kCorrupt) {

@@ -51,6 +51,9 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
   }
   if (!next) return Step::kEmpty;
   segment_ = std::move(*next);
+  // Retention may have deleted the segments behind us; drop this process's
+  // mappings of them so that their memory (tmpfs pages) is freed.
+  partition_->forget_segments_below(partition_->start_offset());
   frame_pos_ = 0;
   frame_len_ = 0;
   frame_count_ = 0;

@@ -39,6 +39,9 @@ class PartitionCursor {
   uint64_t skip_corrupt();
 
   uint64_t next_offset() const noexcept { return next_offset_; }
+  // Whether retention removed the position (the cursor may still hold the
+  // deleted segment's mapping; reading on would pin its memory).
+  bool behind_start() const noexcept { return next_offset_ < partition_->start_offset(); }
   uint64_t position() const noexcept;  // logical byte position of the next frame
   bool positioned() const noexcept { return segment_ != nullptr; }
   const Error& error() const noexcept { return error_; }
