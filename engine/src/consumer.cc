@@ -21,6 +21,7 @@ struct ConsumerState {
     uint64_t handed_out = 0;  // next offset after the records handed out
     uint64_t committed = kNoOffset;
     uint64_t seek_epoch = 0;
+    uint64_t repairs_seen = 0;
   };
   std::vector<Assigned> parts;
   std::vector<uint32_t> assignment;
@@ -198,6 +199,13 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
       break;  // kEmpty or kPending: next partition
     }
     a.handed_out = a.cursor.next_offset();
+    if (a.cursor.repairs() != a.repairs_seen) {
+      s.stats.claims_repaired += a.cursor.repairs() - a.repairs_seen;
+      a.repairs_seen = a.cursor.repairs();
+      s.emit(ConsumerEvent::Kind::kClaimRepaired, a.cursor.partition().index(), a.cursor.last_repaired_first(),
+             a.cursor.last_repaired_end(),
+             "aborted a claim whose writer died or stalled; its offsets are skipped");
+    }
   }
   s.next_part = (s.next_part + 1) % count;
   s.stats.records += n;

@@ -188,22 +188,21 @@ bool Partition::abort_claim(Segment& seg, uint32_t position, uint64_t word) {
   return true;
 }
 
-bool Partition::resolve_stall(Segment& seg, uint32_t position, uint64_t word, StallTracker& t) {
+Partition::Stall Partition::resolve_stall(Segment& seg, uint32_t position, uint64_t word, StallTracker& t) {
   const int64_t now = topic_->bus->clock->now_ns();
   if (t.word != word) {
     t = StallTracker{word, now, now, 0};
-    return false;
+    return Stall::kPending;
   }
   ++t.polls;
   const bool timed_out = now - t.since_ns >= topic_->options.claim_timeout_ns;
   const bool check_due = t.polls >= kStallPollsBeforeCheck || now - t.last_check_ns >= kStallCheckIntervalNs;
-  if (!timed_out && !check_due) return false;
+  if (!timed_out && !check_due) return Stall::kPending;
   t.polls = 0;
   t.last_check_ns = now;
-  if (!timed_out && topic_->bus->registry.is_alive(claim_owner(word))) return false;
-  abort_claim(seg, position, word);
-  // Whether we or the owner won, the frame is no longer CLAIMED.
-  return claim_state(seg.word(position).load(std::memory_order_acquire)) != kClaimed;
+  if (!timed_out && topic_->bus->registry.is_alive(claim_owner(word))) return Stall::kPending;
+  if (abort_claim(seg, position, word)) return Stall::kRepaired;
+  return Stall::kResolved;  // the owner committed, or another reader repaired it
 }
 
 uint64_t Partition::end_offset() {

@@ -62,10 +62,15 @@ class Partition {
   SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner,
                    std::shared_ptr<Segment>* cached, Reservation* out, Error* error);
 
+  enum class Stall : uint8_t {
+    kPending,   // still CLAIMED by a live writer within its timeout
+    kRepaired,  // this call aborted the claim (dead owner or timed out)
+    kResolved,  // the owner (or another repairer) changed the word first
+  };
   // Called by a reader that found a CLAIMED frame at `position`. Aborts the
   // claim if its owner is dead, or it has been claimed longer than the
-  // topic's claim timeout. Returns true when the frame is no longer CLAIMED.
-  bool resolve_stall(Segment& segment, uint32_t position, uint64_t word, StallTracker& tracker);
+  // topic's claim timeout.
+  Stall resolve_stall(Segment& segment, uint32_t position, uint64_t word, StallTracker& tracker);
   // Aborts the CLAIMED frame at `position` (CAS, so at most one repairer and
   // never a frame its writer committed first). True if this call did it.
   bool abort_claim(Segment& segment, uint32_t position, uint64_t word);

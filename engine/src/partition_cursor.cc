@@ -109,8 +109,16 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
         count == 0 || state > kAborted)
       return corrupt("invalid frame word");
     if (state == kClaimed) {
-      if (!partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) return Step::kPending;
-      continue;  // repaired (or committed meanwhile): read the word again
+      switch (partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) {
+        case Partition::Stall::kPending: return Step::kPending;
+        case Partition::Stall::kRepaired:
+          ++repairs_;
+          last_repaired_first_ = next_offset_;
+          last_repaired_end_ = next_offset_ + count;
+          break;
+        case Partition::Stall::kResolved: break;
+      }
+      continue;  // read the word again: ABORTED or COMMITTED now
     }
     if (state == kAborted) {
       next_offset_ += count;

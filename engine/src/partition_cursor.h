@@ -45,6 +45,11 @@ class PartitionCursor {
   uint64_t position() const noexcept;  // logical byte position of the next frame
   bool positioned() const noexcept { return segment_ != nullptr; }
   const Error& error() const noexcept { return error_; }
+  // Claims this cursor aborted (dead or stalled writers), and the offsets
+  // [first, end) of the last one.
+  uint64_t repairs() const noexcept { return repairs_; }
+  uint64_t last_repaired_first() const noexcept { return last_repaired_first_; }
+  uint64_t last_repaired_end() const noexcept { return last_repaired_end_; }
   Partition& partition() const noexcept { return *partition_; }
 
  private:
@@ -59,6 +64,9 @@ class PartitionCursor {
   uint64_t seed_ = 0;
   uint64_t next_offset_ = 0;
   StallTracker stall_;
+  uint64_t repairs_ = 0;
+  uint64_t last_repaired_first_ = 0;
+  uint64_t last_repaired_end_ = 0;
   Error error_{Errc::kCorruption, ""};
 
   Step enter_segment_after_eos(uint32_t eos_position);

@@ -131,14 +131,15 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
 
 void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
   auto& hint = control().tail_hint;
-  uint64_t cur = hint.load(std::memory_order_relaxed);
-  const uint64_t next = pack_tail(position, count);
-  // Monotonic max. release: pairs with the acquire load in try_claim(); every
-  // frame before `position` was claimed before this store.
-  while (tail_position(cur) < position &&
-         !hint.compare_exchange_weak(cur, next, std::memory_order_release,
-                                     std::memory_order_relaxed)) {
-  }
+  // The hint need not be monotonic: any frame boundary at or before the end
+  // of the claimed frames is a valid place to start a walk, and (position,
+  // count) is one. So a plain store suffices where a CAS loop would add a
+  // second read-modify-write to every append; the load only avoids most
+  // backward moves when writers race.
+  // relaxed load: a heuristic. release store: pairs with the acquire load in
+  // try_claim()/find_end(); the frames before `position` are claimed.
+  if (tail_position(hint.load(std::memory_order_relaxed)) < position)
+    hint.store(pack_tail(position, count), std::memory_order_release);
 }
 
 SegmentEnd Segment::find_end() const noexcept {

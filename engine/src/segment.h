@@ -74,7 +74,8 @@ class Segment {
   // (position, rel_offset); nullopt if no slot reaches it.
   bool index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept;
 
-  // Moves the tail hint forward to (position, count) if it is behind.
+  // Moves the tail hint to (position, count), a frame boundary, if it is
+  // behind; racing writers may move it back a little, which is harmless.
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
 
  private:

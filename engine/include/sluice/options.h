@@ -84,6 +84,8 @@ struct ConsumerEvent {
   };
   Kind kind;
   uint32_t partition;
+  // kOffsetReset/kGroupSeek: the position before and after. kCorruption and
+  // kClaimRepaired: the offsets skipped, [from_offset, to_offset).
   uint64_t from_offset;
   uint64_t to_offset;
   std::string message;
