@@ -88,6 +88,11 @@ class Partition {
   // Deletes segments beyond the topic's retention. Returns records removed.
   Result<uint64_t> enforce_retention(int64_t now_ns);
 
+  // Zeroes what a dead exclusive writer left past the tail and clears its
+  // dirty bound. REQUIRES: no other writer appends (writer lock held
+  // exclusively, or recovery).
+  Status clean_exclusive_leftovers();
+
   // Takes the partition's writer lock (shared, or exclusive for an exclusive
   // producer), cleaning up after a dead exclusive writer first.
   Result<ipc::FileLock> lock_writer(bool exclusive);
@@ -101,7 +106,6 @@ class Partition {
   std::map<uint64_t, std::shared_ptr<Segment>> segments_;
 
   Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position);
-  Status clean_exclusive_leftovers();
 };
 
 }  // namespace sluice

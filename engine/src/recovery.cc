@@ -90,6 +90,11 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
   if (control.start_offset.load(std::memory_order_relaxed) < bases->front())
     control.start_offset.store(bases->front(), std::memory_order_release);
   control.newest_base.store(bases->back(), std::memory_order_release);
+  if (control.exclusive_dirty_end.load(std::memory_order_acquire) != 0) {
+    report.notes.push_back("cleared what a dead exclusive writer left past the tail of " + part.dir());
+  // Before the walk below trusts "zeros past the tail".
+  if (auto ok = part.clean_exclusive_leftovers(); !ok) return ok;
+  }
 
   // Only the newest two segments are walked. Older ones are sealed and
   // complete; a dead writer's claim left in one is aborted by the first
@@ -168,7 +173,6 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
     }
     s.advance_hint(pos, count);
   }
-  control.exclusive_dirty_end.store(0, std::memory_order_release);
   return {};
 }
 
