@@ -63,9 +63,10 @@ Status recover_bus(BusState& bus) {
   auto names = ipc::list_dir(bus.dir + "/topics");
   if (!names) return std::unexpected(names.error());
   for (const auto& name : *names) {
-    if (name.rfind(".tmp-", 0) == 0) {  // a topic creation that died half-way
+    if (name.rfind(kStagingPrefix, 0) == 0 || name.rfind(kGravePrefix, 0) == 0) {
+      // A topic creation or deletion that died half-way.
       (void)ipc::remove_tree(bus.dir + "/topics/" + name);
-      bus.recovery.notes.push_back("removed unfinished topic creation " + name);
+      bus.recovery.notes.push_back("removed unfinished topic creation or deletion " + name);
       continue;
     }
     auto topic = bus.topic(name);
@@ -148,7 +149,7 @@ Result<std::vector<std::string>> Bus::list_topics() const {
   if (!names) return names;
   std::vector<std::string> out;
   for (auto& n : *names)
-    if (n.rfind(".", 0) != 0 && ipc::path_exists(state_->dir + "/topics/" + n + "/topic")) out.push_back(n);
+    if (validate_name(n, "topic") && ipc::path_exists(state_->dir + "/topics/" + n + "/topic")) out.push_back(n);
   return out;
 }
 
@@ -159,7 +160,7 @@ Status Bus::delete_topic(std::string_view name) {
   (*topic)->control().deleted.store(1, std::memory_order_relaxed);
   ipc::notify((*topic)->control().wakeup);
   const std::string dir = state_->topic_dir(name);
-  const std::string grave = state_->dir + "/topics/.deleted-" + std::string(name) + "-" +
+  const std::string grave = state_->dir + "/topics/" + kGravePrefix + std::string(name) + "-" +
                             std::to_string(state_->clock->now_ns());
   if (::rename(dir.c_str(), grave.c_str()) != 0) return errno_error(errno, "cannot delete topic " + std::string(name));
   {

@@ -76,7 +76,7 @@ Status create_topic_files(BusState& bus, std::string_view name, const TopicOptio
   // Build the whole topic under a temporary name, then rename it into place:
   // other processes see either no topic or a complete one.
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  const std::string tmp = bus.dir + "/topics/.tmp-" + std::string(name) + "-" +
+  const std::string tmp = bus.dir + "/topics/" + kStagingPrefix + std::string(name) + "-" +
                           std::to_string(::getpid()) + "-" + std::to_string(rng() % 1000000);
   if (auto ok = ipc::make_dirs(tmp); !ok) return ok;
   auto cleanup = [&](Status s) {
