@@ -50,6 +50,7 @@ bool ConsumerState::reset(Assigned& a, std::string why) {
   Partition& p = a.cursor.partition();
   Status ok = policy == OffsetReset::kEarliest ? a.cursor.seek(p.start_offset()) : a.cursor.seek_to_end();
   if (!ok) ok = a.cursor.seek(p.start_offset());  // retention raced us: try once more
+  if (!ok) return false;  // cannot be positioned at all; the caller reports why
   a.handed_out = a.cursor.next_offset();
   ++stats.offset_resets;
   emit(ConsumerEvent::Kind::kOffsetReset, p.index(), from, a.cursor.next_offset(), std::move(why));
@@ -60,6 +61,11 @@ Status ConsumerState::reset_removed(Assigned& a) {
   const std::string why = "position " + std::to_string(a.cursor.next_offset()) + " of partition " +
                           std::to_string(a.cursor.partition().index()) + " was removed by retention";
   if (reset(a, why)) return {};
+  if (reset_policy() != OffsetReset::kFail) {
+    // The reset itself failed: say why instead of trying again forever.
+    Partition& p = a.cursor.partition();
+    if (auto ok = a.cursor.seek(p.start_offset()); !ok) return ok;
+  }
   return make_error(Errc::kOffsetOutOfRange, why + " and the reset policy is fail");
 }
 
@@ -79,7 +85,7 @@ Status ConsumerState::position_initially(Assigned& a) {
   }
   auto ok = a.cursor.seek(start);
   if (!ok && ok.error().code == Errc::kOffsetOutOfRange) {
-    if (!reset(a, ok.error().message)) return ok;
+    if (auto r = reset_removed(a); !r) return r;
   } else if (!ok) {
     return ok;
   }

@@ -49,7 +49,11 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
     }
     next = partition_->next_segment(*segment_, eos_position, static_cast<uint32_t>(next_base - segment_->base_offset()));
   }
-  if (!next) return Step::kEmpty;
+  if (!next) {
+    if (next.error().code == Errc::kNotFound) return Step::kEmpty;
+    error_ = next.error();  // the next segment exists but cannot be used
+    return Step::kCorrupt;
+  }
   segment_ = std::move(*next);
   // Retention may have deleted the segments behind us; drop this process's
   // mappings of them so that their memory (tmpfs pages) is freed.
@@ -62,8 +66,11 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
 
 PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
   if (!segment_) {
-    if (auto ok = seek(next_offset_); !ok)
-      return ok.error().code == Errc::kOffsetOutOfRange ? Step::kOutOfRange : Step::kEmpty;
+    if (auto ok = seek(next_offset_); !ok) {
+      if (ok.error().code == Errc::kOffsetOutOfRange) return Step::kOutOfRange;
+      error_ = ok.error();  // e.g. a segment that fails validation
+      return Step::kCorrupt;
+    }
   }
   for (;;) {
     if (frame_count_ != 0) {  // inside a committed frame
@@ -237,7 +244,10 @@ Status PartitionCursor::seek(uint64_t offset) {
   if (it != bases->begin()) --it;
   for (; it != bases->end(); ++it) {
     auto seg = partition_->segment(*it);
-    if (!seg) continue;  // deleted by retention meanwhile
+    if (!seg) {
+      if (seg.error().code == Errc::kNotFound) continue;  // deleted by retention meanwhile
+      return std::unexpected(seg.error());
+    }
     auto [pos, rel] = (*seg)->index_lookup(static_cast<uint32_t>(std::min<uint64_t>(offset - std::min(offset, *it), UINT32_MAX)));
     if (offset < *it) pos = 0, rel = 0;
     return walk_to(*seg, pos, *it + rel, offset);
@@ -257,7 +267,10 @@ Status PartitionCursor::seek_to_time(int64_t unix_ns) {
   uint32_t pos = 0, rel = 0;
   for (uint64_t base : *bases) {
     auto seg = partition_->segment(base);
-    if (!seg) continue;
+    if (!seg) {
+      if (seg.error().code == Errc::kNotFound) continue;
+      return std::unexpected(seg.error());
+    }
     from = *seg;
     if ((*seg)->index_lookup_time(unix_ns, &pos, &rel)) break;
   }
