@@ -79,6 +79,73 @@ Status restore_truncated(const std::string& path, RecoveryReport& report) {
 
 }  // namespace
 
+namespace {
+
+// One frame as the recovery walk found it.
+struct ScannedFrame {
+  uint32_t position;
+  uint64_t word;
+  uint64_t offset;  // of its first record
+  bool valid;       // word sane and, if COMMITTED and checked, records intact
+};
+
+// The first index slot past `position` that points at a sane word, as
+// (position, offset); false if none.
+bool resync_point(const Segment& s, uint32_t position, uint32_t* next_pos, uint64_t* next_offset) {
+  for (uint64_t k = position / s.index_interval() + 1; k < s.slot_count(); ++k) {
+    const IndexSlot& slot = s.slot(k);
+    const uint32_t v = slot.rel_offset_plus_1.load(std::memory_order_acquire);
+    if (v == 0 || slot.position <= position || slot.position >= s.capacity()) continue;
+    if (!word_is_sane(s, slot.position, s.word(slot.position).load(std::memory_order_acquire))) continue;
+    *next_pos = slot.position;
+    *next_offset = s.base_offset() + v - 1;
+    return true;
+  }
+  return false;
+}
+
+// Walks every frame of `s`, stepping over a damaged frame word by the index
+// (the damage is noted, the frames after it are kept). Checks the records of
+// COMMITTED frames when `check_records`. *end is where claimed frames end.
+std::vector<ScannedFrame> scan_segment(const Segment& s, bool check_records, RecoveryReport& report,
+                                       uint32_t* end) {
+  std::vector<ScannedFrame> frames;
+  uint32_t pos = 0;
+  uint64_t offset = s.base_offset();
+  while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
+    const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+    if (w == 0 || claim_state(w) == kEndOfSegment) break;
+    if (!word_is_sane(s, pos, w)) {
+      frames.push_back({pos, w, offset, false});
+      uint32_t next_pos;
+      uint64_t next_offset;
+      if (!resync_point(s, pos, &next_pos, &next_offset)) break;
+      report.notes.push_back("damaged frame word at position " + std::to_string(pos) + " of " + s.path() +
+                             "; offsets " + std::to_string(offset) + ".." + std::to_string(next_offset - 1) +
+                             " are unreadable, frames after them are kept");
+      pos = next_pos;
+      offset = next_offset;
+      continue;
+    }
+    ++report.frames_checked;
+    bool valid = true;
+    if (check_records && claim_state(w) == kCommitted) {
+      FrameVerdict v = check_committed_frame(s, pos, w, offset);
+      if (v.check != FrameCheck::kValid) {
+        valid = false;
+        report.notes.push_back("frame at position " + std::to_string(pos) + " of " + s.path() + ": " + v.what);
+      }
+    }
+    frames.push_back({pos, w, offset, valid});
+    offset += claim_count(w);
+    pos += claim_length(w);
+  }
+  *end = pos;
+  return frames;
+}
+
+}  // namespace
+
 Status recover_partition(Partition& part, RecoveryReport& report) {
   ++report.partitions;
   auto bases = part.segment_bases();
@@ -92,8 +159,8 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
   control.newest_base.store(bases->back(), std::memory_order_release);
   if (control.exclusive_dirty_end.load(std::memory_order_acquire) != 0) {
     report.notes.push_back("cleared what a dead exclusive writer left past the tail of " + part.dir());
-  // Before the walk below trusts "zeros past the tail".
-  if (auto ok = part.clean_exclusive_leftovers(); !ok) return ok;
+    // Before the walk below trusts "zeros past the tail".
+    if (auto ok = part.clean_exclusive_leftovers(); !ok) return ok;
   }
 
   // Only the newest two segments are walked. Older ones are sealed and
@@ -107,71 +174,52 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
                              " cannot be opened: " + seg.error().to_string());
       continue;
     }
-    const bool newest = i + 1 == bases->size();
     Segment& s = **seg;
-    uint32_t pos = 0;
-    uint64_t offset = s.base_offset();
-    uint32_t last_good_end = 0;   // end of the last valid frame
-    uint32_t first_bad = UINT32_MAX;
-    while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
-      const uint64_t w = s.word(pos).load(std::memory_order_acquire);
-      if (w == 0 || claim_state(w) == kEndOfSegment) break;
-      if (!word_is_sane(s, pos, w)) {
-        if (first_bad == UINT32_MAX) first_bad = pos;
-        break;  // cannot step over it
-      }
-      ++report.frames_checked;
-      if (claim_state(w) == kClaimed) {
-        // Everyone else is dead: this writer will never commit.
-        part.abort_claim(s, pos, w);
-        ++report.claims_aborted;
-        report.notes.push_back("aborted a dead writer's claim at offset " + std::to_string(offset) + " in " + s.path());
-        last_good_end = pos + claim_length(w);
-      } else if (claim_state(w) == kCommitted && newest) {
-        FrameVerdict v = check_committed_frame(s, pos, w, offset);
-        if (v.check == FrameCheck::kValid) {
-          last_good_end = pos + claim_length(w);
-          first_bad = UINT32_MAX;  // the bad frames before were not the tail
-        } else if (first_bad == UINT32_MAX) {
-          first_bad = pos;
-          report.notes.push_back("frame at position " + std::to_string(pos) + " of " + s.path() + ": " + v.what);
-        }
-      } else {
-        last_good_end = pos + claim_length(w);
-      }
-      offset += claim_count(w);
-      pos += claim_length(w);
+    const bool newest = i + 1 == bases->size();
+    uint32_t end = 0;
+    std::vector<ScannedFrame> frames = scan_segment(s, newest, report, &end);
+    // Everyone else is dead: a CLAIMED frame will never be committed.
+    for (const ScannedFrame& f : frames) {
+      if (!f.valid || claim_state(f.word) != kClaimed) continue;
+      part.abort_claim(s, f.position, f.word);
+      ++report.claims_aborted;
+      report.notes.push_back("aborted a dead writer's claim at offset " + std::to_string(f.offset) + " in " + s.path());
     }
     if (!newest) continue;
-    if (first_bad != UINT32_MAX && first_bad >= last_good_end) {
-      // A torn tail: nothing valid after it. Cut it off (zero to the end, so
-      // the next claim starts clean).
-      const uint64_t cut = s.capacity() - first_bad;
-      std::memset(s.data() + first_bad, 0, cut);
+    // A torn tail: invalid frames with nothing valid after them. Cut it off
+    // (zeroed to the end of the segment, so the next claim starts clean).
+    // Invalid frames followed by valid ones are damage in the middle: they
+    // stay, reported above and by readers, never returned as data.
+    size_t keep = frames.size();
+    while (keep > 0 && !frames[keep - 1].valid) --keep;
+    if (keep < frames.size()) {
+      const uint32_t cut = frames[keep].position;
+      const uint64_t bytes = s.capacity() - cut;
+      std::memset(s.data() + cut, 0, bytes);
       ++report.torn_frames;
-      report.torn_bytes_zeroed += cut;
-      report.notes.push_back("cut a torn tail of " + s.path() + " at position " + std::to_string(first_bad));
+      report.torn_bytes_zeroed += bytes;
+      report.notes.push_back("cut a torn tail of " + s.path() + " at position " + std::to_string(cut) + " (offset " +
+                             std::to_string(frames[keep].offset) + ")");
+      frames.resize(keep);
+      end = cut;
     }
-    // Rebuild the index and tail hint of the newest segment from the frames.
+    // Rebuild the index and the tail hint from the frames kept.
     for (uint64_t k = 0; k < s.slot_count(); ++k) s.slot(k).rel_offset_plus_1.store(0, std::memory_order_relaxed);
     s.control().tail_hint.store(0, std::memory_order_relaxed);
-    pos = 0;
-    uint32_t count = 0;
-    while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
-      const uint64_t w = s.word(pos).load(std::memory_order_acquire);
-      if (w == 0 || claim_state(w) == kEndOfSegment || !word_is_sane(s, pos, w)) break;
+    uint64_t end_offset = s.base_offset();
+    for (const ScannedFrame& f : frames) {
+      if (!word_is_sane(s, f.position, f.word)) continue;
       int64_t ts = 0;
-      if (claim_state(w) == kCommitted) {
+      if (claim_state(f.word) == kCommitted) {
         RecordHeader h;
-        std::memcpy(&h, s.data() + pos + kFrameHeaderBytes, sizeof h);
+        std::memcpy(&h, s.data() + f.position + kFrameHeaderBytes, sizeof h);
         ts = h.timestamp_ns;
       }
-      s.index_frame(pos, claim_length(w), count, ts);
+      s.index_frame(f.position, claim_length(f.word), static_cast<uint32_t>(f.offset - s.base_offset()), ts);
       ++report.index_slots_rebuilt;
-      count += claim_count(w);
-      pos += claim_length(w);
+      end_offset = f.offset + claim_count(f.word);
     }
-    s.advance_hint(pos, count);
+    s.advance_hint(end, static_cast<uint32_t>(end_offset - s.base_offset()));
   }
   return {};
 }
