@@ -135,6 +135,7 @@ Status seek_group(BusState& bus, std::string_view group, std::string_view topic_
     // release: a member that acquires the new epoch re-reads the offset above.
     (*offsets)->slot(p->index()).seek_epoch.fetch_add(1, std::memory_order_release);
   }
+  invalidate_back_pressure_limits(**topic);
   return {};
 }
 

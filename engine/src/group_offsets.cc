@@ -2,6 +2,7 @@
 
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
+#include "partition.h"
 
 namespace sluice {
 
@@ -25,7 +26,9 @@ Result<std::unique_ptr<GroupOffsets>> GroupOffsets::open(const BusState& bus, st
     auto* slots = reinterpret_cast<GroupSlot*>(f->data() + kGroupSlotsOffset);
     for (uint32_t p = 0; p < partitions; ++p)
       slots[p].committed_offset.store(kNoCommit, std::memory_order_relaxed);
-    if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());
+    auto pub = f->publish();
+    if (!pub) return std::unexpected(pub.error());
+    if (*pub) invalidate_back_pressure_limits(topic);  // a new group starts behind everyone
   }
   auto f = ipc::MappedFile::open(path, {});
   if (!f) return std::unexpected(f.error());
@@ -54,6 +57,12 @@ Status GroupOffsets::commit(uint32_t partition, uint64_t next_offset, int64_t no
   if (!sync) return {};
   const uint64_t off = kGroupSlotsOffset + uint64_t{partition} * sizeof(GroupSlot);
   return file_.sync(off, sizeof(GroupSlot), true);
+}
+
+void invalidate_back_pressure_limits(const TopicState& topic) {
+  // relaxed: producers re-read the group files after seeing 0; the files,
+  // not this word, carry the data.
+  for (const auto& p : topic.partitions) p->control().back_pressure_limit.store(0, std::memory_order_relaxed);
 }
 
 Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic) {

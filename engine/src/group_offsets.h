@@ -40,6 +40,10 @@ class GroupOffsets {
   uint32_t partitions_ = 0;
 };
 
+// Forces producers of a kBackPressure topic to recompute their limit (after
+// something lowered it: a group registered or was seeked back).
+void invalidate_back_pressure_limits(const TopicState& topic);
+
 // Names of the groups with offsets for `topic` (lists directories).
 Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic);
 // The smallest committed offset of any group of `topic` in `partition`

@@ -44,7 +44,7 @@ Result<std::unique_ptr<Partition>> Partition::open(TopicState& topic, uint32_t i
                            static_cast<uint32_t>(kPartitionControlOffset), kControlFileBytes,
                            &params, sizeof params);
     auto* c = reinterpret_cast<PartitionControl*>(f->data() + kPartitionControlOffset);
-    c->back_pressure_limit.store(UINT64_MAX, std::memory_order_relaxed);
+    c->back_pressure_limit.store(0, std::memory_order_relaxed);  // compute on first send
     if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());
   }
   auto f = ipc::MappedFile::open(path, {});

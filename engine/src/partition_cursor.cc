@@ -228,11 +228,15 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
 
 Status PartitionCursor::seek(uint64_t offset) {
   const uint64_t start = partition_->start_offset();
-  if (offset < start)
+  if (offset < start) {
+    // Remember where we wanted to be: the reset that follows reports it.
+    segment_.reset();
+    next_offset_ = offset;
     return make_error(Errc::kOffsetOutOfRange, "offset " + std::to_string(offset) + " of partition " +
                                                    std::to_string(partition_->index()) +
                                                    " was removed by retention (log starts at " +
                                                    std::to_string(start) + ")");
+  }
   auto bases = partition_->segment_bases();
   if (!bases) return std::unexpected(bases.error());
   if (bases->empty()) {

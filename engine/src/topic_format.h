@@ -79,7 +79,14 @@ struct PartitionControl {
   // takes the writer lock next zeroes [tail, dirty_end) of that segment.
   alignas(64) std::atomic<uint64_t> exclusive_dirty_base;
   std::atomic<uint64_t> exclusive_dirty_end;  // 0: clean
-  alignas(64) std::atomic<uint64_t> back_pressure_limit;  // UINT64_MAX: none
+  // kBackPressure topics: a cached lower bound of (slowest group's position
+  // + window). Groups only move forward, so the bound only grows and a stale
+  // value is merely conservative; whatever can lower the true bound (a new
+  // group, a group seeked back) resets it to 0, forcing a recompute. A
+  // producer that recomputed just before such a reset may store its older
+  // bound after it; then producers run ahead of the window until the next
+  // recompute, but nothing is lost: retention reads the group files itself.
+  alignas(64) std::atomic<uint64_t> back_pressure_limit;
 };
 static_assert(offsetof(PartitionControl, newest_base) == 64);
 static_assert(offsetof(PartitionControl, repaired_claims) == 128);
