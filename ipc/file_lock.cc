@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -85,9 +86,7 @@ void FileLock::release() noexcept {
   fd_ = -1;
 }
 
-Result<FileLock> FileLock::try_lock(const std::string& path, Mode mode) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return errno_error(errno, "cannot open lock file " + path);
+Result<FileLock> FileLock::lock_fd(int fd, const std::string& path, Mode mode) {
   if (flock_nointr(fd, flock_op(mode) | LOCK_NB) != 0) {
     int err = errno;
     ::close(fd);
@@ -99,6 +98,24 @@ Result<FileLock> FileLock::try_lock(const std::string& path, Mode mode) {
   lock.owner_pid_ = ::getpid();
   track(fd);
   return lock;
+}
+
+Result<FileLock> FileLock::try_lock(const std::string& path, Mode mode) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_error(errno, "cannot open lock file " + path);
+  return lock_fd(fd, path, mode);
+}
+
+Result<FileLock> FileLock::try_lock_existing(const std::string& path, Mode mode) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return errno_error(errno, "cannot open " + path);
+  return lock_fd(fd, path, mode);
+}
+
+std::pair<uint64_t, uint64_t> FileLock::identity() const noexcept {
+  struct stat st;
+  if (fd_ < 0 || ::fstat(fd_, &st) != 0) return {0, 0};
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
 Status FileLock::try_convert(Mode mode) {

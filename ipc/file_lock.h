@@ -14,6 +14,7 @@
 
 #include <string>
 #include <sys/types.h>
+#include <utility>
 
 namespace sluice::ipc {
 
@@ -29,6 +30,8 @@ class FileLock {
   // Opens (creating if needed) `path` and locks it without blocking.
   // Errors: kBusy when a conflicting lock is held.
   static Result<FileLock> try_lock(const std::string& path, Mode mode);
+  // As try_lock, for a file that must exist already (kNotFound if not).
+  static Result<FileLock> try_lock_existing(const std::string& path, Mode mode);
   // Changes the mode of a held lock without blocking. kBusy on conflict; the
   // lock is then still held in its old mode only if converting to kShared.
   Status try_convert(Mode mode);
@@ -37,9 +40,14 @@ class FileLock {
   static bool is_locked(const std::string& path) noexcept;
 
   bool held() const noexcept { return fd_ >= 0; }
+  // The locked file itself, whatever its name is now: "/proc/self/fd/N".
+  std::string fd_path() const { return "/proc/self/fd/" + std::to_string(fd_); }
+  // (device, inode) of the locked file; {0, 0} if not held.
+  std::pair<uint64_t, uint64_t> identity() const noexcept;
   void release() noexcept;
 
  private:
+  static Result<FileLock> lock_fd(int fd, const std::string& path, Mode mode);
   int fd_ = -1;
   pid_t owner_pid_ = 0;  // the process that took the lock; forked copies do nothing
 };

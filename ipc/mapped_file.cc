@@ -115,17 +115,19 @@ Result<bool> MappedFile::publish() {
   return errno_error(err, "cannot publish " + path_);
 }
 
-Result<MappedFile> MappedFile::open(const std::string& path, const MapOptions& options) {
+Result<MappedFile> MappedFile::open(const std::string& path, const MapOptions& options,
+                                   const std::string& display_path) {
+  const std::string& name = display_path.empty() ? path : display_path;
   auto size = file_size(path);
-  if (!size) return std::unexpected(size.error());
-  if (*size == 0) return make_error(Errc::kCorruption, "empty file " + path);
+  if (!size) return make_error(size.error().code, size.error().message + " (" + name + ")");
+  if (*size == 0) return make_error(Errc::kCorruption, "empty file " + name);
   auto impl = map_whole(path, options.writable);
   if (!impl) return std::unexpected(impl.error());
   MappedFile f;
   f.impl_ = std::move(*impl);
   f.data_ = static_cast<std::byte*>(f.impl_->region.get_address());
   f.size_ = f.impl_->region.get_size();
-  f.path_ = path;
+  f.path_ = name;
   advise(f.data_, f.size_, options);
   if (options.prefault) f.prefault();
   return f;

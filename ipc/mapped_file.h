@@ -44,12 +44,16 @@ class MappedFile {
   // published it, false when a file of that name already existed (the caller
   // then opens that one); the temporary name is removed either way.
   Result<bool> publish();
-  // Maps an existing file whole. Errors name the path.
-  static Result<MappedFile> open(const std::string& path, const MapOptions& options);
+  // Maps an existing file whole. Errors name `display_path` (default: path),
+  // so that a file opened through /proc/self/fd/N is named by its real name.
+  static Result<MappedFile> open(const std::string& path, const MapOptions& options,
+                                 const std::string& display_path = {});
 
   std::byte* data() const noexcept { return data_; }
   uint64_t size() const noexcept { return size_; }
   const std::string& path() const noexcept { return path_; }
+  // The temporary name until publish(), empty after.
+  const std::string& temp_path() const noexcept { return temp_path_; }
   bool is_mapped() const noexcept { return data_ != nullptr; }
 
   // msync of [offset, offset + bytes), rounded out to pages. `wait` selects

@@ -65,10 +65,13 @@ Result<std::shared_ptr<Segment>> Partition::segment(uint64_t base_offset) {
     auto it = segments_.find(base_offset);
     if (it != segments_.end()) return it->second;
   }
-  auto seg = Segment::open(dir_ + "/" + segment_file_name(base_offset), topic_->segment_map_options());
+  auto seg = Segment::open(dir_ + "/" + segment_file_name(base_offset), topic_->segment_map_options(), pool_);
   if (!seg) return seg;
-  if ((*seg)->base_offset() != base_offset || (*seg)->params().partition != index_)
-    return make_error(Errc::kCorruption, "segment " + (*seg)->path() + " has a foreign base offset");
+  if ((*seg)->params().partition != index_)
+    return make_error(Errc::kCorruption, "segment " + (*seg)->path() + " belongs to another partition");
+  // Retired and recycled between our open() and our lock: that segment is gone.
+  if ((*seg)->base_offset() != base_offset)
+    return make_error(Errc::kNotFound, "segment " + std::to_string(base_offset) + " was recycled");
   std::lock_guard lock(mu_);
   return segments_.emplace(base_offset, *seg).first->second;
 }
@@ -81,12 +84,47 @@ Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
   params.data_bytes = topic_->options.segment_bytes;
   params.index_interval_bytes = topic_->options.index_interval_bytes;
   params.partition = index_;
-  auto seg = Segment::create(dir_ + "/" + segment_file_name(base_offset), params,
-                             topic_->segment_map_options());
-  if (!seg) return seg;
+  const std::string path = dir_ + "/" + segment_file_name(base_offset);
+  std::shared_ptr<Segment> seg = ipc::path_exists(path) ? nullptr : recycle_spare(params, path);
+  if (!seg) {
+    auto created = Segment::create(path, params, topic_->segment_map_options(), pool_);
+    if (!created) return created;
+    seg = std::move(*created);
+  }
   checked_cas_max(control().newest_base, base_offset);
   std::lock_guard lock(mu_);
-  return segments_.emplace(base_offset, *seg).first->second;
+  return segments_.emplace(base_offset, seg).first->second;
+}
+
+namespace {
+// Spare (retired, recyclable) segment files: "<base>.spare".
+constexpr std::string_view kSpareSuffix = ".spare";
+constexpr std::string_view kRecyclingPrefix = ".recycling-";
+std::string spare_file_name(uint64_t base) {
+  std::string n = segment_file_name(base);
+  return n.substr(0, n.size() - 4) + std::string(kSpareSuffix);
+}
+}  // namespace
+
+std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path) {
+  auto names = ipc::list_dir(dir_);
+  if (!names) return nullptr;
+  // Oldest spare first (names carry the retired base offset): it has had the
+  // longest time to be released by every process.
+  for (const auto& name : *names) {
+    if (!name.ends_with(kSpareSuffix)) continue;
+    const std::string spare = dir_ + "/" + name;
+    const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
+    if (::rename(spare.c_str(), mine.c_str()) != 0) continue;  // another process took it
+    std::shared_ptr<Segment> seg;
+    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg)) {
+      case Segment::Recycled::kPublished: return seg;
+      case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); continue;
+      case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); return nullptr;
+      case Segment::Recycled::kUnfit: ::unlink(mine.c_str()); continue;
+    }
+  }
+  return nullptr;
 }
 
 Result<std::shared_ptr<Segment>> Partition::newest_segment() {
@@ -280,6 +318,9 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     if (min) protect_from = *min;
   }
   uint64_t removed = 0;
+  size_t spares = 0;
+  if (auto names = ipc::list_dir(dir_))
+    for (const auto& n : *names) spares += n.ends_with(kSpareSuffix);
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
     const Segment& s = *segs[i];
     const uint64_t used = s.find_end().position;
@@ -289,8 +330,15 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     const uint64_t next_base = segs[i + 1]->base_offset();
     if (protect_from != UINT64_MAX && protect_from < next_base) break;
     checked_cas_max(control().start_offset, next_base);
-    if (::unlink(s.path().c_str()) != 0 && errno != ENOENT)
+    // Keep a few retired files to recycle: a roll then reuses pages (and this
+    // process's mappings of them) instead of allocating and faulting new ones.
+    const std::string spare = dir_ + "/" + spare_file_name(s.base_offset());
+    const bool keep = spares < kMaxSpares && ::rename(s.path().c_str(), spare.c_str()) == 0;
+    if (keep) {
+      ++spares;
+    } else if (::unlink(s.path().c_str()) != 0 && errno != ENOENT) {
       return errno_error(errno, "cannot delete segment " + s.path());
+    }
     removed += next_base - s.base_offset();
     total -= used;
   }

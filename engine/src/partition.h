@@ -85,7 +85,9 @@ class Partition {
   // Logical byte position of the tail.
   uint64_t end_position();
 
-  // Deletes segments beyond the topic's retention. Returns records removed.
+  // Retires segments beyond the topic's retention: up to kMaxSpares become
+  // spare files that later rolls recycle, the rest are deleted. Returns
+  // records removed from the log.
   Result<uint64_t> enforce_retention(int64_t now_ns);
 
   // Zeroes what a dead exclusive writer left past the tail and clears its
@@ -104,8 +106,16 @@ class Partition {
   ipc::MappedFile state_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Segment>> segments_;
+  std::shared_ptr<MappingPool> pool_ = std::make_shared<MappingPool>(kPooledMappings);
+
+  // Mappings of retired segments this process keeps for reuse, and spare
+  // (retired, recyclable) segment files kept per partition.
+  static constexpr size_t kPooledMappings = 4;
+  static constexpr size_t kMaxSpares = 2;
 
   Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position);
+  // A new segment made from a spare file, or nullptr if no spare is usable.
+  std::shared_ptr<Segment> recycle_spare(const format::SegmentParams& params, const std::string& path);
 };
 
 }  // namespace sluice

@@ -141,7 +141,7 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
     frame_count_ = count;
     rec_pos_ = frame_pos_ + kFrameHeaderBytes;
     rec_index_ = 0;
-    seed_ = verify_ ? frame_seed(f) : 0;
+    seed_ = frame_seed(f);  // always: a saved cursor may verify later
   }
 }
 
@@ -207,7 +207,7 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
       frame_len_ = len;
       frame_count_ = count;
       rec_pos_ = frame_pos_ + kFrameHeaderBytes;
-      seed_ = verify_ ? frame_seed(f) : 0;
+      seed_ = frame_seed(f);  // always: a saved cursor may verify later
       while (next_offset_ < offset) {
         RecordView v;
         uint32_t padded;

@@ -148,6 +148,15 @@ std::vector<ScannedFrame> scan_segment(const Segment& s, bool check_records, Rec
 
 Status recover_partition(Partition& part, RecoveryReport& report) {
   ++report.partitions;
+  // Files a process died holding half-made: a temporary segment (".tmp.")
+  // or a spare it was recycling (".recycling-"). Nobody else is attached.
+  if (auto names = ipc::list_dir(part.dir())) {
+    for (const auto& n : *names) {
+      if (n.find(".tmp.") == std::string::npos && n.rfind(".recycling-", 0) != 0) continue;
+      ::unlink((part.dir() + "/" + n).c_str());
+      report.notes.push_back("removed half-made file " + part.dir() + "/" + n);
+    }
+  }
   auto bases = part.segment_bases();
   if (!bases) return std::unexpected(bases.error());
   if (bases->empty()) return {};

@@ -3,6 +3,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <unistd.h>
 
 #include "ipc/filesystem.h"
 
@@ -29,44 +30,106 @@ bool parse_segment_file_name(const std::string& name, uint64_t* base_offset) {
   return true;
 }
 
-Result<std::shared_ptr<Segment>> Segment::from_file(ipc::MappedFile file) {
+Segment::~Segment() {
+  // Keep the mapping for reuse if this file is recycled; the use lock is
+  // released when use_lock_ is destroyed after this body.
+  if (auto pool = pool_.lock(); pool && file_.is_mapped()) pool->put(identity_, std::move(file_));
+}
+
+Result<std::shared_ptr<Segment>> Segment::from_file(const std::string& path, ipc::MappedFile file,
+                                                   ipc::FileLock use_lock,
+                                                   const std::shared_ptr<MappingPool>& pool) {
   auto ok = ipc::validate_file_header(file.data(), file.size(), ipc::FileKind::kSegment,
-                                      sizeof(SegmentParams), file.path());
+                                      sizeof(SegmentParams), path);
   if (!ok) return std::unexpected(ok.error());
   const auto& p = ipc::file_params<SegmentParams>(file.data());
   const auto& h = *reinterpret_cast<const ipc::FileHeader*>(file.data());
   if (p.index_interval_bytes < 64 || p.data_bytes == 0 || p.data_bytes % kFrameAlign != 0 ||
       h.data_offset != data_offset_for(p.data_bytes, p.index_interval_bytes) ||
       h.data_offset + static_cast<uint64_t>(p.data_bytes) != file.size())
-    return make_error(Errc::kCorruption, "segment " + file.path() + " has inconsistent sizes");
+    return make_error(Errc::kCorruption, "segment " + path + " has inconsistent sizes");
   auto seg = std::shared_ptr<Segment>(new Segment());
+  seg->path_ = path;
   seg->params_ = p;
   seg->data_ = file.data() + h.data_offset;
   seg->slot_count_ = index_slot_count(p.data_bytes, p.index_interval_bytes);
+  seg->identity_ = use_lock.identity();
+  seg->use_lock_ = std::move(use_lock);
+  seg->pool_ = pool;
   seg->file_ = std::move(file);
   return seg;
 }
 
+namespace {
+// Maps the file `lock` holds: a pooled mapping of the same inode if there is
+// one (no page faults), else a new mapping through /proc/self/fd, which names
+// exactly the locked inode whatever happens to `path` meanwhile.
+Result<ipc::MappedFile> map_locked(const ipc::FileLock& lock, const std::string& path, const ipc::MapOptions& map,
+                                   const std::shared_ptr<MappingPool>& pool) {
+  if (pool)
+    if (auto f = pool->take(lock.identity())) return std::move(*f);
+  return ipc::MappedFile::open(lock.fd_path(), map, path);
+}
+}  // namespace
+
 Result<std::shared_ptr<Segment>> Segment::create(const std::string& path,
                                                  const SegmentParams& params,
-                                                 const ipc::MapOptions& map) {
-  if (ipc::path_exists(path)) return open(path, map);
+                                                 const ipc::MapOptions& map,
+                                                 const std::shared_ptr<MappingPool>& pool) {
+  if (ipc::path_exists(path)) return open(path, map, pool);
   const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
   const uint64_t bytes = data_offset + params.data_bytes;
   auto file = ipc::MappedFile::create_temp(path, bytes, map);
   if (!file) return std::unexpected(file.error());
   ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset),
                          bytes, &params, sizeof params);
+  auto lock = ipc::FileLock::try_lock_existing(file->temp_path(), ipc::FileLock::Mode::kShared);
+  if (!lock) return std::unexpected(lock.error());
   auto published = file->publish();
   if (!published) return std::unexpected(published.error());
-  if (!*published) return open(path, map);  // another process created it first
-  return from_file(std::move(*file));
+  if (!*published) return open(path, map, pool);  // another process created it first
+  return from_file(path, std::move(*file), std::move(*lock), pool);
 }
 
-Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ipc::MapOptions& map) {
-  auto file = ipc::MappedFile::open(path, map);
+Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ipc::MapOptions& map,
+                                               const std::shared_ptr<MappingPool>& pool) {
+  auto lock = ipc::FileLock::try_lock_existing(path, ipc::FileLock::Mode::kShared);
+  if (!lock) {
+    if (lock.error().code == Errc::kBusy)  // a recycler holds it: this segment is gone
+      return make_error(Errc::kNotFound, "segment " + path + " is being recycled");
+    return std::unexpected(lock.error());
+  }
+  auto file = map_locked(*lock, path, map, pool);
   if (!file) return std::unexpected(file.error());
-  return from_file(std::move(*file));
+  return from_file(path, std::move(*file), std::move(*lock), pool);
+}
+
+Segment::Recycled Segment::recycle(const std::string& spare_path, const std::string& path,
+                                   const SegmentParams& params, const ipc::MapOptions& map,
+                                   const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out) {
+  auto lock = ipc::FileLock::try_lock_existing(spare_path, ipc::FileLock::Mode::kExclusive);
+  if (!lock) return lock.error().code == Errc::kBusy ? Recycled::kInUse : Recycled::kUnfit;
+  const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
+  const uint64_t bytes = data_offset + params.data_bytes;
+  auto size = ipc::file_size(lock->fd_path());
+  if (!size || *size != bytes) return Recycled::kUnfit;
+  auto file = map_locked(*lock, path, map, pool);
+  if (!file) return Recycled::kUnfit;
+  // Nobody else uses the file (we hold it exclusively) and nobody can find it
+  // (it is under a name only we know): rewrite it whole.
+  std::memset(file->data(), 0, file->size());
+  ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset), bytes,
+                         &params, sizeof params);
+  if (!lock->try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
+  if (::link(spare_path.c_str(), path.c_str()) != 0) {
+    pool->put(lock->identity(), std::move(*file));
+    return errno == EEXIST ? Recycled::kLostRace : Recycled::kUnfit;
+  }
+  ::unlink(spare_path.c_str());
+  auto seg = from_file(path, std::move(*file), std::move(*lock), pool);
+  if (!seg) return Recycled::kUnfit;
+  *out = std::move(*seg);
+  return Recycled::kPublished;
 }
 
 // The claim walk. Cases at the word under `pos`:

@@ -8,7 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "ipc/file_lock.h"
 #include "ipc/mapped_file.h"
+#include "mapping_pool.h"
 #include "segment_format.h"
 
 namespace sluice {
@@ -20,16 +22,34 @@ struct SegmentEnd {
   bool sealed;        // an END_OF_SEGMENT word (or the capacity) was reached
 };
 
+// A process that uses a segment holds a shared flock on the segment file for
+// as long as it does (the "use lock"); a recycler must take it exclusively,
+// so a file is never rewritten under a process still reading it. When the
+// Segment is destroyed its mapping goes to the partition's MappingPool.
 class Segment {
  public:
+  ~Segment();
   // Creates <dir>/<base>.seg preallocated and zeroed, or opens the one another
   // process published first. Errors: kNoSpace, kIoError, validation errors.
   static Result<std::shared_ptr<Segment>> create(const std::string& path,
                                                  const format::SegmentParams& params,
-                                                 const ipc::MapOptions& map);
-  static Result<std::shared_ptr<Segment>> open(const std::string& path, const ipc::MapOptions& map);
+                                                 const ipc::MapOptions& map,
+                                                 const std::shared_ptr<MappingPool>& pool);
+  // Opens a published segment. kNotFound if it does not exist or is being
+  // recycled right now.
+  static Result<std::shared_ptr<Segment>> open(const std::string& path, const ipc::MapOptions& map,
+                                               const std::shared_ptr<MappingPool>& pool);
+  enum class Recycled : uint8_t { kPublished, kInUse, kLostRace, kUnfit };
+  // Turns the retired segment file at `spare_path` (already renamed there by
+  // the caller, so no one else picks it) into a new segment published at
+  // `path`: zeroed, new header, linked. kInUse: a process still holds it;
+  // kLostRace: `path` already exists (the file stays at spare_path);
+  // kUnfit: its size does not match `params`.
+  static Recycled recycle(const std::string& spare_path, const std::string& path,
+                          const format::SegmentParams& params, const ipc::MapOptions& map,
+                          const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out);
 
-  const std::string& path() const noexcept { return file_.path(); }
+  const std::string& path() const noexcept { return path_; }
   uint64_t base_offset() const noexcept { return params_.base_offset; }
   uint64_t base_position() const noexcept { return params_.base_position; }
   uint32_t capacity() const noexcept { return params_.data_bytes; }
@@ -79,12 +99,18 @@ class Segment {
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
 
  private:
+  std::string path_;  // its name now (a pooled mapping may remember an older one)
   ipc::MappedFile file_;
+  ipc::FileLock use_lock_;
+  FileIdentity identity_{};
+  std::weak_ptr<MappingPool> pool_;
   format::SegmentParams params_{};
   std::byte* data_ = nullptr;
   uint64_t slot_count_ = 0;
 
-  static Result<std::shared_ptr<Segment>> from_file(ipc::MappedFile file);
+  static Result<std::shared_ptr<Segment>> from_file(const std::string& path, ipc::MappedFile file,
+                                                   ipc::FileLock use_lock,
+                                                   const std::shared_ptr<MappingPool>& pool);
 };
 
 std::string segment_file_name(uint64_t base_offset);

@@ -53,11 +53,19 @@ TEST(ProcessRegistry, ForkChildDoesNotKeepParentSlotAlive) {
     auto r = ProcessRegistry::attach(dir.path());
     if (!r) return 1;
     OwnerId id = r->self();
+    int ready[2];
+    if (::pipe(ready) != 0) return 3;
     pid_t grandchild = ::fork();
     if (grandchild == 0) {
+      // fork() returned here, so the atfork child handler has already closed
+      // the inherited lock descriptor; say so, then outlive the parent.
+      char c = 1;
+      if (::write(ready[1], &c, 1) != 1) ::_exit(1);
       ::sleep(5);
       ::_exit(0);
     }
+    char c;
+    if (::read(ready[0], &c, 1) != 1) return 4;
     if (::write(fds[1], &id, sizeof id) != sizeof id) return 2;
     if (::write(fds[1], &grandchild, sizeof grandchild) != sizeof grandchild) return 2;
     return 0;
