@@ -175,6 +175,7 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   const size_t count = s.parts.size();
   for (size_t i = 0; i < count && n < out.size(); ++i) {
     ConsumerState::Assigned& a = s.parts[(s.next_part + i) % count];
+    a.cursor.release_left_segments();  // the previous poll's views are dead now
     if (s.offsets) s.check_group_seek(a);
     if (a.cursor.behind_start())
       if (auto ok = s.reset_removed(a); !ok) return std::unexpected(ok.error());

@@ -54,6 +54,7 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
     error_ = next.error();  // the next segment exists but cannot be used
     return Step::kCorrupt;
   }
+  left_.push_back(std::move(segment_));
   segment_ = std::move(*next);
   // Retention may have deleted the segments behind us; drop this process's
   // mappings of them so that their memory (tmpfs pages) is freed.

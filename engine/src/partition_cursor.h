@@ -7,6 +7,7 @@
 #include <sluice/status.h>
 
 #include <memory>
+#include <vector>
 
 #include "partition.h"
 #include "segment.h"
@@ -39,6 +40,10 @@ class PartitionCursor {
   uint64_t skip_corrupt();
 
   uint64_t next_offset() const noexcept { return next_offset_; }
+  // Views handed out may point into segments this cursor has since left; it
+  // keeps those alive (and use-locked, so not recycled) until told the views
+  // are dead: at the start of the consumer's next poll.
+  void release_left_segments() noexcept { left_.clear(); }
   // Whether retention removed the position (the cursor may still hold the
   // deleted segment's mapping; reading on would pin its memory).
   bool behind_start() const noexcept { return next_offset_ < partition_->start_offset(); }
@@ -56,6 +61,7 @@ class PartitionCursor {
   Partition* partition_;
   bool verify_;
   std::shared_ptr<Segment> segment_;
+  std::vector<std::shared_ptr<Segment>> left_;  // see release_left_segments()
   uint32_t frame_pos_ = 0;   // start of the current frame in segment_
   uint32_t frame_len_ = 0;
   uint32_t frame_count_ = 0; // 0: not inside a frame
