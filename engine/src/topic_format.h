@@ -10,7 +10,8 @@
 //   <dir>/topics/<topic>/topic       TopicParams + TopicControl
 //   <dir>/topics/<topic>/<p>/state   PartitionParams + PartitionControl
 //   <dir>/topics/<topic>/<p>/writer.lock   flock: shared producers / one exclusive
-//   <dir>/topics/<topic>/<p>/<base>.seg    segments (segment_format.h)
+//   <dir>/topics/<topic>/<p>/<base>.seg    segments (segment_format.h); flock: in use
+//   <dir>/topics/<topic>/<p>/<base>.spare  retired segments waiting to be recycled
 //   <dir>/groups/<group>/<topic>.offsets   GroupParams + GroupSlot per partition
 #pragma once
 
