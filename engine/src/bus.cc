@@ -1,6 +1,7 @@
 #include <sluice/bus.h>
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "admin.h"
@@ -31,18 +32,32 @@ class SystemClock final : public Clock {
   }
 };
 
-Status ensure_bus_meta(const std::string& dir) {
+// bus.meta: the file header, then at kBootIdOffset the boot id of the machine
+// that last attached (NUL-padded text of /proc/sys/kernel/random/boot_id).
+constexpr uint64_t kBootIdOffset = 1024;
+constexpr size_t kBootIdBytes = 64;
+
+Result<ipc::MappedFile> open_bus_meta(const std::string& dir) {
   const std::string path = dir + "/bus.meta";
   if (!ipc::path_exists(path)) {
     auto f = ipc::MappedFile::create_temp(path, kBusMetaBytes, {});
     if (!f) return std::unexpected(f.error());
     BusParams params{};
-    ipc::write_file_header(f->data(), ipc::FileKind::kBus, 64, kBusMetaBytes, &params, sizeof params);
+    ipc::write_file_header(f->data(), ipc::FileKind::kBus, static_cast<uint32_t>(kBootIdOffset), kBusMetaBytes,
+                           &params, sizeof params);
     if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());
   }
-  auto f = ipc::MappedFile::open(path, {false, false, false});
+  auto f = ipc::MappedFile::open(path, {});
   if (!f) return std::unexpected(f.error());
-  return ipc::validate_file_header(f->data(), f->size(), ipc::FileKind::kBus, sizeof(BusParams), path);
+  if (auto ok = ipc::validate_file_header(f->data(), f->size(), ipc::FileKind::kBus, sizeof(BusParams), path); !ok)
+    return std::unexpected(ok.error());
+  return f;
+}
+
+std::string current_boot_id() {
+  std::string id = ipc::read_file("/proc/sys/kernel/random/boot_id").value_or("");
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id.substr(0, kBootIdBytes - 1);
 }
 
 // Takes `path` in `mode`, retrying for up to kLockWait.
@@ -58,8 +73,20 @@ Result<ipc::FileLock> lock_with_wait(const std::string& path, ipc::FileLock::Mod
   }
 }
 
-Status recover_bus(BusState& bus) {
+// REQUIRES: no other process attached (bus.lock held exclusively).
+Status recover_bus(BusState& bus, ipc::MappedFile& meta) {
   bus.recovery.ran = true;
+  // A committed frame whose checksum fails can only be a torn write if the
+  // machine went down (a killed process never publishes a frame before its
+  // bytes). Only then is a bad tail cut; otherwise it is reported and kept.
+  char* stored = reinterpret_cast<char*>(meta.data() + kBootIdOffset);
+  const std::string boot = current_boot_id();
+  const bool machine_restarted = std::string(stored, strnlen(stored, kBootIdBytes)) != boot;
+  if (machine_restarted) {
+    std::memset(stored, 0, kBootIdBytes);
+    std::memcpy(stored, boot.data(), boot.size());
+    (void)meta.sync(kBootIdOffset, kBootIdBytes, true);
+  }
   auto names = ipc::list_dir(bus.dir + "/topics");
   if (!names) return std::unexpected(names.error());
   for (const auto& name : *names) {
@@ -75,7 +102,7 @@ Status recover_bus(BusState& bus) {
       continue;
     }
     for (auto& p : (*topic)->partitions) {
-      if (auto ok = recover_partition(*p, bus.recovery); !ok)
+      if (auto ok = recover_partition(*p, machine_restarted, bus.recovery); !ok)
         bus.recovery.notes.push_back("topic " + name + " partition " + std::to_string(p->index()) +
                                      " not recovered: " + ok.error().to_string());
     }
@@ -111,7 +138,8 @@ Result<Bus> Bus::open(const std::string& dir, const BusOptions& options) {
     for (const char* sub : {"", "/topics", "/groups", "/procs"})
       if (auto ok = ipc::make_dirs(state->dir + sub); !ok) return std::unexpected(ok.error());
   }
-  if (auto ok = ensure_bus_meta(state->dir); !ok) return std::unexpected(ok.error());
+  auto meta = open_bus_meta(state->dir);
+  if (!meta) return std::unexpected(meta.error());
   for (const char* sub : {"/topics", "/groups"})
     if (auto ok = ipc::make_dirs(state->dir + sub); !ok) return std::unexpected(ok.error());
 
@@ -128,7 +156,7 @@ Result<Bus> Bus::open(const std::string& dir, const BusOptions& options) {
   const std::string bus_lock = state->dir + "/bus.lock";
   auto alone = ipc::FileLock::try_lock(bus_lock, ipc::FileLock::Mode::kExclusive);
   if (alone) {
-    if (auto ok = recover_bus(*state); !ok) return std::unexpected(ok.error());
+    if (auto ok = recover_bus(*state, *meta); !ok) return std::unexpected(ok.error());
     if (auto ok = alone->try_convert(ipc::FileLock::Mode::kShared); !ok) return std::unexpected(ok.error());
     state->bus_lock = std::move(*alone);
   } else {

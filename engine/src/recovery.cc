@@ -55,7 +55,7 @@ bool word_is_sane(const Segment& seg, uint32_t pos, uint64_t w) {
 
 // A segment file shorter than its header says (copied or cut short): extend
 // it with zeros so that it maps whole; the scan then cuts what is torn.
-Status restore_truncated(const std::string& path, RecoveryReport& report) {
+Status restore_truncated(const std::string& path, RecoveryReport& report, bool* restored) {
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return errno_error(errno, "cannot open " + path);
   ipc::FileHeader h{};
@@ -69,6 +69,7 @@ Status restore_truncated(const std::string& path, RecoveryReport& report) {
     if (::ftruncate(fd, static_cast<off_t>(h.file_bytes)) != 0) {
       result = errno_error(errno, "cannot restore size of " + path);
     } else {
+      *restored = true;
       report.notes.push_back("segment " + path + " was truncated to " + std::to_string(st.st_size) +
                              " bytes; restored to " + std::to_string(h.file_bytes) + " and scanned");
     }
@@ -146,7 +147,7 @@ std::vector<ScannedFrame> scan_segment(const Segment& s, bool check_records, Rec
 
 }  // namespace
 
-Status recover_partition(Partition& part, RecoveryReport& report) {
+Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport& report) {
   ++report.partitions;
   // Files a process died holding half-made: a temporary segment (".tmp.")
   // or a spare it was recycling (".recycling-"). Nobody else is attached.
@@ -161,7 +162,9 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
   if (!bases) return std::unexpected(bases.error());
   if (bases->empty()) return {};
   const std::string newest_path = part.dir() + "/" + segment_file_name(bases->back());
-  if (auto ok = restore_truncated(newest_path, report); !ok) return ok;
+  bool truncated = false;
+  if (auto ok = restore_truncated(newest_path, report, &truncated); !ok) return ok;
+  const bool tail_may_be_torn = machine_restarted || truncated;
   auto& control = part.control();
   if (control.start_offset.load(std::memory_order_relaxed) < bases->front())
     control.start_offset.store(bases->front(), std::memory_order_release);
@@ -201,6 +204,11 @@ Status recover_partition(Partition& part, RecoveryReport& report) {
     // stay, reported above and by readers, never returned as data.
     size_t keep = frames.size();
     while (keep > 0 && !frames[keep - 1].valid) --keep;
+    if (keep < frames.size() && !tail_may_be_torn) {
+      report.notes.push_back("the last frames of " + s.path() + " (from offset " + std::to_string(frames[keep].offset) +
+                             ") fail validation although no crash could have torn them: kept as corruption");
+      keep = frames.size();
+    }
     if (keep < frames.size()) {
       const uint32_t cut = frames[keep].position;
       const uint64_t bytes = s.capacity() - cut;

@@ -1,0 +1,39 @@
+// `sluice demo` end to end: real producer and consumer processes, a
+// SIGKILLed writer, a replay. Bounded by a 60 s timeout.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "cli_runner.h"
+#include "support/test_support.h"
+
+namespace sluice {
+namespace {
+
+TEST(CliDemo, RunsAllChecksAndExitsZero) {
+  test::TempDir dir;
+  // A smaller run than the default keeps the suite quick under sanitizers.
+  test::CliResult r = test::run_cli_in(dir.sub("bus"), {"demo", "--records", "20000", "--rate", "20000"},
+                                       test::with_timeout_ms(60'000));
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("all checks passed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("per-key order OK"), std::string::npos);
+  const size_t repaired = r.out.find("claims repaired");
+  ASSERT_NE(repaired, std::string::npos) << r.out;
+  EXPECT_GE(std::stoi(r.out.substr(repaired + std::string("claims repaired").size())), 1) << r.out;
+  EXPECT_NE(r.out.find("p99"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir.sub("bus/topics/demo.accounts"))) << "a given --dir is kept";
+}
+
+TEST(CliDemo, WithoutDirUsesAndRemovesATemporaryBus) {
+  test::CliResult r = test::run_cli({"demo", "--records", "5000", "--rate", "0"}, test::with_timeout_ms(60'000));
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  const size_t at = r.out.find("bus ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string dir = r.out.substr(at + 4, r.out.find(',', at) - at - 4);
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+}
+
+}  // namespace
+}  // namespace sluice

@@ -1,0 +1,132 @@
+// `sluice produce NAME`: one record per line of stdin.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "text_parse.h"
+
+namespace sluice::cli {
+
+namespace {
+
+struct ProduceArgs {
+  std::string topic;
+  std::optional<std::string> key;
+  std::string key_sep;
+  std::string partition;
+  std::vector<std::string> headers;  // K=V
+  std::string wait_ms = "5000";
+  bool verbose = false;
+};
+
+std::string send_failure(const Producer& producer, const SendResult& r) {
+  switch (r.status) {
+    case SendStatus::kBackPressured:
+      return "back-pressured: the slowest group is a full retention window behind (see --wait-ms)";
+    case SendStatus::kBusy:
+      return "partition " + std::to_string(r.partition) + " is owned by an exclusive producer";
+    case SendStatus::kAborted:
+      return "the record's claim was aborted as stalled";
+    case SendStatus::kTooLarge:
+    case SendStatus::kError:
+    case SendStatus::kOk:
+      break;
+  }
+  return producer.last_error().to_string();
+}
+
+int run_produce(const Context& ctx, const ProduceArgs& a) {
+  if (auto ok = check_name(a.topic, "topic"); !ok) return fail(ok.error());
+  // Header storage must outlive every send: names and values view into it.
+  std::vector<std::string> header_text = a.headers;
+  std::vector<Header> headers;
+  for (const std::string& h : header_text) {
+    const size_t eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--header: '" + h + "' is not NAME=VALUE", kExitUsage);
+    headers.push_back(Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
+  }
+  auto wait_ms = parse_u64(a.wait_ms, "--wait-ms");
+  if (!wait_ms) return fail(wait_ms.error(), kExitUsage);
+  std::optional<uint32_t> partition;
+  if (!a.partition.empty()) {
+    auto p = parse_u64(a.partition, "--partition");
+    if (!p) return fail(p.error(), kExitUsage);
+    if (*p > UINT32_MAX) return fail("--partition: out of range", kExitUsage);
+    partition = static_cast<uint32_t>(*p);
+  }
+
+  auto bus = open_bus(ctx);
+  if (!bus) return fail(bus.error());
+  ProducerOptions options;
+  options.back_pressure_timeout_ns = static_cast<int64_t>(std::min<uint64_t>(*wait_ms, 86'400'000)) * 1'000'000;
+  auto producer = bus->create_producer(a.topic, options);
+  if (!producer) return fail(producer.error());
+  if (partition && *partition >= producer->partition_count())
+    return fail(
+        "--partition: topic " + a.topic + " has partitions 0-" + std::to_string(producer->partition_count() - 1),
+        kExitUsage);
+
+  char* line = nullptr;
+  size_t capacity = 0;
+  uint64_t sent = 0;
+  int code = kExitOk;
+  for (;;) {
+    const ssize_t n = ::getline(&line, &capacity, stdin);
+    if (n < 0) break;
+    std::string_view text(line, static_cast<size_t>(n));
+    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    Message m;
+    m.headers = headers;
+    m.value = text;
+    if (a.key) {
+      m.key = *a.key;
+    } else if (!a.key_sep.empty()) {
+      // A line without the separator has no key: the whole line is the value.
+      const size_t at = text.find(a.key_sep);
+      if (at != std::string_view::npos) {
+        m.key = text.substr(0, at);
+        m.value = text.substr(at + a.key_sep.size());
+      }
+    }
+    const SendResult r = producer->send(m, partition);
+    if (!r.ok()) {
+      code = fail("produce: line " + std::to_string(sent + 1) + ": " + send_failure(*producer, r));
+      break;
+    }
+    ++sent;
+  }
+  std::free(line);
+  if (code == kExitOk && std::ferror(stdin)) code = fail("produce: cannot read stdin");
+  if (code == kExitOk && a.verbose)
+    std::fprintf(stderr, "produced %llu records to %s\n", (unsigned long long)sent, a.topic.c_str());
+  return code;
+}
+
+}  // namespace
+
+void add_produce_command(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<ProduceArgs>();
+  CLI::App* p = app.add_subcommand("produce", "send one record per line of stdin");
+  p->add_option("topic", a->topic, "topic name")->type_name("TOPIC")->required();
+  CLI::Option* key = p->add_option("--key,-k", a->key, "key of every record (decides the partition)")->type_name("KEY");
+  CLI::Option* sep =
+      p->add_option("--key-sep", a->key_sep, "split each line at the first SEP: key SEP value")->type_name("SEP");
+  key->excludes(sep);
+  p->add_option("--partition", a->partition, "send every record to this partition (default: by key hash)")
+      ->type_name("P");
+  p->add_option("--header,-H", a->headers, "record header NAME=VALUE (repeatable)")
+      ->type_name("NAME=VALUE")
+      ->allow_extra_args(false)  // one value per -H: `-H a=1 TOPIC` leaves TOPIC alone
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  p->add_option("--wait-ms", a->wait_ms, "back-pressure topics: how long a send waits for room (default 5000)")
+      ->type_name("MS");
+  p->add_flag("--verbose,-v", a->verbose, "print the number of records sent on stderr");
+  p->callback([&ctx, a] { ctx.exit_code = run_produce(ctx, *a); });
+}
+
+}  // namespace sluice::cli
