@@ -33,21 +33,28 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
   const uint64_t next_base = next_offset_;
   auto next = partition_->segment(next_base);
   if (!next && next.error().code == Errc::kNotFound) {
-    // A later segment exists (this one was lost or set aside): jump to it.
-    if (auto bases = partition_->segment_bases()) {
-      auto it = std::upper_bound(bases->begin(), bases->end(), next_base);
-      if (it != bases->end()) {
-        auto later = partition_->segment(*it);
-        if (later) {
-          Step s = corrupt("segment " + std::to_string(next_base) + " is missing; offsets " +
-                           std::to_string(next_base) + ".." + std::to_string(*it - 1) + " are lost");
-          // Position past the gap so that skip_corrupt() can move on.
-          (void)s;
-          return Step::kCorrupt;
-        }
-      }
+    // Cases, checked in this order because a writer may create the segment
+    // (and even fill it and the next) while we look:
+    //   1. retention removed it: out of range;
+    //   2. it exists now: open it;
+    //   3. a later one exists but not it: lost, a gap (corruption);
+    //   4. nothing after us: create it (any reader or writer may).
+    if (next_base < partition_->start_offset()) return Step::kOutOfRange;  // 1
+    auto bases = partition_->segment_bases();
+    if (!bases) {
+      error_ = bases.error();
+      return Step::kCorrupt;
     }
-    next = partition_->next_segment(*segment_, eos_position, static_cast<uint32_t>(next_base - segment_->base_offset()));
+    if (std::binary_search(bases->begin(), bases->end(), next_base)) {  // 2
+      next = partition_->segment(next_base);
+    } else if (auto it = std::upper_bound(bases->begin(), bases->end(), next_base); it != bases->end()) {  // 3
+      if (next_base < partition_->start_offset()) return Step::kOutOfRange;  // retention raced the listing
+      return corrupt("segment " + std::to_string(next_base) + " is missing; offsets " + std::to_string(next_base) +
+                     ".." + std::to_string(*it - 1) + " are lost");
+    } else {  // 4
+      next = partition_->next_segment(*segment_, eos_position,
+                                      static_cast<uint32_t>(next_base - segment_->base_offset()));
+    }
   }
   if (!next) {
     if (next.error().code == Errc::kNotFound) return Step::kEmpty;
