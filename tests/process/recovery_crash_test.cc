@@ -1,0 +1,169 @@
+// Every process of a bus killed, then the bus opened again: the opener is
+// alone, so it recovers; what dead writers left behind is repaired and
+// appends go on.
+#include <gtest/gtest.h>
+#include <sluice/sluice.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "process/process_helpers.h"
+#include "support/test_support.h"
+
+namespace sluice {
+namespace {
+
+constexpr char kTopic[] = "t";
+
+TopicOptions small_topic() {
+  TopicOptions o;
+  o.partitions = 1;
+  o.segment_bytes = 64 << 10;
+  o.index_interval_bytes = 512;
+  return o;
+}
+
+// A producer that appends `n` records, claims one more, fills `fill` bytes
+// of its value, reports the claim's offset and hangs until killed.
+int claim_and_hang_main(const std::string& dir, const std::string& tag, int n, bool exclusive,
+                        uint32_t value_bytes, int report_fd) {
+  auto bus = Bus::open(dir);
+  if (!bus) return 10;
+  ProducerOptions o;
+  o.exclusive = exclusive;
+  auto producer = bus->create_producer(kTopic, o);
+  if (!producer) return 11;
+  for (int i = 0; i < n; ++i)
+    if (!producer->send(Message{"", tag + "-" + std::to_string(i)}, 0).ok()) return 12;
+  Claim claim;
+  ClaimSpec spec;
+  spec.value_bytes = value_bytes;
+  spec.partition = 0;
+  if (producer->try_claim(spec, claim) != SendStatus::kOk) return 13;
+  std::memset(claim.value().data(), 0xFF, value_bytes);  // the value is in place, not committed
+  const uint64_t offset = claim.offset();
+  if (!test::write_all(report_fd, &offset, sizeof offset)) return 14;
+  ::sleep(60);
+  return 15;
+}
+
+TEST(CrashRecovery, OpeningABusAfterEveryProcessDiedAbortsDeadClaimsAndAppendsGoOn) {
+  test::TempDir dir;
+  {
+    auto bus = Bus::open(dir.path());
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->create_topic(kTopic, small_topic()));
+  }
+  constexpr int kWriters = 3, kEach = 10;
+  test::Children children;
+  test::Pipe report;
+  for (int w = 0; w < kWriters; ++w)
+    children.spawn([&, w] {
+      return claim_and_hang_main(dir.path(), "w" + std::to_string(w), kEach, false, 48, report.write_end());
+    });
+  std::vector<uint64_t> claimed;
+  for (int w = 0; w < kWriters; ++w) {
+    uint64_t offset;
+    ASSERT_TRUE(test::read_exact(report.read_end(), &offset, sizeof offset, 20'000));
+    claimed.push_back(offset);
+  }
+  for (pid_t pid : std::vector<pid_t>(children.pids())) EXPECT_EQ(children.kill(pid), 128 + SIGKILL);
+
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus) << bus.error().to_string();
+  const RecoveryReport& rec = bus->recovery();
+  EXPECT_TRUE(rec.ran);
+  EXPECT_EQ(rec.claims_aborted, static_cast<uint64_t>(kWriters));
+  EXPECT_GE(rec.partitions, 1u);
+  EXPECT_EQ(std::count_if(rec.notes.begin(), rec.notes.end(),
+                          [](const std::string& n) { return n.find("claim") != std::string::npos; }),
+            kWriters);
+
+  constexpr uint64_t kTotal = kWriters * (kEach + 1);
+  auto producer = bus->create_producer(kTopic);
+  ASSERT_TRUE(producer);
+  SendResult r = producer->send(Message{"", "after-recovery"}, 0);
+  ASSERT_TRUE(r.ok()) << producer->last_error().to_string();
+  EXPECT_EQ(r.offset, kTotal);
+
+  auto got = test::read_partition(*bus, kTopic, 0);
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_EQ(got->size(), static_cast<size_t>(kWriters * kEach + 1));
+  for (const auto& rec_copy : *got)
+    EXPECT_EQ(std::count(claimed.begin(), claimed.end(), rec_copy.offset), 0)
+        << "a dead claim was handed out as a record";
+  EXPECT_EQ(got->back().value, "after-recovery");
+  auto v = bus->verify(kTopic);
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok()) << v->issues.front().what;
+  EXPECT_EQ(v->aborted_frames, static_cast<uint64_t>(kWriters));
+  EXPECT_EQ(v->records, kTotal - kWriters + 1);
+
+  // A second opener while this one is attached does not recover again.
+  auto second = Bus::open(dir.path());
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->recovery().ran);
+}
+
+// An exclusive writer writes a frame before it publishes its claim word, so
+// when it dies its half-written bytes sit past the published tail. Whoever
+// appends next must not trip over them, with recovery (everyone was dead)
+// or without (a reader kept the bus open).
+void exclusive_leftovers_are_cleared(bool everyone_dead) {
+  test::TempDir dir;
+  {
+    auto bus = Bus::open(dir.path());
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->create_topic(kTopic, small_topic()));
+  }
+  test::Children children;
+  test::Pipe report;
+  const pid_t writer = children.spawn(
+      [&] { return claim_and_hang_main(dir.path(), "x", 10, true, 4000, report.write_end()); });
+  std::optional<Bus> watcher;
+  if (!everyone_dead) {
+    auto b = Bus::open(dir.path());
+    ASSERT_TRUE(b);
+    watcher.emplace(std::move(*b));
+  }
+  uint64_t offset;
+  ASSERT_TRUE(test::read_exact(report.read_end(), &offset, sizeof offset, 20'000));
+  EXPECT_EQ(offset, 10u);
+  EXPECT_EQ(children.kill(writer), 128 + SIGKILL);
+
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  EXPECT_EQ(bus->recovery().ran, everyone_dead);
+  auto producer = bus->create_producer(kTopic);
+  ASSERT_TRUE(producer);
+  for (int i = 0; i < 200; ++i) {
+    SendResult r = producer->send(Message{"", "s-" + std::to_string(i)}, 0);
+    ASSERT_TRUE(r.ok()) << "send " << i << ": " << producer->last_error().to_string();
+    EXPECT_EQ(r.offset, 10u + i);
+  }
+  auto got = test::read_partition(*bus, kTopic, 0);
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_EQ(got->size(), 210u);
+  for (size_t i = 0; i < got->size(); ++i) {
+    EXPECT_EQ((*got)[i].offset, i);
+    EXPECT_EQ((*got)[i].value, i < 10 ? "x-" + std::to_string(i) : "s-" + std::to_string(i - 10));
+  }
+  auto v = bus->verify(kTopic);
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok()) << v->issues.front().what;
+}
+
+TEST(CrashRecovery, DeadExclusiveWritersHalfWrittenFrameIsClearedByTheNextWriter) {
+  exclusive_leftovers_are_cleared(false);
+}
+
+TEST(CrashRecovery, DeadExclusiveWritersHalfWrittenFrameIsClearedByRecovery) {
+  exclusive_leftovers_are_cleared(true);
+}
+
+}  // namespace
+}  // namespace sluice
