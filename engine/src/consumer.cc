@@ -6,7 +6,6 @@
 #include "group_offsets.h"
 #include "ipc/wait_strategy.h"
 #include "partition_cursor.h"
-#include "producer_state.h"
 
 namespace sluice {
 
@@ -295,19 +294,6 @@ Result<std::vector<PartitionLag>> Consumer::lag() const {
     out.push_back(admin::partition_lag(a.cursor.partition(), c == format::kNoCommit ? kNoOffset : c, now));
   }
   return out;
-}
-
-Result<Producer> Bus::create_producer(std::string_view topic, const ProducerOptions& options) {
-  auto t = state_->topic(topic);
-  if (!t) return std::unexpected(t.error());
-  auto s = std::make_unique<ProducerState>();
-  s->bus = state_;
-  s->topic = *t;
-  s->options = options;
-  s->owner = state_->registry.self();
-  s->writers.resize((*t)->options.partitions);
-  s->keyless_partition = static_cast<uint32_t>(state_->registry.self_slot()) % (*t)->options.partitions;
-  return Producer(std::move(s));
 }
 
 }  // namespace sluice

@@ -1,3 +1,4 @@
+#include <sluice/bus.h>
 #include <sluice/producer.h>
 
 #include <chrono>
@@ -159,7 +160,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   return SendStatus::kOk;
 }
 
-SendStatus ProducerState::publish(uint32_t partition, const Partition::Reservation& r, uint32_t frame_length,
+SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t frame_length,
                                   uint32_t count, int64_t first_timestamp_ns) {
   Segment& seg = *r.segment;
   FrameHeader* f = seg.frame(r.position);
@@ -172,7 +173,6 @@ SendStatus ProducerState::publish(uint32_t partition, const Partition::Reservati
     rec += align_up(len);
   }
   seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
-  Partition& part = *topic->partitions[partition];
   const uint64_t committed = make_claim_word(kCommitted, frame_length, count, owner);
   if (options.exclusive) {
     // seq_cst: publishes the frame (release half: pairs with the reader's
@@ -189,7 +189,6 @@ SendStatus ProducerState::publish(uint32_t partition, const Partition::Reservati
                                                                   " was aborted as stalled before its commit"});
   }
   ipc::notify(topic->control().wakeup);
-  (void)part;
   // Ask for the lines the next frames will use now, for writing: the
   // publishing store above is a full barrier that waits for this frame's
   // lines, so a miss on the next frame's lines would be paid in full.
@@ -199,6 +198,19 @@ SendStatus ProducerState::publish(uint32_t partition, const Partition::Reservati
     __builtin_prefetch(seg.data() + ahead + 64, 1, 3);
   }
   return SendStatus::kOk;
+}
+
+Result<Producer> Bus::create_producer(std::string_view topic, const ProducerOptions& options) {
+  auto t = state_->topic(topic);
+  if (!t) return std::unexpected(t.error());
+  auto s = std::make_unique<ProducerState>();
+  s->bus = state_;
+  s->topic = *t;
+  s->options = options;
+  s->owner = state_->registry.self();
+  s->writers.resize((*t)->options.partitions);
+  s->keyless_partition = static_cast<uint32_t>(state_->registry.self_slot()) % (*t)->options.partitions;
+  return Producer(std::move(s));
 }
 
 Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
@@ -241,7 +253,7 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   encode_record(r.segment->data() + r.position + kFrameHeaderBytes, m.key, m.headers, hb, m.value.data(),
                 static_cast<uint32_t>(m.value.size()), ts);
   result.offset = r.offset;
-  result.status = s.publish(result.partition, r, frame, 1, ts);
+  result.status = s.publish(r, frame, 1, ts);
   return result;
 }
 
@@ -288,7 +300,7 @@ SendResult Producer::send_batch(std::span<const Message> batch, std::optional<ui
     rec += padded_record_size(m);
   }
   result.offset = r.offset;
-  result.status = s.publish(p, r, static_cast<uint32_t>(frame), count, first_ts);
+  result.status = s.publish(r, static_cast<uint32_t>(frame), count, first_ts);
   return result;
 }
 
@@ -342,7 +354,7 @@ SendStatus Claim::commit() noexcept {
   RecordHeader h;
   std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
   const uint32_t frame = kFrameHeaderBytes + align_up(h.length);
-  SendStatus st = producer_->publish(partition_, r, frame, 1, h.timestamp_ns);
+  SendStatus st = producer_->publish(r, frame, 1, h.timestamp_ns);
   frame_ = nullptr;
   keep_alive_.reset();
   return st;

@@ -49,7 +49,7 @@ struct ProducerState {
   SendStatus reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
                      Partition::Reservation* out);
   // Checksums, indexes and publishes a frame written in place.
-  SendStatus publish(uint32_t partition, const Partition::Reservation& r, uint32_t frame_length,
+  SendStatus publish(const Partition::Reservation& r, uint32_t frame_length,
                      uint32_t count, int64_t first_timestamp_ns);
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length);
 };

@@ -82,12 +82,9 @@ int run_consume(const Context& ctx, const ConsumeArgs& a) {
   ConsumerOptions options;
   options.auto_commit = false;  // committed below after each printed batch
   options.wait = WaitStrategy::kBlock;
-  if (!a.partition.empty()) {
-    auto p = parse_u64(a.partition, "--partition");
-    if (!p) return fail(p.error(), kExitUsage);
-    if (*p > UINT32_MAX) return fail("--partition: out of range", kExitUsage);
-    options.partitions.push_back(static_cast<uint32_t>(*p));
-  }
+  auto partition = parse_partition(a.partition);
+  if (!partition) return fail(partition.error(), kExitUsage);
+  if (*partition) options.partitions.push_back(**partition);
   if (a.verbose) {
     options.on_event = [](const ConsumerEvent& e) {
       std::fprintf(stderr, "event: partition %u %llu -> %llu: %s\n", e.partition, (unsigned long long)e.from_offset,

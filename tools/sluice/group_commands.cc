@@ -60,13 +60,9 @@ int run_seek(const Context& ctx, const SeekArgs& a) {
   if (auto ok = check_name(a.topic, "topic"); !ok) return fail(ok.error());
   auto target = parse_seek_target(a.to);
   if (!target) return fail(target.error(), kExitUsage);
-  std::optional<uint32_t> partition;
-  if (!a.partition.empty()) {
-    auto p = parse_u64(a.partition, "--partition");
-    if (!p) return fail(p.error(), kExitUsage);
-    if (*p > UINT32_MAX) return fail("--partition: out of range", kExitUsage);
-    partition = static_cast<uint32_t>(*p);
-  }
+  auto parsed_partition = parse_partition(a.partition);
+  if (!parsed_partition) return fail(parsed_partition.error(), kExitUsage);
+  const std::optional<uint32_t> partition = *parsed_partition;
   auto bus = open_bus(ctx);
   if (!bus) return fail(bus.error());
   if (auto ok = bus->seek_group(a.group, a.topic, *target, partition); !ok) return fail(ok.error());

@@ -52,13 +52,9 @@ int run_produce(const Context& ctx, const ProduceArgs& a) {
   }
   auto wait_ms = parse_u64(a.wait_ms, "--wait-ms");
   if (!wait_ms) return fail(wait_ms.error(), kExitUsage);
-  std::optional<uint32_t> partition;
-  if (!a.partition.empty()) {
-    auto p = parse_u64(a.partition, "--partition");
-    if (!p) return fail(p.error(), kExitUsage);
-    if (*p > UINT32_MAX) return fail("--partition: out of range", kExitUsage);
-    partition = static_cast<uint32_t>(*p);
-  }
+  auto parsed_partition = parse_partition(a.partition);
+  if (!parsed_partition) return fail(parsed_partition.error(), kExitUsage);
+  const std::optional<uint32_t> partition = *parsed_partition;
 
   auto bus = open_bus(ctx);
   if (!bus) return fail(bus.error());

@@ -95,4 +95,12 @@ Result<OffsetReset> parse_offset_reset(std::string_view text) {
   return bad_value("--reset", text, "earliest, latest or fail");
 }
 
+Result<std::optional<uint32_t>> parse_partition(std::string_view text) {
+  if (text.empty()) return std::optional<uint32_t>{};
+  auto p = parse_u64(text, "--partition");
+  if (!p) return std::unexpected(p.error());
+  if (*p > UINT32_MAX) return make_error(Errc::kInvalidArgument, "--partition: out of range");
+  return std::optional<uint32_t>(static_cast<uint32_t>(*p));
+}
+
 }  // namespace sluice::cli

@@ -6,12 +6,15 @@
 #include <sluice/sluice.h>
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace sluice::cli {
 
 // A decimal integer, nothing else (no sign, no spaces).
 Result<uint64_t> parse_u64(std::string_view text, std::string_view what);
+// An optional --partition value: nullopt when `text` is empty.
+Result<std::optional<uint32_t>> parse_partition(std::string_view text);
 // A decimal integer that may be negative.
 Result<int64_t> parse_i64(std::string_view text, std::string_view what);
 // A byte count: 4096, 64K/64KiB, 1M/1MiB, 1G/1GiB (binary multiples).
