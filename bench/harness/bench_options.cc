@@ -1,0 +1,169 @@
+#include "bench/harness/bench_options.h"
+
+#include <charconv>
+#include <string_view>
+
+namespace sluice::bench {
+
+namespace {
+
+bool parse_u64(std::string_view s, uint64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parse_sizes(std::string_view s, std::vector<uint32_t>* out) {
+  out->clear();
+  while (!s.empty()) {
+    const size_t comma = s.find(',');
+    uint64_t v;
+    if (!parse_u64(s.substr(0, comma), &v) || v < 8 || v > (16u << 20)) return false;
+    out->push_back(static_cast<uint32_t>(v));
+    s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
+  }
+  return !out->empty();
+}
+
+}  // namespace
+
+uint64_t messages_for(const BenchOptions& options, uint32_t value_bytes) {
+  if (value_bytes <= 64) return options.messages;
+  const uint64_t n = options.messages * 64 / value_bytes;
+  return n < 1000 ? 1000 : n;
+}
+
+const char* wait_name(ipc::WaitStrategy w) {
+  switch (w) {
+    case ipc::WaitStrategy::kBusySpin: return "spin";
+    case ipc::WaitStrategy::kSpinYield: return "yield";
+    case ipc::WaitStrategy::kBlock: return "block";
+  }
+  return "?";
+}
+
+const char* bench_usage() {
+  return "usage: sluice bench [--workload pingpong|throughput|all] [--sizes 64,4096]\n"
+         "                    [--samples N] [--warmup N] [--messages N] [--wait spin|yield|block]\n"
+         "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault]\n"
+         "                    [--systems ring,sluice]\n"
+         "\n"
+         "Two real processes (fork; pinned to two CPUs when allowed) exchange records\n"
+         "through sluice and, in the same run, through a bare SPSC shared-memory ring\n"
+         "that publishes its tail after every message; memcpy bandwidth is measured too.\n"
+         "sluice's figures are printed as ratios to the ring's.\n"
+         "\n"
+         "  --workload W      pingpong, throughput or all (default all)\n"
+         "  --sizes LIST      value sizes in bytes (default 64,4096)\n"
+         "  --samples N       pingpong round trips measured, every one kept (default 200000)\n"
+         "  --warmup N        pingpong round trips before measuring (default 20000)\n"
+         "  --messages N      throughput records for values up to 64 B (default 20000000);\n"
+         "                    larger values move the same value bytes: N x 64 / size\n"
+         "                    records (312500 at 4096 B by default)\n"
+         "  --wait W          how the receiving side waits: spin (default), yield, block\n"
+         "  --json            print one JSON object on stdout (the table goes to stderr)\n"
+         "  --dir DIR         parent directory of the buses (default: a fresh directory\n"
+         "                    in /dev/shm, removed afterwards)\n"
+         "  --segment-bytes B sluice segment size for every run (default: pingpong, one\n"
+         "                    segment holds the whole run, up to 1 GiB, so no roll lands in\n"
+         "                    the samples; throughput, 64 MiB, the library's default, with\n"
+         "                    retention of 4 segments so that rolls recycle old segments)\n"
+         "  --no-prefault     do not prefault sluice segments when they are mapped\n"
+         "  --systems LIST    ring, sluice or both (default both; ratios need both)\n";
+}
+
+bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, std::string* error) {
+  *help = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&](std::string_view* v) {
+      if (i + 1 >= argc) {
+        *error = std::string(arg) + " needs a value";
+        return false;
+      }
+      *v = argv[++i];
+      return true;
+    };
+    auto number = [&](uint64_t* n, uint64_t min) {
+      std::string_view v;
+      if (!value(&v)) return false;
+      if (!parse_u64(v, n) || *n < min) {
+        *error = std::string(arg) + ": expected an integer >= " + std::to_string(min) + ", got '" +
+                 std::string(v) + "'";
+        return false;
+      }
+      return true;
+    };
+    std::string_view v;
+    if (arg == "--help" || arg == "-h") {
+      *help = true;
+      return true;
+    } else if (arg == "--workload") {
+      if (!value(&v)) return false;
+      if (v == "pingpong") {
+        out->pingpong = true, out->throughput = false;
+      } else if (v == "throughput") {
+        out->pingpong = false, out->throughput = true;
+      } else if (v == "all") {
+        out->pingpong = out->throughput = true;
+      } else {
+        *error = "--workload: expected pingpong, throughput or all, got '" + std::string(v) + "'";
+        return false;
+      }
+    } else if (arg == "--sizes") {
+      if (!value(&v)) return false;
+      if (!parse_sizes(v, &out->sizes)) {
+        *error = "--sizes: expected a comma-separated list of sizes from 8 to 16777216, got '" +
+                 std::string(v) + "'";
+        return false;
+      }
+    } else if (arg == "--samples") {
+      if (!number(&out->samples, 1)) return false;
+    } else if (arg == "--warmup") {
+      if (!number(&out->warmup, 0)) return false;
+    } else if (arg == "--messages") {
+      if (!number(&out->messages, 2)) return false;
+    } else if (arg == "--wait") {
+      if (!value(&v)) return false;
+      if (v == "spin") {
+        out->wait = ipc::WaitStrategy::kBusySpin;
+      } else if (v == "yield") {
+        out->wait = ipc::WaitStrategy::kSpinYield;
+      } else if (v == "block") {
+        out->wait = ipc::WaitStrategy::kBlock;
+      } else {
+        *error = "--wait: expected spin, yield or block, got '" + std::string(v) + "'";
+        return false;
+      }
+    } else if (arg == "--json") {
+      out->json = true;
+    } else if (arg == "--dir") {
+      if (!value(&v)) return false;
+      out->dir = std::string(v);
+    } else if (arg == "--segment-bytes") {
+      uint64_t b;
+      if (!number(&b, 64u << 10)) return false;
+      if (b > (1u << 30)) {
+        *error = "--segment-bytes: at most 1073741824";
+        return false;
+      }
+      out->segment_bytes = static_cast<uint32_t>(b);
+    } else if (arg == "--systems") {
+      if (!value(&v)) return false;
+      out->run_ring = v.find("ring") != std::string_view::npos;
+      out->run_sluice = v.find("sluice") != std::string_view::npos;
+      if (!out->run_ring && !out->run_sluice) {
+        *error = "--systems: expected ring, sluice or ring,sluice, got '" + std::string(v) + "'";
+        return false;
+      }
+    } else if (arg == "--no-prefault") {
+      out->prefault = false;
+    } else {
+      *error = "unknown option '" + std::string(arg) + "' (see --help)";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace sluice::bench

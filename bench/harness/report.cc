@@ -1,0 +1,217 @@
+#include "bench/harness/report.h"
+
+#include <cstdint>
+#include <string_view>
+
+#include "bench/harness/ring_side.h"
+
+namespace sluice::bench {
+
+namespace {
+
+const LatencyResult* find_latency(const BenchReport& r, std::string_view system, uint32_t size) {
+  for (const auto& l : r.pingpong)
+    if (l.ok && l.system == system && l.value_bytes == size) return &l;
+  return nullptr;
+}
+
+const ThroughputResult* find_throughput(const BenchReport& r, std::string_view system, uint32_t size) {
+  for (const auto& t : r.throughput)
+    if (t.ok && t.system == system && t.value_bytes == size) return &t;
+  return nullptr;
+}
+
+std::string size_text(uint32_t bytes) {
+  if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes / 1024) + " KiB";
+  return std::to_string(bytes) + " B";
+}
+
+// "sluice/shared" -> "sluice_shared"
+std::string key_of(std::string_view system) {
+  std::string k(system);
+  for (char& c : k)
+    if (c == '/' || c == '-') c = '_';
+  return k;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string segments_text(const BenchOptions& o) {
+  if (o.segment_bytes != 0) return std::to_string(o.segment_bytes) + "-byte segments";
+  return "segments: pingpong one per run (no roll), throughput 64 MiB";
+}
+
+const char* goal_text(Ratio::Goal g) { return g == Ratio::Goal::kAtMost ? "<=" : g == Ratio::Goal::kAtLeast ? ">=" : ""; }
+
+}  // namespace
+
+std::vector<Ratio> compute_ratios(const BenchReport& report) {
+  std::vector<Ratio> out;
+  const char* sluices[] = {"sluice/shared", "sluice/exclusive"};
+  for (uint32_t size : report.options.sizes) {
+    const std::string s = std::to_string(size) + "B";
+    if (const LatencyResult* ring = find_latency(report, "ring", size)) {
+      for (const char* sys : sluices) {
+        const LatencyResult* l = find_latency(report, sys, size);
+        if (!l) continue;
+        Ratio p50{"pingpong_p50_" + s + "_" + key_of(sys), "pingpong p50, " + size_text(size) + ", " + sys,
+                  l->p50_ns / ring->p50_ns};
+        if (size == 64) p50.goal = Ratio::Goal::kAtMost, p50.target = 1.5;
+        out.push_back(p50);
+        out.push_back(Ratio{"pingpong_p999_" + s + "_" + key_of(sys),
+                            "pingpong p99.9, " + size_text(size) + ", " + sys, l->p999_ns / ring->p999_ns});
+      }
+    }
+    for (const char* sys : {"ring", "sluice/shared", "sluice/exclusive"}) {
+      const LatencyResult* l = find_latency(report, sys, size);
+      if (!l || l->p50_ns <= 0) continue;
+      Ratio tail{"tail_p999_over_p50_" + s + "_" + key_of(sys),
+                 "p99.9 / p50 (own), " + size_text(size) + ", " + sys, l->p999_ns / l->p50_ns};
+      if (std::string_view(sys) != "ring") tail.goal = Ratio::Goal::kAtMost, tail.target = 3.0;
+      out.push_back(tail);
+    }
+    if (const ThroughputResult* ring = find_throughput(report, "ring", size)) {
+      for (const char* sys : {"sluice/exclusive", "sluice/shared"}) {
+        const ThroughputResult* t = find_throughput(report, sys, size);
+        if (!t || ring->msgs_per_s <= 0) continue;
+        Ratio r{"throughput_" + s + "_" + key_of(sys), "throughput, " + size_text(size) + ", " + sys,
+                t->msgs_per_s / ring->msgs_per_s};
+        if (size == 64) r.goal = Ratio::Goal::kAtLeast, r.target = 0.7;
+        if (size == 4096) r.goal = Ratio::Goal::kAtLeast, r.target = 0.6;
+        out.push_back(r);
+      }
+    }
+  }
+  return out;
+}
+
+void print_table(std::FILE* out, const BenchReport& r) {
+  const BenchOptions& o = r.options;
+  std::fprintf(out, "sluice bench: two processes%s, wait %s, buses in %s\n",
+               r.pinned ? " pinned to two CPUs" : " (NOT pinned)", wait_name(o.wait), r.dir.c_str());
+  std::fprintf(out,
+               "sluice: 1 partition, %s%s, retention 4 segments,\n"
+               "producer send() (copying), reader without a group verifying checksums;\n"
+               "ring: fixed slots in %llu MiB, tail published after every message\n",
+               segments_text(o).c_str(), o.prefault ? ", prefaulted" : "",
+               static_cast<unsigned long long>(kRingBytes >> 20));
+  if (!r.pingpong.empty()) {
+    std::fprintf(out, "\npingpong: round trip A->B->A, %llu samples after %llu warm-up, every sample kept (us)\n",
+                 static_cast<unsigned long long>(o.samples), static_cast<unsigned long long>(o.warmup));
+    std::fprintf(out, "  %6s  %-24s %8s %8s %8s %8s %9s %8s\n", "size", "system", "min", "p50", "p99", "p99.9",
+                 "max", "mean");
+    for (const auto& l : r.pingpong) {
+      if (!l.ok) {
+        std::fprintf(out, "  %6s  %-24s FAILED: %s\n", size_text(l.value_bytes).c_str(), l.system.c_str(),
+                     l.error.c_str());
+        continue;
+      }
+      std::fprintf(out, "  %6s  %-24s %8.3f %8.3f %8.3f %8.3f %9.3f %8.3f\n", size_text(l.value_bytes).c_str(),
+                   l.system.c_str(), l.min_ns / 1e3, l.p50_ns / 1e3, l.p99_ns / 1e3, l.p999_ns / 1e3,
+                   l.max_ns / 1e3, l.mean_ns / 1e3);
+    }
+  }
+  if (!r.throughput.empty()) {
+    std::fprintf(out,
+                 "\nthroughput: A sends as fast as it can; B times its first to its last record (A's rate:\n"
+                 "A's own time to hand every record over, for diagnosis; a ring producer waits when it is full)\n");
+    std::fprintf(out, "  %6s  %-24s %10s %9s %9s %12s %12s\n", "size", "system", "records", "seconds", "Mmsg/s",
+                 "GB/s values", "A's Mmsg/s");
+    for (const auto& t : r.throughput) {
+      if (!t.ok) {
+        std::fprintf(out, "  %6s  %-24s FAILED: %s\n", size_text(t.value_bytes).c_str(), t.system.c_str(),
+                     t.error.c_str());
+        continue;
+      }
+      std::fprintf(out, "  %6s  %-24s %10llu %9.3f %9.2f %12.2f %12.2f\n", size_text(t.value_bytes).c_str(),
+                   t.system.c_str(), static_cast<unsigned long long>(t.messages), t.seconds, t.msgs_per_s / 1e6,
+                   t.value_gb_per_s,
+                   t.producer_seconds > 0 ? static_cast<double>(t.messages) / t.producer_seconds / 1e6 : 0.0);
+    }
+  }
+  if (r.memcpy.ran)
+    std::fprintf(out, "\nmemcpy: %u-byte blocks over %llu MiB, %.1f GiB copied, one process: %.2f GB/s\n",
+                 r.memcpy.block_bytes, static_cast<unsigned long long>(r.memcpy.buffer_bytes >> 20),
+                 static_cast<double>(r.memcpy.total_bytes) / (1ull << 30), r.memcpy.gb_per_s);
+  const auto ratios = compute_ratios(r);
+  if (!ratios.empty()) {
+    std::fprintf(out, "\nratios (same run)                                     value  target\n");
+    for (const auto& x : ratios) {
+      if (x.goal == Ratio::Goal::kNone) {
+        std::fprintf(out, "  %-50s %6.2f\n", x.label.c_str(), x.value);
+      } else {
+        std::fprintf(out, "  %-50s %6.2f  %s %.1f  %s\n", x.label.c_str(), x.value, goal_text(x.goal), x.target,
+                     x.pass() ? "met" : "MISSED");
+      }
+    }
+  }
+  std::fprintf(out, "\ntotal %.1f s\n", r.wall_seconds);
+}
+
+void print_json(std::FILE* out, const BenchReport& r) {
+  const BenchOptions& o = r.options;
+  std::fprintf(out, "{\n  \"config\": {\"wait\": \"%s\", \"pinned\": %s, \"dir\": %s, \"samples\": %llu, "
+               "\"warmup\": %llu, \"messages\": %llu, \"segment_bytes\": %u, \"prefault\": %s, "
+               "\"ring_bytes\": %u, \"sizes\": [",
+               wait_name(o.wait), r.pinned ? "true" : "false", json_string(r.dir).c_str(),
+               static_cast<unsigned long long>(o.samples), static_cast<unsigned long long>(o.warmup),
+               static_cast<unsigned long long>(o.messages), o.segment_bytes, o.prefault ? "true" : "false",
+               static_cast<unsigned>(kRingBytes));
+  for (size_t i = 0; i < o.sizes.size(); ++i) std::fprintf(out, "%s%u", i ? ", " : "", o.sizes[i]);
+  std::fprintf(out, "]},\n  \"pingpong\": [");
+  for (size_t i = 0; i < r.pingpong.size(); ++i) {
+    const auto& l = r.pingpong[i];
+    std::fprintf(out,
+                 "%s\n    {\"system\": %s, \"value_bytes\": %u, \"ok\": %s, \"error\": %s, \"samples\": %llu, "
+                 "\"min_ns\": %.1f, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f, "
+                 "\"mean_ns\": %.1f}",
+                 i ? "," : "", json_string(l.system).c_str(), l.value_bytes, l.ok ? "true" : "false",
+                 json_string(l.error).c_str(), static_cast<unsigned long long>(l.samples), l.min_ns, l.p50_ns,
+                 l.p99_ns, l.p999_ns, l.max_ns, l.mean_ns);
+  }
+  std::fprintf(out, "\n  ],\n  \"throughput\": [");
+  for (size_t i = 0; i < r.throughput.size(); ++i) {
+    const auto& t = r.throughput[i];
+    std::fprintf(out,
+                 "%s\n    {\"system\": %s, \"value_bytes\": %u, \"ok\": %s, \"error\": %s, \"messages\": %llu, "
+                 "\"seconds\": %.6f, \"msgs_per_s\": %.0f, \"value_gb_per_s\": %.4f, \"producer_seconds\": %.6f}",
+                 i ? "," : "", json_string(t.system).c_str(), t.value_bytes, t.ok ? "true" : "false",
+                 json_string(t.error).c_str(), static_cast<unsigned long long>(t.messages), t.seconds,
+                 t.msgs_per_s, t.value_gb_per_s, t.producer_seconds);
+  }
+  std::fprintf(out, "\n  ],\n  \"memcpy\": ");
+  if (r.memcpy.ran)
+    std::fprintf(out, "{\"block_bytes\": %u, \"buffer_bytes\": %llu, \"total_bytes\": %llu, \"gb_per_s\": %.3f}",
+                 r.memcpy.block_bytes, static_cast<unsigned long long>(r.memcpy.buffer_bytes),
+                 static_cast<unsigned long long>(r.memcpy.total_bytes), r.memcpy.gb_per_s);
+  else
+    std::fprintf(out, "null");
+  std::fprintf(out, ",\n  \"ratios\": {");
+  const auto ratios = compute_ratios(r);
+  for (size_t i = 0; i < ratios.size(); ++i) {
+    const auto& x = ratios[i];
+    std::fprintf(out, "%s\n    %s: {\"value\": %.4f", i ? "," : "", json_string(x.key).c_str(), x.value);
+    if (x.goal != Ratio::Goal::kNone)
+      std::fprintf(out, ", \"target\": \"%s %.2f\", \"met\": %s", goal_text(x.goal), x.target,
+                   x.pass() ? "true" : "false");
+    std::fprintf(out, "}");
+  }
+  std::fprintf(out, "\n  },\n  \"wall_seconds\": %.2f\n}\n", r.wall_seconds);
+}
+
+}  // namespace sluice::bench

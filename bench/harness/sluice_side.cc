@@ -1,0 +1,72 @@
+#include "bench/harness/sluice_side.h"
+
+#include <algorithm>
+
+namespace sluice::bench {
+
+TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes) {
+  // A frame of one record: 32-byte frame header, 32-byte record header, the
+  // value padded to 8 (segment_format.h).
+  const uint64_t frame = 64 + ((uint64_t{value_bytes} + 7) & ~uint64_t{7});
+  constexpr uint64_t kMiB = 1u << 20;
+  const uint64_t want = (records * frame + records * frame / 8 + kMiB + kMiB - 1) / kMiB * kMiB;
+  TopicOptions t;
+  t.partitions = 1;
+  t.segment_bytes = options.segment_bytes != 0 ? options.segment_bytes
+                                               : static_cast<uint32_t>(std::min<uint64_t>(want, 1u << 30));
+  t.retention_bytes = 4 * static_cast<int64_t>(t.segment_bytes);
+  t.prefault_segments = options.prefault;
+  return t;
+}
+
+TopicOptions throughput_topic_options(const BenchOptions& options) {
+  TopicOptions t;
+  t.partitions = 1;
+  if (options.segment_bytes != 0) t.segment_bytes = options.segment_bytes;
+  t.retention_bytes = 4 * static_cast<int64_t>(t.segment_bytes);
+  t.prefault_segments = options.prefault;
+  return t;
+}
+
+ConsumerOptions bench_consumer_options(const BenchOptions& options) {
+  ConsumerOptions c;
+  c.wait = static_cast<WaitStrategy>(options.wait);
+  c.auto_commit = false;
+  return c;
+}
+
+std::optional<Bus> open_bus_or_fail(PairChannel& ch, const std::string& dir) {
+  auto bus = Bus::open(dir);
+  if (!bus) {
+    ch.fail("Bus::open(" + dir + "): " + bus.error().to_string());
+    return std::nullopt;
+  }
+  return std::move(*bus);
+}
+
+size_t poll_some(Consumer& consumer, std::span<RecordView> out, const BenchOptions& options, PairChannel& ch,
+                 SpinBudget& budget) {
+  if (options.wait == ipc::WaitStrategy::kBusySpin) {
+    for (;;) {
+      auto n = consumer.try_poll(out);
+      if (!n) {
+        ch.fail("try_poll: " + n.error().to_string());
+        return 0;
+      }
+      if (*n > 0) return *n;
+      if (!budget.keep_going()) return 0;
+      ipc::cpu_relax();
+    }
+  }
+  for (;;) {
+    auto n = consumer.poll(out, 1'000'000);
+    if (!n) {
+      ch.fail("poll: " + n.error().to_string());
+      return 0;
+    }
+    if (*n > 0) return *n;
+    if (ch.should_abort()) return 0;
+  }
+}
+
+}  // namespace sluice::bench

@@ -1,0 +1,43 @@
+// How the workloads use sluice: the topic and consumer settings they run
+// with, opening a bus inside one side of a process pair, and waiting for
+// records with the configured wait strategy.
+#pragma once
+
+#include <sluice/sluice.h>
+
+#include <optional>
+#include <span>
+#include <string>
+
+#include "bench/harness/bench_options.h"
+#include "bench/harness/process_pair.h"
+
+namespace sluice::bench {
+
+// Topics of one partition, prefaulted per options.prefault.
+// Pingpong: one segment holds the whole run (up to 1 GiB), so no roll lands
+// among the latency samples and no far larger file is made than is used.
+// Throughput: 64 MiB segments (TopicOptions' default) and retention of four
+// segments, so memory stays bounded and rolls recycle retired segments; four
+// leave the reader room to fall behind for a while (kDelete resets a reader
+// whose records were removed, and the run would fail). --segment-bytes sets
+// the size for both.
+TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes);
+TopicOptions throughput_topic_options(const BenchOptions& options);
+// A standalone reader (no group, so nothing to commit), checksums verified
+// (the default), waiting with options.wait.
+ConsumerOptions bench_consumer_options(const BenchOptions& options);
+
+// Opens the bus in `dir` from inside a side; fails the channel on error.
+std::optional<Bus> open_bus_or_fail(PairChannel& ch, const std::string& dir);
+
+// Waits for at least one record: try_poll in a loop for spin, poll() with
+// the consumer's strategy otherwise. Returns how many arrived, or 0 after
+// failing the channel (poll error, dead peer, deadline).
+size_t poll_some(Consumer& consumer, std::span<RecordView> out, const BenchOptions& options, PairChannel& ch,
+                 SpinBudget& budget);
+
+// "sluice/shared" or "sluice/exclusive".
+inline const char* sluice_system_name(bool exclusive) { return exclusive ? "sluice/exclusive" : "sluice/shared"; }
+
+}  // namespace sluice::bench

@@ -1,0 +1,30 @@
+// The workloads of `sluice bench`. Each two-process workload forks once and
+// returns what it measured (ok = false with an error if it could not run).
+// `bus_dir` is a fresh directory for this run's sluice bus; the caller
+// removes it afterwards.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "bench/harness/bench_options.h"
+#include "bench/harness/results.h"
+
+namespace sluice::bench {
+
+// Round trips: A sends a record, B sends it back, A times each trip.
+LatencyResult run_ring_pingpong(const BenchOptions& options, uint32_t value_bytes);
+LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
+                                  const std::string& bus_dir);
+
+// A produces as fast as it can, B consumes and times first to last record.
+// publish_every: 1 for the per-message ring the targets refer to.
+ThroughputResult run_ring_throughput(const BenchOptions& options, uint32_t value_bytes, uint32_t publish_every);
+ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
+                                       const std::string& bus_dir);
+
+// One process copies block_bytes blocks into a buffer_bytes buffer, wrapping,
+// until total_bytes are copied.
+MemcpyResult run_memcpy_bandwidth(uint32_t block_bytes, uint64_t buffer_bytes, uint64_t total_bytes);
+
+}  // namespace sluice::bench
