@@ -1,5 +1,7 @@
 #include <sluice/bus.h>
 
+#include <time.h>
+
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -25,10 +27,14 @@ struct BusParams {
 
 class SystemClock final : public Clock {
  public:
-  int64_t now_ns() const noexcept override {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+  int64_t now_ns() const noexcept override { return read(CLOCK_REALTIME); }
+  int64_t coarse_now_ns() const noexcept override { return read(CLOCK_REALTIME_COARSE); }
+
+ private:
+  static int64_t read(clockid_t id) noexcept {
+    timespec ts;
+    ::clock_gettime(id, &ts);
+    return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
   }
 };
 

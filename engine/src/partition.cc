@@ -15,9 +15,14 @@ namespace sluice {
 using namespace format;
 
 namespace {
-// A reader checks a stalled claim's owner after this many polls or this long.
-constexpr uint32_t kStallPollsBeforeCheck = 4096;
+// A reader checks a stalled claim's owner once the claim has been stalled
+// this long, and again at most this often: a check costs open+flock+close,
+// so it must not happen in steady state, where a claim lasts well under a
+// microsecond.
 constexpr int64_t kStallCheckIntervalNs = 1'000'000;
+// ... or after this many polls at the same claim (about a millisecond of
+// spinning), so that repair does not depend on the clock moving.
+constexpr uint32_t kStallPollsBeforeCheck = 65536;
 
 uint64_t checked_cas_max(std::atomic<uint64_t>& a, uint64_t v) {
   uint64_t cur = a.load(std::memory_order_relaxed);
@@ -227,17 +232,17 @@ bool Partition::abort_claim(Segment& seg, uint32_t position, uint64_t word) {
 }
 
 Partition::Stall Partition::resolve_stall(Segment& seg, uint32_t position, uint64_t word, StallTracker& t) {
-  const int64_t now = topic_->bus->clock->now_ns();
-  if (t.word != word) {
-    t = StallTracker{word, now, now, 0};
+  // The coarse clock: this runs on every poll that finds the frame CLAIMED.
+  const int64_t now = topic_->bus->clock->coarse_now_ns();
+  if (t.segment != &seg || t.position != position || t.word != word) {
+    t = StallTracker{&seg, position, word, now, now, 0};
     return Stall::kPending;
   }
-  ++t.polls;
   const bool timed_out = now - t.since_ns >= topic_->options.claim_timeout_ns;
-  const bool check_due = t.polls >= kStallPollsBeforeCheck || now - t.last_check_ns >= kStallCheckIntervalNs;
+  const bool check_due = now - t.last_check_ns >= kStallCheckIntervalNs || ++t.polls >= kStallPollsBeforeCheck;
   if (!timed_out && !check_due) return Stall::kPending;
-  t.polls = 0;
   t.last_check_ns = now;
+  t.polls = 0;
   if (!timed_out && topic_->bus->registry.is_alive(claim_owner(word))) return Stall::kPending;
   if (abort_claim(seg, position, word)) return Stall::kRepaired;
   return Stall::kResolved;  // the owner committed, or another reader repaired it

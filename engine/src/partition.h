@@ -17,12 +17,16 @@
 
 namespace sluice {
 
-// Tracks how long a reader has been waiting at one CLAIMED frame.
+// Tracks how long a reader has been waiting at one CLAIMED frame. A frame is
+// (segment, position); the word is compared too, because consecutive claims
+// of one producer with records of one size have identical words.
 struct StallTracker {
+  const Segment* segment = nullptr;
+  uint32_t position = 0;
   uint64_t word = 0;
   int64_t since_ns = 0;
   int64_t last_check_ns = 0;
-  uint32_t polls = 0;
+  uint32_t polls = 0;  // since the last check: a trigger that needs no clock
 };
 
 class Partition {

@@ -12,6 +12,10 @@ class Clock {
   virtual ~Clock() = default;
   // Nanoseconds since the Unix epoch.
   virtual int64_t now_ns() const noexcept = 0;
+  // The same, at millisecond-ish resolution but cheap enough to read on
+  // every spin of a waiting loop (CLOCK_REALTIME_COARSE for the system clock).
+  // Used for stall and timeout detection, never for record timestamps.
+  virtual int64_t coarse_now_ns() const noexcept { return now_ns(); }
   // The process-wide system clock (CLOCK_REALTIME).
   static const Clock& system() noexcept;
 };
