@@ -188,7 +188,7 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
     uint32_t pos, before;
     switch (seg.try_claim(frame_length, count, owner, &pos, &before)) {
       case Segment::ClaimOutcome::kClaimed:
-        out->segment = *cached;
+        out->segment = cached->get();
         out->position = pos;
         out->offset = seg.base_offset() + before;
         return SendStatus::kOk;

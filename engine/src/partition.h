@@ -57,7 +57,10 @@ class Partition {
   void forget_segments_below(uint64_t base_offset);
 
   struct Reservation {
-    std::shared_ptr<Segment> segment;
+    // Kept alive by the caller's cached newest segment (`*cached` below):
+    // a raw pointer, because a shared_ptr copy per append costs two locked
+    // instructions.
+    Segment* segment = nullptr;
     uint32_t position = 0;
     uint64_t offset = 0;
   };

@@ -145,7 +145,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
       std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
     }
-    out->segment = w->segment;
+    out->segment = w->segment.get();
     out->position = w->tail_position;
     out->offset = w->segment->base_offset() + w->tail_count;
     w->tail_position = end;
@@ -318,7 +318,7 @@ SendStatus Producer::try_claim(const ClaimSpec& spec, Claim& out) noexcept {
   const int64_t ts = spec.timestamp_ns != 0 ? spec.timestamp_ns : s.bus->clock->now_ns();
   std::byte* value = encode_record(r.segment->data() + r.position + kFrameHeaderBytes, spec.key, spec.headers, hb,
                                    nullptr, spec.value_bytes, ts);
-  out.keep_alive_ = r.segment;
+  out.keep_alive_ = s.writers[p].segment;  // the segment r.segment points to
   out.frame_ = r.segment->data() + r.position;
   out.value_ = std::span<std::byte>(value, spec.value_bytes);
   out.partition_ = p;
@@ -349,7 +349,7 @@ Claim::~Claim() { abort(); }
 
 SendStatus Claim::commit() noexcept {
   if (frame_ == nullptr) return SendStatus::kError;
-  auto seg = std::static_pointer_cast<Segment>(keep_alive_);
+  auto* seg = static_cast<Segment*>(keep_alive_.get());
   Partition::Reservation r{seg, static_cast<uint32_t>(frame_ - seg->data()), offset_};
   RecordHeader h;
   std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
@@ -362,7 +362,7 @@ SendStatus Claim::commit() noexcept {
 
 void Claim::abort() noexcept {
   if (frame_ == nullptr) return;
-  auto seg = std::static_pointer_cast<Segment>(keep_alive_);
+  auto* seg = static_cast<Segment*>(keep_alive_.get());
   const uint32_t pos = static_cast<uint32_t>(frame_ - seg->data());
   RecordHeader h;
   std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
