@@ -142,12 +142,11 @@ Result<std::shared_ptr<Segment>> Partition::newest_segment() {
   return create_segment(0, 0);
 }
 
-Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed,
-                                                         uint32_t eos_position, uint32_t eos_count) {
+Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, uint32_t eos_count) {
   const uint64_t base = sealed.base_offset() + eos_count;
   auto seg = segment(base);
   if (seg || seg.error().code != Errc::kNotFound) return seg;
-  return create_segment(base, sealed.base_position() + eos_position);
+  return create_segment(base, sealed.base_position() + sealed.capacity());
 }
 
 Result<std::vector<uint64_t>> Partition::segment_bases() const {
@@ -202,7 +201,7 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
                          "segment roll did not converge in " + dir_};
           return SendStatus::kError;
         }
-        auto next = next_segment(seg, pos, before);
+        auto next = next_segment(seg, before);
         if (!next) {
           *error = next.error();
           return SendStatus::kError;

@@ -47,10 +47,10 @@ class Partition {
   Result<std::shared_ptr<Segment>> segment(uint64_t base_offset);
   // The newest segment, creating the first one of an empty partition.
   Result<std::shared_ptr<Segment>> newest_segment();
-  // The segment after `sealed`, whose END_OF_SEGMENT is at (eos_position,
-  // eos_count); created if nobody has yet (any writer or reader may).
-  Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_position,
-                                                uint32_t eos_count);
+  // The segment after `sealed`, which holds `eos_count` records; created if
+  // nobody has yet (any writer or reader may). Its logical byte position is
+  // the sealed one's plus its capacity, whoever computes it.
+  Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count);
   // Base offsets of the segment files present, ascending (lists the directory).
   Result<std::vector<uint64_t>> segment_bases() const;
   // Drops cached mappings of segments below `base_offset` (after retention).

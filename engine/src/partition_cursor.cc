@@ -29,7 +29,7 @@ PartitionCursor::Step PartitionCursor::corrupt(std::string what) {
   return Step::kCorrupt;
 }
 
-PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_position) {
+PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
   const uint64_t next_base = next_offset_;
   auto next = partition_->segment(next_base);
   if (!next && next.error().code == Errc::kNotFound) {
@@ -52,8 +52,7 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
       return corrupt("segment " + std::to_string(next_base) + " is missing; offsets " + std::to_string(next_base) +
                      ".." + std::to_string(*it - 1) + " are lost");
     } else {  // 4
-      next = partition_->next_segment(*segment_, eos_position,
-                                      static_cast<uint32_t>(next_base - segment_->base_offset()));
+      next = partition_->next_segment(*segment_, static_cast<uint32_t>(next_base - segment_->base_offset()));
     }
   }
   if (!next) {
@@ -69,6 +68,7 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos(uint32_t eos_posi
   frame_pos_ = 0;
   frame_len_ = 0;
   frame_count_ = 0;
+  tail_seen_ = 0;
   return Step::kRecord;  // "continue": the caller loops
 }
 
@@ -104,17 +104,33 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
       return Step::kRecord;
     }
     if (static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes > segment_->capacity()) {
-      Step s = enter_segment_after_eos(frame_pos_);
+      Step s = enter_segment_after_eos();
       if (s != Step::kRecord) return s;
       continue;
+    }
+    if (frame_pos_ >= tail_seen_ && empty_polls_ < kPollsOnTheHint) {
+      // Caught up. While records flow, wait on the tail hint, not on the next
+      // frame's word: that word sits in the line the writer is filling, and
+      // polling it bounces the line between the cores several times per
+      // record (it halved a streaming producer). Once idle for a while, watch
+      // the word itself: the next record then costs one line transfer less
+      // (about 80 ns per round trip in pingpong).
+      // acquire: pairs with the release in Segment::advance_hint/store_hint;
+      // every frame below the hint has its non-zero word visible.
+      tail_seen_ = format::tail_position(segment_->control().tail_hint.load(std::memory_order_acquire));
+      if (frame_pos_ >= tail_seen_) {
+        ++empty_polls_;
+        return Step::kEmpty;
+      }
     }
     // acquire: pairs with the writer's publishing CAS/store of the word; the
     // frame's bytes written before it are visible once we see COMMITTED.
     const uint64_t w = segment_->word(frame_pos_).load(std::memory_order_acquire);
     if (w == 0) return Step::kEmpty;
+    empty_polls_ = 0;
     const ClaimState state = claim_state(w);
     if (state == kEndOfSegment) {
-      Step s = enter_segment_after_eos(frame_pos_);
+      Step s = enter_segment_after_eos();
       if (s != Step::kRecord) return s;
       continue;
     }
@@ -186,7 +202,7 @@ uint64_t PartitionCursor::skip_corrupt() {
     if (it != bases->end()) {
       if (auto later = partition_->segment(*it)) {
         segment_ = std::move(*later);
-        frame_pos_ = frame_len_ = frame_count_ = 0;
+        frame_pos_ = frame_len_ = frame_count_ = tail_seen_ = 0;
         next_offset_ = segment_->base_offset();
         return next_offset_ - from;
       }
@@ -199,6 +215,7 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
                                 uint64_t offset) {
   segment_ = std::move(seg);
   frame_pos_ = position;
+  tail_seen_ = 0;
   frame_len_ = frame_count_ = rec_index_ = 0;
   next_offset_ = frame_offset;
   while (next_offset_ < offset) {

@@ -63,6 +63,10 @@ class PartitionCursor {
   std::shared_ptr<Segment> segment_;
   std::vector<std::shared_ptr<Segment>> left_;  // see release_left_segments()
   uint32_t frame_pos_ = 0;   // start of the current frame in segment_
+  uint32_t tail_seen_ = 0;   // segment_'s tail hint as last loaded: frames below it exist
+  uint32_t empty_polls_ = 0; // consecutive polls that found nothing new
+  // Empty polls on the tail hint before watching the next frame's word.
+  static constexpr uint32_t kPollsOnTheHint = 8;
   uint32_t frame_len_ = 0;
   uint32_t frame_count_ = 0; // 0: not inside a frame
   uint32_t rec_pos_ = 0;
@@ -75,7 +79,7 @@ class PartitionCursor {
   uint64_t last_repaired_end_ = 0;
   Error error_{Errc::kCorruption, ""};
 
-  Step enter_segment_after_eos(uint32_t eos_position);
+  Step enter_segment_after_eos();
   Step corrupt(std::string what);
   // Walks to `offset` from a frame at (position, first offset) in `seg`.
   Status walk_to(std::shared_ptr<Segment> seg, uint32_t position, uint64_t frame_offset, uint64_t offset);

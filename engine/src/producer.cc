@@ -52,7 +52,7 @@ SendStatus ProducerState::writer(uint32_t partition, Writer** out) {
           w.tail_count = e.count;
           break;
         }
-        auto next = part.next_segment(*w.segment, e.position, e.count);
+        auto next = part.next_segment(*w.segment, e.count);
         if (!next) return fail(SendStatus::kError, next.error());
         w.segment = std::move(*next);
       }
@@ -122,7 +122,8 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
       // Seal with END_OF_SEGMENT unless not even a frame header fits.
       if (static_cast<uint64_t>(w->tail_position) + kFrameHeaderBytes <= w->segment->capacity())
         w->segment->word(w->tail_position).store(make_claim_word(kEndOfSegment, 0, 0, owner), std::memory_order_release);
-      auto next = part.next_segment(*w->segment, w->tail_position, w->tail_count);
+      w->segment->store_hint(w->segment->capacity(), w->tail_count);
+      auto next = part.next_segment(*w->segment, w->tail_count);
       if (!next) return fail(SendStatus::kError, next.error());
       w->segment = std::move(*next);
       w->tail_position = 0;
@@ -179,7 +180,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     // acquire load of the word) and orders it before notify()'s load of
     // `parked` (the wake-up handshake in ipc/wait_strategy.h).
     f->claim.store(committed, std::memory_order_seq_cst);
-    seg.advance_hint(r.position + frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count);
+    seg.store_hint(r.position + frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count);
   } else {
     uint64_t expected = make_claim_word(kClaimed, frame_length, count, owner);
     // seq_cst: as above; a failure means a repairer aborted our stalled claim.
@@ -371,7 +372,7 @@ void Claim::abort() noexcept {
   auto& word = seg->word(pos);
   if (producer_->options.exclusive) {
     word.store(aborted, std::memory_order_seq_cst);
-    seg->advance_hint(pos + frame, static_cast<uint32_t>(offset_ - seg->base_offset()) + 1);
+    seg->store_hint(pos + frame, static_cast<uint32_t>(offset_ - seg->base_offset()) + 1);
   } else {
     uint64_t expected = make_claim_word(kClaimed, frame, 1, producer_->owner);
     word.compare_exchange_strong(expected, aborted, std::memory_order_seq_cst, std::memory_order_relaxed);

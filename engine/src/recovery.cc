@@ -236,7 +236,9 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
       ++report.index_slots_rebuilt;
       end_offset = f.offset + claim_count(f.word);
     }
-    s.advance_hint(end, static_cast<uint32_t>(end_offset - s.base_offset()));
+    const bool sealed = static_cast<uint64_t>(end) + kFrameHeaderBytes > s.capacity() ||
+                        claim_state(s.word(end).load(std::memory_order_acquire)) == kEndOfSegment;
+    s.advance_hint(sealed ? s.capacity() : end, static_cast<uint32_t>(end_offset - s.base_offset()));
   }
   return {};
 }

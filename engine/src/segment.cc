@@ -168,13 +168,17 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
                                     std::memory_order_acquire)) {
         *position = pos;
         *count_before = idx;
-        if (!fits) return ClaimOutcome::kSealed;  // case 2
+        if (!fits) {  // case 2
+          advance_hint(capacity(), idx);
+          return ClaimOutcome::kSealed;
+        }
         advance_hint(pos + frame_length, idx + count);
         return ClaimOutcome::kClaimed;  // case 1
       }
       // Lost the race: `cur` holds the winner's word; fall through.
     }
     if (claim_state(cur) == kEndOfSegment) {  // case 4
+      advance_hint(capacity(), idx);  // the sealer may have died before doing it
       *position = pos;
       *count_before = idx;
       return ClaimOutcome::kSealed;
@@ -194,15 +198,16 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
 
 void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
   auto& hint = control().tail_hint;
-  // The hint need not be monotonic: any frame boundary at or before the end
-  // of the claimed frames is a valid place to start a walk, and (position,
-  // count) is one. So a plain store suffices where a CAS loop would add a
-  // second read-modify-write to every append; the load only avoids most
-  // backward moves when writers race.
-  // relaxed load: a heuristic. release store: pairs with the acquire load in
-  // try_claim()/find_end(); the frames before `position` are claimed.
-  if (tail_position(hint.load(std::memory_order_relaxed)) < position)
-    hint.store(pack_tail(position, count), std::memory_order_release);
+  uint64_t cur = hint.load(std::memory_order_relaxed);
+  const uint64_t next = pack_tail(position, count);
+  // Fetch-max: a writer whose frame ends further must not be undone by a
+  // slower one, or a reader would stop short of a committed frame.
+  // release on success: pairs with the acquire loads in try_claim(),
+  // find_end() and PartitionCursor::next(); our claim CAS (before this) is
+  // visible to whoever sees the new hint.
+  while (tail_position(cur) < position &&
+         !hint.compare_exchange_weak(cur, next, std::memory_order_release, std::memory_order_relaxed)) {
+  }
 }
 
 SegmentEnd Segment::find_end() const noexcept {

@@ -94,9 +94,23 @@ class Segment {
   // (position, rel_offset); nullopt if no slot reaches it.
   bool index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept;
 
-  // Moves the tail hint to (position, count), a frame boundary, if it is
-  // behind; racing writers may move it back a little, which is harmless.
+  // The tail hint is monotonic and every frame below it has a non-zero word
+  // (so readers read only below it, and never spin on a line a writer is
+  // filling). A sealed segment's hint is (capacity, count at the seal).
+  // advance_hint: fetch-max, for any number of writers.
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
+  // store_hint: the exclusive writer's plain store (it alone moves the hint;
+  // it may commit zero-copy claims out of order, hence the comparison; a
+  // frame below the hint whose word is still 0 is one such claim, and
+  // readers wait at it).
+  void store_hint(uint32_t position, uint32_t count) const noexcept {
+    auto& hint = control().tail_hint;
+    // relaxed: only this writer stores the hint.
+    if (format::tail_position(hint.load(std::memory_order_relaxed)) >= position) return;
+    // release: pairs with the acquire loads of the hint by readers and
+    // writers; the frame words below `position` are visible to them.
+    hint.store(format::pack_tail(position, count), std::memory_order_release);
+  }
 
  private:
   std::string path_;  // its name now (a pooled mapping may remember an older one)
