@@ -105,7 +105,7 @@ void print_table(std::FILE* out, const BenchReport& r) {
   std::fprintf(out, "sluice bench: two processes%s, wait %s, buses in %s\n",
                r.pinned ? " pinned to two CPUs" : " (NOT pinned)", wait_name(o.wait), r.dir.c_str());
   std::fprintf(out,
-               "sluice: 1 partition, %s%s, retention 4 segments,\n"
+               "sluice: 1 partition, %s%s, back-pressure window 4 segments (recycled),\n"
                "producer send() (copying), reader without a group verifying checksums;\n"
                "ring: fixed slots in %llu MiB, tail published after every message\n",
                segments_text(o).c_str(), o.prefault ? ", prefaulted" : "",

@@ -23,6 +23,10 @@ TopicOptions throughput_topic_options(const BenchOptions& options) {
   TopicOptions t;
   t.partitions = 1;
   if (options.segment_bytes != 0) t.segment_bytes = options.segment_bytes;
+  // Like the ring, whose producer waits when it is full: the producer may run
+  // at most a window of 4 segments ahead of the reader's group. Retired
+  // segments are recycled, so the log runs in the same memory throughout.
+  t.retention_mode = RetentionMode::kBackPressure;
   t.retention_bytes = 4 * static_cast<int64_t>(t.segment_bytes);
   t.prefault_segments = options.prefault;
   return t;

@@ -144,6 +144,7 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
   auto* measured = reinterpret_cast<MeasuredByB*>(region.user());
   ProducerOptions popts;
   popts.exclusive = exclusive;
+  popts.back_pressure_timeout_ns = 10'000'000'000;  // wait for the reader, as the ring's producer does
   int64_t producer_ns = 0;  // side A runs in this process
 
   auto side_a = [&](PairChannel& ch) {
@@ -177,7 +178,8 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
     copts.on_event = [&](const ConsumerEvent& e) {
       if (e.kind == ConsumerEvent::Kind::kOffsetReset) ++resets;
     };
-    auto consumer = bus->create_consumer("bench", "", copts);
+    // A group, so that the back-pressured producer knows how far B has read.
+    auto consumer = bus->create_consumer("bench", "bench-reader", copts);
     if (!consumer) return ch.fail("create_consumer: " + consumer.error().to_string());
     RecordView batch[64];
     SpinBudget budget(ch);
@@ -197,6 +199,7 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
           if (v.size() != value_bytes || !check_seq(ch, v.data(), i)) return false;
           touch_value(reinterpret_cast<const std::byte*>(v.data()), value_bytes, &sink);
         }
+        consumer->commit_async();  // one atomic store per partition: lets the producer on
       }
       if (resets != 0)
         return ch.fail(std::to_string(resets) + " offset resets: retention removed unread records");

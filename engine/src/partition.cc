@@ -161,6 +161,11 @@ Result<std::vector<uint64_t>> Partition::segment_bases() const {
   return bases;
 }
 
+void Partition::forget_segment(uint64_t base_offset) {
+  std::lock_guard lock(mu_);
+  segments_.erase(base_offset);
+}
+
 void Partition::forget_segments_below(uint64_t base_offset) {
   std::lock_guard lock(mu_);
   segments_.erase(segments_.begin(), segments_.lower_bound(base_offset));

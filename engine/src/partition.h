@@ -55,6 +55,10 @@ class Partition {
   Result<std::vector<uint64_t>> segment_bases() const;
   // Drops cached mappings of segments below `base_offset` (after retention).
   void forget_segments_below(uint64_t base_offset);
+  // Drops one segment from this process's cache (a cursor left it). Holders
+  // of its shared_ptr keep it; once they let go it is unlocked and pooled,
+  // so a recycler can take it.
+  void forget_segment(uint64_t base_offset);
 
   struct Reservation {
     // Kept alive by the caller's cached newest segment (`*cached` below):

@@ -52,6 +52,19 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
       return corrupt("segment " + std::to_string(next_base) + " is missing; offsets " + std::to_string(next_base) +
                      ".." + std::to_string(*it - 1) + " are lost");
     } else {  // 4
+      // Normally the writer that sealed the segment creates the next one,
+      // and a reader must not race it: its file would win over the spare the
+      // writer is recycling (zeroing 64 MiB takes milliseconds), and the log
+      // would allocate and fault in fresh memory on every roll. A reader
+      // creates it only when the writer seems to have died in between.
+      const int64_t now = partition_->topic().bus->clock->coarse_now_ns();
+      if (eos_since_ns_ == 0 || eos_base_ != next_base) {
+        eos_since_ns_ = now;
+        eos_base_ = next_base;
+        eos_polls_ = 0;
+        return Step::kEmpty;
+      }
+      if (now - eos_since_ns_ < kCreateNextAfterNs && ++eos_polls_ < kCreateNextAfterPolls) return Step::kEmpty;
       next = partition_->next_segment(*segment_, static_cast<uint32_t>(next_base - segment_->base_offset()));
     }
   }
@@ -60,6 +73,10 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
     error_ = next.error();  // the next segment exists but cannot be used
     return Step::kCorrupt;
   }
+  // The segment we leave stays alive (views may point into it) only through
+  // left_ until the next poll; not through this process's cache, or its use
+  // lock would keep a recycler from it for as long as the log start allows.
+  partition_->forget_segment(segment_->base_offset());
   left_.push_back(std::move(segment_));
   segment_ = std::move(*next);
   // Retention may have deleted the segments behind us; drop this process's

@@ -75,14 +75,21 @@ uint32_t ProducerState::choose_partition(std::string_view key, std::optional<uin
   return keyless_partition;
 }
 
-SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame_length) {
+SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w) {
   Partition& part = *topic->partitions[partition];
   auto& limit = part.control().back_pressure_limit;
+  // The tail from our own cached segment: no lock, no lookup on this path.
+  // relaxed: an estimate; the limit is a soft window, not an invariant.
+  auto tail = [&] {
+    const uint32_t pos = options.exclusive ? w.tail_position
+                                           : format::tail_position(w.segment->control().tail_hint.load(std::memory_order_relaxed));
+    return w.segment->base_position() + std::min(pos, w.segment->capacity()) + frame_length;
+  };
+  const uint64_t end = tail();
+  // relaxed: a cached bound (topic_format.h says why a stale one is safe).
+  if (end <= limit.load(std::memory_order_relaxed)) return SendStatus::kOk;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(options.back_pressure_timeout_ns);
   for (;;) {
-    const uint64_t end = part.end_position() + frame_length;
-    // relaxed: a cached bound, recomputed below whenever it says stop.
-    if (end <= limit.load(std::memory_order_relaxed)) return SendStatus::kOk;
     auto min = min_committed_offset(*topic, partition);
     if (!min) return fail(SendStatus::kError, min.error());
     uint64_t bound = UINT64_MAX;
@@ -94,7 +101,7 @@ SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame
     limit.store(bound, std::memory_order_relaxed);
     if (end <= bound) return SendStatus::kOk;
     if (std::chrono::steady_clock::now() >= deadline) return SendStatus::kBackPressured;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
 
@@ -111,7 +118,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   Writer* w;
   if (SendStatus s = writer(partition, &w); s != SendStatus::kOk) return s;
   if (topic->options.retention_mode == RetentionMode::kBackPressure)
-    if (SendStatus s = check_back_pressure(partition, frame_length); s != SendStatus::kOk) return s;
+    if (SendStatus s = check_back_pressure(partition, frame_length, *w); s != SendStatus::kOk) return s;
   Partition& part = *topic->partitions[partition];
   if (!options.exclusive) {
     Error err{Errc::kIoError, ""};

@@ -51,7 +51,7 @@ struct ProducerState {
   // Checksums, indexes and publishes a frame written in place.
   SendStatus publish(const Partition::Reservation& r, uint32_t frame_length,
                      uint32_t count, int64_t first_timestamp_ns);
-  SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length);
+  SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
 };
 
 }  // namespace sluice
