@@ -106,7 +106,7 @@ void print_table(std::FILE* out, const BenchReport& r) {
                r.pinned ? " pinned to two CPUs" : " (NOT pinned)", wait_name(o.wait), r.dir.c_str());
   std::fprintf(out,
                "sluice: 1 partition, %s%s, back-pressure window 4 segments (recycled),\n"
-               "producer send() (copying), reader without a group verifying checksums;\n"
+               "producer send() (copying), reader verifying checksums (in a group for throughput);\n"
                "ring: fixed slots in %llu MiB, tail published after every message\n",
                segments_text(o).c_str(), o.prefault ? ", prefaulted" : "",
                static_cast<unsigned long long>(kRingBytes >> 20));
