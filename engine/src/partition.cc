@@ -149,6 +149,13 @@ Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, 
   return create_segment(base, sealed.base_position() + sealed.capacity());
 }
 
+Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count) {
+  auto next = next_segment(sealed, eos_count);
+  if (next && (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0))
+    (void)enforce_retention(topic_->bus->clock->now_ns());  // best effort; Bus::housekeep reports errors
+  return next;
+}
+
 Result<std::vector<uint64_t>> Partition::segment_bases() const {
   auto names = ipc::list_dir(dir_);
   if (!names) return std::unexpected(names.error());
@@ -206,14 +213,12 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
                          "segment roll did not converge in " + dir_};
           return SendStatus::kError;
         }
-        auto next = next_segment(seg, before);
+        auto next = roll(seg, before);
         if (!next) {
           *error = next.error();
           return SendStatus::kError;
         }
         *cached = std::move(*next);
-        if (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0)
-          (void)enforce_retention(topic_->bus->clock->now_ns());
         break;
       }
     }

@@ -51,6 +51,9 @@ class Partition {
   // nobody has yet (any writer or reader may). Its logical byte position is
   // the sealed one's plus its capacity, whoever computes it.
   Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count);
+  // A writer's roll: the next segment after `sealed`, then retention (the
+  // cooperative housekeeping writers do when a segment fills).
+  Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count);
   // Base offsets of the segment files present, ascending (lists the directory).
   Result<std::vector<uint64_t>> segment_bases() const;
   // Drops cached mappings of segments below `base_offset` (after retention).

@@ -130,14 +130,12 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
       if (static_cast<uint64_t>(w->tail_position) + kFrameHeaderBytes <= w->segment->capacity())
         w->segment->word(w->tail_position).store(make_claim_word(kEndOfSegment, 0, 0, owner), std::memory_order_release);
       w->segment->store_hint(w->segment->capacity(), w->tail_count);
-      auto next = part.next_segment(*w->segment, w->tail_count);
+      auto next = part.roll(*w->segment, w->tail_count);
       if (!next) return fail(SendStatus::kError, next.error());
       w->segment = std::move(*next);
       w->tail_position = 0;
       w->tail_count = 0;
       w->dirty_end = 0;
-      if (topic->options.retention_bytes >= 0 || topic->options.retention_ms >= 0)
-        (void)part.enforce_retention(bus->clock->now_ns());
     }
     const uint32_t end = w->tail_position + frame_length;
     if (end > w->dirty_end) {
