@@ -25,13 +25,7 @@ namespace {
 
 constexpr char kTopic[] = "t";
 
-TopicOptions small_topic() {
-  TopicOptions o;
-  o.partitions = 1;
-  o.segment_bytes = 64 << 10;
-  o.index_interval_bytes = 512;
-  return o;
-}
+using test::small_topic;
 
 Status create_topic(const std::string& dir, const TopicOptions& o = small_topic()) {
   auto bus = Bus::open(dir);

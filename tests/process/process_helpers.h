@@ -4,6 +4,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sluice/options.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,16 @@
 #include "support/test_support.h"
 
 namespace sluice::test {
+
+// One partition of small segments (64 KiB) indexed every 512 bytes, so that
+// crash tests roll segments and resynchronise through the index quickly.
+inline TopicOptions small_topic() {
+  TopicOptions o;
+  o.partitions = 1;
+  o.segment_bytes = 64 << 10;
+  o.index_interval_bytes = 512;
+  return o;
+}
 
 struct Pipe {
   int fd[2] = {-1, -1};

@@ -19,13 +19,7 @@ namespace {
 
 constexpr char kTopic[] = "t";
 
-TopicOptions small_topic() {
-  TopicOptions o;
-  o.partitions = 1;
-  o.segment_bytes = 64 << 10;
-  o.index_interval_bytes = 512;
-  return o;
-}
+using test::small_topic;
 
 // A producer that appends `n` records, claims one more, fills `fill` bytes
 // of its value, reports the claim's offset and hangs until killed.
