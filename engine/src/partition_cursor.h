@@ -63,16 +63,12 @@ class PartitionCursor {
   std::shared_ptr<Segment> segment_;
   std::vector<std::shared_ptr<Segment>> left_;  // see release_left_segments()
   uint32_t frame_pos_ = 0;   // start of the current frame in segment_
-  uint32_t tail_seen_ = 0;   // segment_'s tail hint as last loaded: frames below it exist
-  uint32_t empty_polls_ = 0; // consecutive polls that found nothing new
   // Waiting at a sealed segment whose successor does not exist yet.
   int64_t eos_since_ns_ = 0;
   uint64_t eos_base_ = 0;
   uint32_t eos_polls_ = 0;
   static constexpr int64_t kCreateNextAfterNs = 100'000'000;  // a new 64 MiB file takes ~25 ms here
   static constexpr uint32_t kCreateNextAfterPolls = 1u << 24;
-  // Empty polls on the tail hint before watching the next frame's word.
-  static constexpr uint32_t kPollsOnTheHint = 8;
   uint32_t frame_len_ = 0;
   uint32_t frame_count_ = 0; // 0: not inside a frame
   uint32_t rec_pos_ = 0;

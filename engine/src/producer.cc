@@ -31,41 +31,38 @@ ProducerState::~ProducerState() {
   }
 }
 
-SendStatus ProducerState::writer(uint32_t partition, Writer** out) {
+SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
   Writer& w = writers[partition];
-  if (!w.ready) {
-    Partition& part = *topic->partitions[partition];
-    auto lock = part.lock_writer(options.exclusive);
-    if (!lock) return fail(lock.error().code == Errc::kBusy ? SendStatus::kBusy : SendStatus::kError, lock.error());
-    w.lock = std::move(*lock);
-    auto seg = part.newest_segment();
-    if (!seg) return fail(SendStatus::kError, seg.error());
-    w.segment = std::move(*seg);
-    if (options.exclusive) {
-      // Walk to the real end: the last writer may have sealed this segment.
-      for (;;) {
-        SegmentEnd e = w.segment->find_end();
-        if (e.position == UINT32_MAX)
-          return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame in " + w.segment->path()});
-        if (!e.sealed) {
-          w.tail_position = e.position;
-          w.tail_count = e.count;
-          break;
-        }
-        auto next = part.next_segment(*w.segment, e.count);
-        if (!next) return fail(SendStatus::kError, next.error());
-        w.segment = std::move(*next);
+  Partition& part = *topic->partitions[partition];
+  auto lock = part.lock_writer(options.exclusive);
+  if (!lock) return fail(lock.error().code == Errc::kBusy ? SendStatus::kBusy : SendStatus::kError, lock.error());
+  w.lock = std::move(*lock);
+  auto seg = part.newest_segment();
+  if (!seg) return fail(SendStatus::kError, seg.error());
+  w.segment = std::move(*seg);
+  if (options.exclusive) {
+    // Walk to the real end: the last writer may have sealed this segment.
+    for (;;) {
+      SegmentEnd e = w.segment->find_end();
+      if (e.position == UINT32_MAX)
+        return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame in " + w.segment->path()});
+      if (!e.sealed) {
+        w.tail_position = e.position;
+        w.tail_count = e.count;
+        break;
       }
+      auto next = part.next_segment(*w.segment, e.count);
+      if (!next) return fail(SendStatus::kError, next.error());
+      w.segment = std::move(*next);
     }
-    w.ready = true;
   }
+  w.ready = true;
   *out = &w;
   return SendStatus::kOk;
 }
 
-uint32_t ProducerState::choose_partition(std::string_view key, std::optional<uint32_t> explicit_partition) {
+uint32_t ProducerState::choose_partition_slow(std::string_view key) {
   const uint32_t n = topic->options.partitions;
-  if (explicit_partition) return *explicit_partition;
   if (!key.empty()) return static_cast<uint32_t>(key_hash(key) % n);
   if (keyless_left == 0) {
     keyless_partition = (keyless_partition + 1) % n;
@@ -172,11 +169,12 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   FrameHeader* f = seg.frame(r.position);
   const uint64_t seed = frame_seed(f);
   std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
-  for (uint32_t i = 0; i < count; ++i) {
-    seal_record(rec, seed, i);
+  seal_record(rec, seed, 0);
+  for (uint32_t i = 1; i < count; ++i) {
     uint32_t len;
     std::memcpy(&len, rec, sizeof len);
     rec += align_up(len);
+    seal_record(rec, seed, i);
   }
   seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
   const uint64_t committed = make_claim_word(kCommitted, frame_length, count, owner);

@@ -37,8 +37,23 @@ struct ProducerState {
 
   ~ProducerState();
   // Locks the partition for writing on first use.
-  SendStatus writer(uint32_t partition, Writer** out);
-  uint32_t choose_partition(std::string_view key, std::optional<uint32_t> explicit_partition);
+  SendStatus writer(uint32_t partition, Writer** out) {
+    Writer& w = writers[partition];
+    if (!w.ready) [[unlikely]]
+      return open_writer(partition, out);
+    *out = &w;
+    return SendStatus::kOk;
+  }
+  SendStatus open_writer(uint32_t partition, Writer** out);
+  uint32_t choose_partition(std::string_view key, std::optional<uint32_t> explicit_partition) {
+    if (explicit_partition) return *explicit_partition;
+    if (key.empty() && keyless_left != 0) {  // the sticky partition
+      --keyless_left;
+      return keyless_partition;
+    }
+    return choose_partition_slow(key);
+  }
+  uint32_t choose_partition_slow(std::string_view key);
   SendStatus fail(SendStatus status, Error error) {
     last_error = std::move(error);
     return status;

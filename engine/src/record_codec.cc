@@ -25,7 +25,7 @@ uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) no
 
 uint64_t key_hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
 
-uint64_t headers_block_bytes(std::span<const Header> headers) noexcept {
+uint64_t headers_block_bytes_of(std::span<const Header> headers) noexcept {
   if (headers.size() > UINT16_MAX) return UINT64_MAX;
   uint64_t n = 0;
   for (const Header& h : headers) {
@@ -33,6 +33,18 @@ uint64_t headers_block_bytes(std::span<const Header> headers) noexcept {
     n += kHeaderEntryBytes + h.name.size() + h.value.size();
   }
   return n;
+}
+
+void encode_headers(std::byte* p, std::span<const Header> headers) noexcept {
+  for (const Header& hd : headers) {
+    const uint32_t nl = static_cast<uint32_t>(hd.name.size());
+    const uint32_t vl = static_cast<uint32_t>(hd.value.size());
+    std::memcpy(p, &nl, 4);
+    std::memcpy(p + 4, &vl, 4);
+    if (nl) std::memcpy(p + 8, hd.name.data(), nl);
+    if (vl) std::memcpy(p + 8 + nl, hd.value.data(), vl);
+    p += 8 + nl + vl;
+  }
 }
 
 std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
@@ -50,57 +62,24 @@ std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const H
   std::byte* p = rec + kRecordHeaderBytes;
   if (!key.empty()) std::memcpy(p, key.data(), key.size());
   p += key.size();
-  for (const Header& hd : headers) {
-    const uint32_t nl = static_cast<uint32_t>(hd.name.size());
-    const uint32_t vl = static_cast<uint32_t>(hd.value.size());
-    std::memcpy(p, &nl, 4);
-    std::memcpy(p + 4, &vl, 4);
-    if (nl) std::memcpy(p + 8, hd.name.data(), nl);
-    if (vl) std::memcpy(p + 8 + nl, hd.value.data(), vl);
-    p += 8 + nl + vl;
-  }
+  if (!headers.empty()) encode_headers(p, headers);
+  p += headers_bytes;
   if (value != nullptr && value_bytes > 0) std::memcpy(p, value, value_bytes);
   return p;
 }
 
-void seal_record(std::byte* rec, uint64_t seed, uint32_t index) noexcept {
-  const uint64_t sum = record_checksum(rec, seed, index);
-  std::memcpy(rec + offsetof(RecordHeader, checksum), &sum, sizeof sum);
-}
-
-DecodeStatus decode_record(const std::byte* rec, uint32_t available, uint64_t seed, uint32_t index,
-                           bool verify, RecordView* out, uint32_t* padded_length) noexcept {
-  if (available < kRecordHeaderBytes) return DecodeStatus::kBadLength;
-  RecordHeader h;
-  std::memcpy(&h, rec, sizeof h);
-  if (h.length < kRecordHeaderBytes || h.length > available) return DecodeStatus::kBadLength;
-  const uint64_t body = static_cast<uint64_t>(h.key_length) + h.headers_length;
-  if (body > h.length - kRecordHeaderBytes) return DecodeStatus::kBadLength;
-  if (verify && record_checksum(rec, seed, index) != h.checksum) return DecodeStatus::kBadChecksum;
-  const std::byte* p = rec + kRecordHeaderBytes;
-  // Walk the headers block once so that HeadersView can trust it.
-  {
-    const std::byte* q = p + h.key_length;
-    uint64_t left = h.headers_length;
-    for (uint16_t i = 0; i < h.header_count; ++i) {
-      if (left < kHeaderEntryBytes) return DecodeStatus::kBadHeaders;
-      uint32_t nl, vl;
-      std::memcpy(&nl, q, 4);
-      std::memcpy(&vl, q + 4, 4);
-      const uint64_t e = kHeaderEntryBytes + static_cast<uint64_t>(nl) + vl;
-      if (e > left) return DecodeStatus::kBadHeaders;
-      q += e;
-      left -= e;
-    }
-    if (left != 0) return DecodeStatus::kBadHeaders;
+bool headers_block_valid(const std::byte* q, uint64_t left, uint16_t count) noexcept {
+  for (uint16_t i = 0; i < count; ++i) {
+    if (left < kHeaderEntryBytes) return false;
+    uint32_t nl, vl;
+    std::memcpy(&nl, q, 4);
+    std::memcpy(&vl, q + 4, 4);
+    const uint64_t e = kHeaderEntryBytes + static_cast<uint64_t>(nl) + vl;
+    if (e > left) return false;
+    q += e;
+    left -= e;
   }
-  out->timestamp_ns = h.timestamp_ns;
-  out->key = std::string_view(reinterpret_cast<const char*>(p), h.key_length);
-  out->headers = HeadersView(p + h.key_length, h.headers_length, h.header_count);
-  const uint32_t value_off = kRecordHeaderBytes + h.key_length + h.headers_length;
-  out->value = std::string_view(reinterpret_cast<const char*>(rec + value_off), h.length - value_off);
-  *padded_length = align_up(h.length);
-  return DecodeStatus::kOk;
+  return left == 0;
 }
 
 const char* decode_status_text(DecodeStatus s) noexcept {

@@ -53,6 +53,7 @@ Result<std::shared_ptr<Segment>> Segment::from_file(const std::string& path, ipc
   seg->params_ = p;
   seg->data_ = file.data() + h.data_offset;
   seg->slot_count_ = index_slot_count(p.data_bytes, p.index_interval_bytes);
+  if ((p.index_interval_bytes & (p.index_interval_bytes - 1)) == 0) seg->index_mask_ = p.index_interval_bytes - 1;
   seg->identity_ = use_lock.identity();
   seg->use_lock_ = std::move(use_lock);
   seg->pool_ = pool;
@@ -227,7 +228,7 @@ SegmentEnd Segment::find_end() const noexcept {
   }
 }
 
-void Segment::index_frame(uint32_t position, uint32_t length, uint32_t rel_offset,
+void Segment::index_slots(uint32_t position, uint32_t length, uint32_t rel_offset,
                           int64_t timestamp_ns) const noexcept {
   const uint32_t interval = index_interval();
   // Slots k with position <= k * I < position + length.

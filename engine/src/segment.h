@@ -85,8 +85,14 @@ class Segment {
   SegmentEnd find_end() const noexcept;
 
   // Fills the index slots covered by the frame [position, position + length).
+  // Most frames cover none; with a power-of-two interval (every topic's
+  // default) that costs one comparison and no division.
   void index_frame(uint32_t position, uint32_t length, uint32_t rel_offset,
-                   int64_t timestamp_ns) const noexcept;
+                   int64_t timestamp_ns) const noexcept {
+    const uint64_t m = index_mask_;
+    if (m != 0 && ((uint64_t{position} + m) & ~m) >= uint64_t{position} + length) return;
+    index_slots(position, length, rel_offset, timestamp_ns);
+  }
   // The closest indexed frame at or before `rel_offset`: its position and the
   // relative offset of its first record. (0, 0) when none.
   std::pair<uint32_t, uint32_t> index_lookup(uint32_t rel_offset) const noexcept;
@@ -94,9 +100,10 @@ class Segment {
   // (position, rel_offset); nullopt if no slot reaches it.
   bool index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept;
 
-  // The tail hint is monotonic and every frame below it has a non-zero word
-  // (so readers read only below it, and never spin on a line a writer is
-  // filling). A sealed segment's hint is (capacity, count at the seal).
+  // The tail hint is monotonic and every frame below it has a non-zero word;
+  // writers start their claim walk there (readers watch words, see
+  // docs/architecture.md). A sealed segment's hint is (capacity, count at
+  // the seal).
   // advance_hint: fetch-max, for any number of writers.
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
   // store_hint: the exclusive writer's plain store (it alone moves the hint;
@@ -121,6 +128,9 @@ class Segment {
   format::SegmentParams params_{};
   std::byte* data_ = nullptr;
   uint64_t slot_count_ = 0;
+  uint64_t index_mask_ = 0;  // interval - 1 if the interval is a power of two, else 0
+
+  void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;
 
   static Result<std::shared_ptr<Segment>> from_file(const std::string& path, ipc::MappedFile file,
                                                    ipc::FileLock use_lock,
