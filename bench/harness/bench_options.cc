@@ -66,8 +66,8 @@ const char* bench_usage() {
          "                    in /dev/shm, removed afterwards)\n"
          "  --segment-bytes B sluice segment size for every run (default: pingpong, one\n"
          "                    segment holds the whole run, up to 1 GiB, so no roll lands in\n"
-         "                    the samples; throughput, 64 MiB, the library's default, with\n"
-         "                    retention of 4 segments so that rolls recycle old segments)\n"
+         "                    the samples; throughput, 4 MiB in a back-pressure window of\n"
+         "                    4 segments, the ring's 16 MiB, rolls recycling old segments)\n"
          "  --no-prefault     do not prefault sluice segments when they are mapped\n"
          "  --systems LIST    ring, sluice or both (default both; ratios need both)\n";
 }

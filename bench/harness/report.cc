@@ -53,7 +53,7 @@ std::string json_string(std::string_view s) {
 
 std::string segments_text(const BenchOptions& o) {
   if (o.segment_bytes != 0) return std::to_string(o.segment_bytes) + "-byte segments";
-  return "segments: pingpong one per run (no roll), throughput 64 MiB";
+  return "segments: pingpong one per run (no roll), throughput 4 MiB";
 }
 
 const char* goal_text(Ratio::Goal g) { return g == Ratio::Goal::kAtMost ? "<=" : g == Ratio::Goal::kAtLeast ? ">=" : ""; }

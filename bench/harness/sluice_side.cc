@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "bench/harness/ring_side.h"
+
 namespace sluice::bench {
 
 TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes) {
@@ -22,7 +24,9 @@ TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t record
 TopicOptions throughput_topic_options(const BenchOptions& options) {
   TopicOptions t;
   t.partitions = 1;
-  if (options.segment_bytes != 0) t.segment_bytes = options.segment_bytes;
+  // The same memory as the ring by default: a window of 4 segments of a
+  // quarter of its size each, so that both run in (or out of) cache alike.
+  t.segment_bytes = options.segment_bytes != 0 ? options.segment_bytes : static_cast<uint32_t>(kRingBytes / 4);
   // Like the ring, whose producer waits when it is full: the producer may run
   // at most a window of 4 segments ahead of the reader's group. Retired
   // segments are recycled, so the log runs in the same memory throughout.

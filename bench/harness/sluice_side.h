@@ -17,11 +17,11 @@ namespace sluice::bench {
 // Topics of one partition, prefaulted per options.prefault.
 // Pingpong: one segment holds the whole run (up to 1 GiB), so no roll lands
 // among the latency samples and no far larger file is made than is used.
-// Throughput: 64 MiB segments (TopicOptions' default) and retention of four
-// segments, so memory stays bounded and rolls recycle retired segments; four
-// leave the reader room to fall behind for a while (kDelete resets a reader
-// whose records were removed, and the run would fail). --segment-bytes sets
-// the size for both.
+// Throughput: a back-pressure window of four segments of 4 MiB, the ring's
+// 16 MiB in all, so memory stays bounded, both run in the same amount of
+// cache, and rolls recycle retired segments. (With the library's default of
+// 64 MiB segments the window is 256 MiB and streams through DRAM.)
+// --segment-bytes sets the size for both workloads.
 TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes);
 TopicOptions throughput_topic_options(const BenchOptions& options);
 // A standalone reader (no group, so nothing to commit), checksums verified
