@@ -34,11 +34,19 @@ uint64_t checked_cas_max(std::atomic<uint64_t>& a, uint64_t v) {
 }
 }  // namespace
 
+size_t Partition::pooled_mappings(const TopicOptions& o) {
+  constexpr size_t kUnbounded = 4, kMax = 16;
+  if (o.retention_bytes <= 0) return kUnbounded;
+  const uint64_t window = (static_cast<uint64_t>(o.retention_bytes) + o.segment_bytes - 1) / o.segment_bytes;
+  return static_cast<size_t>(std::min<uint64_t>(kMax, std::max<uint64_t>(kUnbounded, window + 1 + kMaxSpares + 1)));
+}
+
 Result<std::unique_ptr<Partition>> Partition::open(TopicState& topic, uint32_t index, bool create) {
   auto p = std::unique_ptr<Partition>(new Partition());
   p->topic_ = &topic;
   p->index_ = index;
   p->dir_ = topic.dir + "/" + std::to_string(index);
+  p->pool_ = std::make_shared<MappingPool>(pooled_mappings(topic.options));
   const std::string path = p->dir_ + "/state";
   if (create && !ipc::path_exists(path)) {
     if (auto ok = ipc::make_dirs(p->dir_); !ok) return std::unexpected(ok.error());

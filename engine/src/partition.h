@@ -120,12 +120,15 @@ class Partition {
   ipc::MappedFile state_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Segment>> segments_;
-  std::shared_ptr<MappingPool> pool_ = std::make_shared<MappingPool>(kPooledMappings);
+  std::shared_ptr<MappingPool> pool_;
 
-  // Mappings of retired segments this process keeps for reuse, and spare
-  // (retired, recyclable) segment files kept per partition.
-  static constexpr size_t kPooledMappings = 4;
+  // Spare (retired, recyclable) segment files kept per partition.
   static constexpr size_t kMaxSpares = 2;
+  // Mappings of segments this process no longer uses, kept for reuse: enough
+  // for the files a bounded log rotates through (the retention window, the
+  // spares, one the reader just left), so that a recycled file is always
+  // found mapped. Files of a log without a byte bound do not come back.
+  static size_t pooled_mappings(const TopicOptions& o);
 
   Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position);
   // A new segment made from a spare file, or nullptr if no spare is usable.
