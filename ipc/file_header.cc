@@ -16,6 +16,7 @@ const char* file_kind_name(FileKind kind) noexcept {
     case FileKind::kSegment: return "segment";
     case FileKind::kOffsetIndex: return "offset index";
     case FileKind::kGroupOffsets: return "group offsets";
+    case FileKind::kQueueState: return "queue state";
   }
   return "unknown";
 }

@@ -50,6 +50,7 @@ enum class FileKind : uint32_t {
   kSegment = 5,         // topics/<t>/<p>/<base>.seg
   kOffsetIndex = 6,     // topics/<t>/<p>/<base>.idx
   kGroupOffsets = 7,    // groups/<g>/<t>.offsets
+  kQueueState = 8,      // queues/<q>/state
 };
 const char* file_kind_name(FileKind kind) noexcept;
 

@@ -88,7 +88,7 @@ Status recover_bus(BusState& bus, ipc::MappedFile& meta) {
       bus.recovery.notes.push_back("removed unfinished topic creation or deletion " + name);
       continue;
     }
-    auto topic = bus.topic(name);
+    auto topic = bus.topic(name, is_queue_topic(name));
     if (!topic) {
       bus.recovery.notes.push_back("topic " + name + " not recovered: " + topic.error().to_string());
       continue;
@@ -169,8 +169,11 @@ Result<std::vector<std::string>> Bus::list_topics() const {
   return out;
 }
 
-Status Bus::delete_topic(std::string_view name) {
-  auto topic = state_->topic(name);
+Status Bus::delete_topic(std::string_view name) { return delete_topic_files(*state_, name, false); }
+
+Status delete_topic_files(BusState& bus, std::string_view name, bool internal) {
+  BusState* state_ = &bus;
+  auto topic = state_->topic(name, internal);
   if (!topic) return std::unexpected(topic.error());
   // relaxed: processes notice on their next cold-path check.
   (*topic)->control().deleted.store(1, std::memory_order_relaxed);
@@ -183,9 +186,9 @@ Status Bus::delete_topic(std::string_view name) {
     std::lock_guard lock(state_->mu);
     state_->topics.erase(std::string(name));
   }
-  // Group offsets of the topic go too: a topic of the same name created later
-  // starts from scratch.
-  if (auto groups = list_groups()) {
+  // Group offsets of the topic go too (the engine's own included): a topic
+  // of the same name created later starts from scratch.
+  if (auto groups = ipc::list_dir(state_->dir + "/groups")) {
     for (auto& g : *groups) ::unlink((state_->group_dir(g) + "/" + std::string(name) + ".offsets").c_str());
   }
   return ipc::remove_tree(grave);

@@ -54,7 +54,8 @@ struct BusState {
   std::string topic_dir(std::string_view topic) const { return dir + "/topics/" + std::string(topic); }
   std::string group_dir(std::string_view group) const { return dir + "/groups/" + std::string(group); }
   // Opens a topic (cached per Bus handle). kNotFound for unknown topics.
-  Result<std::shared_ptr<TopicState>> topic(std::string_view name);
+  // `internal`: may also open a queue's internal topic (topic_ops.h).
+  Result<std::shared_ptr<TopicState>> topic(std::string_view name, bool internal = false);
 };
 
 }  // namespace sluice

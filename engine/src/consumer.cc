@@ -164,7 +164,7 @@ Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view g
 Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   ConsumerState& s = *state_;
   if (s.parts.empty() || out.empty()) return size_t{0};
-  if (s.options.auto_commit && s.options.delivery == Delivery::kAtLeastOnce &&
+  if (s.options.auto_commit && s.options.guarantee == Guarantee::kAtLeastOnce &&
       s.bus->clock->now_ns() - s.last_auto_commit_ns >= s.options.auto_commit_interval_ns) {
     // Records handed out by earlier polls count as processed once poll is
     // called again (Kafka's auto-commit contract).
@@ -215,7 +215,7 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   }
   s.next_part = (s.next_part + 1) % count;
   s.stats.records += n;
-  if (n > 0 && s.offsets && s.options.delivery == Delivery::kAtMostOnce) {
+  if (n > 0 && s.offsets && s.options.guarantee == Guarantee::kAtMostOnce) {
     // Commit before the caller processes: a crash from here on loses, never
     // repeats, these records.
     if (auto ok = s.commit_all(false); !ok) return std::unexpected(ok.error());

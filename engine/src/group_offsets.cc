@@ -3,14 +3,16 @@
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
 #include "partition.h"
+#include "topic_ops.h"
 
 namespace sluice {
 
 using namespace format;
 
 Result<std::unique_ptr<GroupOffsets>> GroupOffsets::open(const BusState& bus, std::string_view group,
-                                                         const TopicState& topic, bool create) {
-  if (auto ok = validate_name(group, "group"); !ok) return std::unexpected(ok.error());
+                                                         const TopicState& topic, bool create, bool internal) {
+  if (!(internal && group == kQueueGroup))
+    if (auto ok = validate_name(group, "group"); !ok) return std::unexpected(ok.error());
   const std::string dir = bus.group_dir(group);
   const std::string path = dir + "/" + topic.name + ".offsets";
   const uint32_t partitions = topic.options.partitions;
@@ -81,7 +83,7 @@ Result<uint64_t> min_committed_offset(const TopicState& topic, uint32_t partitio
   if (!groups) return std::unexpected(groups.error());
   uint64_t min = kNoCommit;
   for (const auto& g : *groups) {
-    auto offsets = GroupOffsets::open(*topic.bus, g, topic, false);
+    auto offsets = GroupOffsets::open(*topic.bus, g, topic, false, true);
     if (!offsets) continue;
     uint64_t c = (*offsets)->committed(partition);
     if (c == kNoCommit) c = 0;

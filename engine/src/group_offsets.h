@@ -19,8 +19,9 @@ class GroupOffsets {
  public:
   // Opens the group's offsets for `topic`; creates them if `create`.
   // kNotFound when absent and !create.
+  // `internal`: the group may be the engine's own (topic_ops.h, kQueueGroup).
   static Result<std::unique_ptr<GroupOffsets>> open(const BusState& bus, std::string_view group,
-                                                    const TopicState& topic, bool create);
+                                                    const TopicState& topic, bool create, bool internal = false);
 
   uint32_t partitions() const noexcept { return partitions_; }
   format::GroupSlot& slot(uint32_t partition) const noexcept {

@@ -49,6 +49,8 @@ class PartitionCursor {
   bool behind_start() const noexcept { return next_offset_ < partition_->start_offset(); }
   uint64_t position() const noexcept;  // logical byte position of the next frame
   bool positioned() const noexcept { return segment_ != nullptr; }
+  // The segment the last record returned by next() lies in.
+  const std::shared_ptr<Segment>& current_segment() const noexcept { return segment_; }
   const Error& error() const noexcept { return error_; }
   // Claims this cursor aborted (dead or stalled writers), and the offsets
   // [first, end) of the last one.

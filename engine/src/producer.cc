@@ -204,17 +204,22 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   return SendStatus::kOk;
 }
 
+Producer ProducerAccess::make(std::shared_ptr<BusState> bus, std::shared_ptr<TopicState> topic,
+                              const ProducerOptions& options) {
+  auto s = std::make_unique<ProducerState>();
+  s->owner = bus->registry.self();
+  s->writers.resize(topic->options.partitions);
+  s->keyless_partition = static_cast<uint32_t>(bus->registry.self_slot()) % topic->options.partitions;
+  s->bus = std::move(bus);
+  s->topic = std::move(topic);
+  s->options = options;
+  return Producer(std::move(s));
+}
+
 Result<Producer> Bus::create_producer(std::string_view topic, const ProducerOptions& options) {
   auto t = state_->topic(topic);
   if (!t) return std::unexpected(t.error());
-  auto s = std::make_unique<ProducerState>();
-  s->bus = state_;
-  s->topic = *t;
-  s->options = options;
-  s->owner = state_->registry.self();
-  s->writers.resize((*t)->options.partitions);
-  s->keyless_partition = static_cast<uint32_t>(state_->registry.self_slot()) % (*t)->options.partitions;
-  return Producer(std::move(s));
+  return ProducerAccess::make(state_, std::move(*t), options);
 }
 
 Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}

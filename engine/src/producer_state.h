@@ -69,4 +69,10 @@ struct ProducerState {
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
 };
 
+// Producers for topics the engine opens itself (a queue's internal topic).
+struct ProducerAccess {
+  static Producer make(std::shared_ptr<BusState> bus, std::shared_ptr<TopicState> topic,
+                       const ProducerOptions& options);
+};
+
 }  // namespace sluice

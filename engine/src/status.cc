@@ -22,6 +22,7 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::kBusy: return "busy";
     case Errc::kOffsetOutOfRange: return "offset out of range";
     case Errc::kClosed: return "closed";
+    case Errc::kLeaseLost: return "lease lost";
   }
   return "unknown error";
 }

@@ -67,8 +67,13 @@ Status validate_topic_options(const TopicOptions& o) {
   return {};
 }
 
-Status create_topic_files(BusState& bus, std::string_view name, const TopicOptions& options) {
-  if (auto ok = validate_name(name, "topic"); !ok) return ok;
+Status validate_topic_name(std::string_view name, bool internal) {
+  if (internal && is_queue_topic(name)) return validate_name(name.substr(kQueueTopicPrefix.size()), "queue");
+  return validate_name(name, "topic");
+}
+
+Status create_topic_files(BusState& bus, std::string_view name, const TopicOptions& options, bool internal) {
+  if (auto ok = validate_topic_name(name, internal); !ok) return ok;
   if (auto ok = validate_topic_options(options); !ok) return ok;
   const std::string final_dir = bus.topic_dir(name);
   if (ipc::path_exists(final_dir))
@@ -109,8 +114,8 @@ Status create_topic_files(BusState& bus, std::string_view name, const TopicOptio
   return ipc::sync_dir(bus.dir + "/topics");
 }
 
-Result<std::shared_ptr<TopicState>> open_topic(BusState& bus, std::string_view name) {
-  if (auto ok = validate_name(name, "topic"); !ok) return std::unexpected(ok.error());
+Result<std::shared_ptr<TopicState>> open_topic(BusState& bus, std::string_view name, bool internal) {
+  if (auto ok = validate_topic_name(name, internal); !ok) return std::unexpected(ok.error());
   const std::string dir = bus.topic_dir(name);
   const std::string path = dir + "/topic";
   if (!ipc::path_exists(path)) return make_error(Errc::kNotFound, "unknown topic " + std::string(name));
@@ -137,13 +142,15 @@ Result<std::shared_ptr<TopicState>> open_topic(BusState& bus, std::string_view n
   return t;
 }
 
-Result<std::shared_ptr<TopicState>> BusState::topic(std::string_view name) {
+Result<std::shared_ptr<TopicState>> BusState::topic(std::string_view name, bool internal) {
+  if (!internal)
+    if (auto ok = validate_name(name, "topic"); !ok) return std::unexpected(ok.error());
   {
     std::lock_guard lock(mu);
     auto it = topics.find(name);
     if (it != topics.end() && !it->second->deleted()) return it->second;
   }
-  auto t = open_topic(*this, name);
+  auto t = open_topic(*this, name, internal);
   if (!t) return t;
   std::lock_guard lock(mu);
   auto [it, inserted] = topics.insert_or_assign(std::string(name), *t);

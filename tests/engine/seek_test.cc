@@ -293,7 +293,7 @@ class DeliverySemantics : public ::testing::Test {
 TEST_F(DeliverySemantics, AtMostOnceCommitsBeforeHandingOutSoAnUnprocessedBatchIsNotSeenAgain) {
   {
     ConsumerOptions o;
-    o.delivery = Delivery::kAtMostOnce;
+    o.guarantee = Guarantee::kAtMostOnce;
     o.auto_commit = false;
     auto c = bus_->create_consumer(kTopic, "g", o);
     ASSERT_TRUE(c);
@@ -305,7 +305,7 @@ TEST_F(DeliverySemantics, AtMostOnceCommitsBeforeHandingOutSoAnUnprocessedBatchI
 TEST_F(DeliverySemantics, AtLeastOnceWithoutACommitRedeliversEverythingHandedOut) {
   {
     ConsumerOptions o;
-    o.delivery = Delivery::kAtLeastOnce;
+    o.guarantee = Guarantee::kAtLeastOnce;
     o.auto_commit = false;
     auto c = bus_->create_consumer(kTopic, "g", o);
     ASSERT_TRUE(c);

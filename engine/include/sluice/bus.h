@@ -13,6 +13,7 @@
 #include <sluice/consumer.h>
 #include <sluice/options.h>
 #include <sluice/producer.h>
+#include <sluice/queue.h>
 #include <sluice/status.h>
 
 namespace sluice {
@@ -124,6 +125,17 @@ class Bus {
   // beginning of each partition.
   Result<Consumer> create_consumer(std::string_view topic, std::string_view group,
                                    const ConsumerOptions& options = {});
+
+  // Work queues (docs/queues.md). A queue's name follows the topic rules;
+  // queues and topics are separate namespaces.
+  Status create_queue(std::string_view name, const QueueOptions& options = {});
+  Result<std::vector<std::string>> list_queues() const;
+  Result<QueueStats> queue_stats(std::string_view name) const;
+  // Removes the queue's files; processes that have it open keep their
+  // mappings until they close.
+  Status delete_queue(std::string_view name);
+  Result<QueuePublisher> create_queue_publisher(std::string_view queue);
+  Result<Worker> create_worker(std::string_view queue, const WorkerOptions& options = {});
 
   Result<std::vector<std::string>> list_groups() const;
   Result<GroupDescription> describe_group(std::string_view group) const;

@@ -69,10 +69,11 @@ struct ProducerOptions {
   int64_t back_pressure_timeout_ns = 0;
 };
 
-// When offsets are committed relative to processing.
-enum class Delivery : uint8_t {
-  kAtLeastOnce,  // commit after processing: a crash redelivers (default)
-  kAtMostOnce,   // commit before records are handed out: a crash loses them
+// The delivery guarantee of a consumer (when it commits relative to
+// processing) or a queue worker (when it acks).
+enum class Guarantee : uint8_t {
+  kAtLeastOnce,  // commit/ack after processing: a crash redelivers (default)
+  kAtMostOnce,   // commit/ack before records are handed out: a crash loses them
 };
 
 struct ConsumerEvent {
@@ -92,7 +93,7 @@ struct ConsumerEvent {
 };
 
 struct ConsumerOptions {
-  Delivery delivery = Delivery::kAtLeastOnce;
+  Guarantee guarantee = Guarantee::kAtLeastOnce;
   // Commit the positions handed out so far every auto_commit_interval_ns,
   // checked on poll (at-least-once: positions of records returned by earlier
   // polls). false: call commit_sync()/commit_async().

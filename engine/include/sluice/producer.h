@@ -95,6 +95,7 @@ class Producer {
 
  private:
   friend class Bus;
+  friend struct ProducerAccess;
   explicit Producer(std::unique_ptr<ProducerState> state);
   std::unique_ptr<ProducerState> state_;
 };

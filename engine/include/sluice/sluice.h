@@ -8,5 +8,6 @@
 #include <sluice/consumer.h>
 #include <sluice/options.h>
 #include <sluice/producer.h>
+#include <sluice/queue.h>
 #include <sluice/record.h>
 #include <sluice/status.h>

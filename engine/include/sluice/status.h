@@ -26,6 +26,7 @@ enum class Errc : uint16_t {
   kBusy,                 // e.g. an exclusive writer already owns the partition
   kOffsetOutOfRange,     // the position was removed by retention
   kClosed,
+  kLeaseLost,            // a queue message's lease expired and it went to another worker
 };
 
 std::string_view errc_name(Errc code) noexcept;

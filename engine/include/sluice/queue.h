@@ -1,0 +1,203 @@
+// Work queues: competing consumers with leases, acks, retries scheduled with
+// backoff, and dead-lettering. Design: docs/queues.md.
+#pragma once
+
+#include <sluice/options.h>
+#include <sluice/producer.h>
+#include <sluice/record.h>
+#include <sluice/status.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice {
+
+struct QueueState;
+struct WorkerState;
+
+// When a failed message is offered again: min(max_delay, base_delay *
+// multiplier^(attempt - 1)) + uniform(0, jitter), attempt counting from 1.
+// The seed's `BASE_DELAY * 2**attempt + uniform(0, 0.5)` is base 1 s,
+// multiplier 2, jitter 500 ms.
+struct RetryPolicy {
+  uint32_t max_receives = 5;              // receives before dead-lettering (SQS maxReceiveCount), 1..255
+  int64_t base_delay_ns = 1'000'000'000;
+  double multiplier = 2.0;
+  int64_t max_delay_ns = 300'000'000'000;
+  int64_t jitter_ns = 500'000'000;
+  // The delay after failed attempt `attempt`; `random` is uniform in [0, 2^64).
+  int64_t delay_ns(uint32_t attempt, uint64_t random) const noexcept;
+};
+
+struct QueueOptions {
+  uint32_t priorities = 1;                // levels 0..priorities-1, the highest served first (1..10)
+  uint32_t window = 65536;                // messages in flight or waiting per level (power of two)
+  int64_t lease_ns = 30'000'000'000;      // visibility timeout (at most 14 days)
+  RetryPolicy retry;
+  // Where dead letters go: empty means "<name>.dlq", created on first use;
+  // "-" drops them (counted in the stats).
+  std::string dead_letter_queue;
+  uint32_t segment_bytes = 64u << 20;
+  int64_t max_depth_bytes = 1LL << 30;    // per level; publishers wait, then kBackPressured
+};
+
+struct QueueMessage {
+  std::string_view value;
+  std::span<const Header> headers;
+  uint32_t priority = 0;
+  int64_t deliver_at_unix_ns = 0;         // a delayed message: not delivered before this
+};
+
+struct PublishResult {
+  SendStatus status = SendStatus::kError;
+  uint64_t offset = 0;                    // in its priority level's log
+  bool ok() const noexcept { return status == SendStatus::kOk; }
+};
+
+// What a handler says about a failure, and what a dead letter records.
+struct Failure {
+  std::string type;                       // e.g. the exception's type name
+  std::string message;
+  std::string stack_trace;                // where it came from (TransientError/PermanentError capture it)
+};
+
+// Throw from a handler: the message is retried with backoff (transient) or
+// dead-lettered at once (permanent). Both capture the stack where they are
+// constructed.
+class TransientError : public std::runtime_error {
+ public:
+  explicit TransientError(const std::string& what);
+  const std::string& stack_trace() const noexcept { return stack_; }
+ private:
+  std::string stack_;
+};
+class PermanentError : public std::runtime_error {
+ public:
+  explicit PermanentError(const std::string& what);
+  const std::string& stack_trace() const noexcept { return stack_; }
+ private:
+  std::string stack_;
+};
+
+// One received message, leased to this worker until settled or expired. The
+// value and headers are views into the queue's log, valid while this object
+// lives. A Delivery must not outlive its Worker.
+class Delivery {
+ public:
+  Delivery() noexcept;
+  Delivery(Delivery&&) noexcept;
+  Delivery& operator=(Delivery&&) noexcept;
+  ~Delivery();  // an unsettled delivery stays leased until its lease expires
+
+  bool valid() const noexcept { return worker_ != nullptr; }
+  std::string_view value() const noexcept { return view_.value; }
+  const HeadersView& headers() const noexcept { return view_.headers; }
+  int64_t timestamp_ns() const noexcept { return view_.timestamp_ns; }
+  uint32_t priority() const noexcept { return level_; }
+  uint64_t offset() const noexcept { return view_.offset; }
+  // 1 on first delivery, 2 on the first retry, ...
+  uint32_t attempt() const noexcept;
+  int64_t lease_deadline_unix_ns() const noexcept { return deadline_ns_; }
+
+  // kLeaseLost when the lease expired and the message went to another worker
+  // (an at-least-once duplicate); the call then changes nothing.
+  Status ack();
+  // Transient failure: offered again after the retry policy's delay (or
+  // `delay_ns`), or dead-lettered when it has been received max_receives times.
+  Status nack(std::optional<int64_t> delay_ns = std::nullopt);
+  // Permanent failure: dead-lettered now.
+  Status reject(const Failure& why);
+  // Pushes the lease deadline to now + lease_ns.
+  Status extend(int64_t lease_ns);
+
+ private:
+  friend struct WorkerState;
+  WorkerState* worker_ = nullptr;
+  std::shared_ptr<void> keep_alive_;  // the log segment the views point into
+  RecordView view_{};
+  uint32_t level_ = 0;
+  uint64_t word_ = 0;                 // the slot word of our lease
+  int64_t deadline_ns_ = 0;
+};
+
+struct WorkerOptions {
+  WaitStrategy wait = WaitStrategy::kSpinYield;
+  Guarantee guarantee = Guarantee::kAtLeastOnce;
+  std::optional<int64_t> lease_ns;        // overrides the queue's
+  std::optional<RetryPolicy> retry;       // overrides the queue's backoff (max_receives included)
+  // How often some worker walks the in-flight messages to return expired
+  // leases, leases of dead workers and due retries.
+  int64_t sweep_interval_ns = 1'000'000;
+};
+
+struct WorkerStats {
+  uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, lease_lost = 0, handler_errors = 0;
+};
+
+// What a handler returns is an ack; a TransientError (or any other exception)
+// a nack; a PermanentError a dead letter.
+using Handler = std::function<void(const Delivery&)>;
+
+class Worker {
+ public:
+  Worker(Worker&&) noexcept;
+  Worker& operator=(Worker&&) noexcept;
+  ~Worker();
+
+  // Leases up to out.size() messages, waiting up to timeout_ns for the first.
+  // Returns how many (0 on timeout). At-most-once workers have them acked
+  // already.
+  Result<size_t> receive(std::span<Delivery> out, int64_t timeout_ns = 0);
+  // Receives and handles messages one at a time until `stop` returns true
+  // (checked between messages and at least every `idle_ns` while idle) or
+  // `max_messages` have been handled (0: no limit). Returns how many.
+  Result<uint64_t> run(const Handler& handler, const std::function<bool()>& stop, uint64_t max_messages = 0,
+                       int64_t idle_ns = 10'000'000);
+  const WorkerStats& stats() const noexcept;
+
+ private:
+  friend class Bus;
+  explicit Worker(std::unique_ptr<WorkerState> state);
+  std::unique_ptr<WorkerState> state_;
+};
+
+class QueuePublisher {
+ public:
+  QueuePublisher(QueuePublisher&&) noexcept;
+  QueuePublisher& operator=(QueuePublisher&&) noexcept;
+  ~QueuePublisher();
+  PublishResult publish(const QueueMessage& message) noexcept;
+  const Error& last_error() const noexcept;
+
+ private:
+  friend class Bus;
+  struct Impl;
+  explicit QueuePublisher(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct QueueLevelStats {
+  uint64_t published = 0;      // offsets assigned in the level's log
+  uint64_t settled_below = 0;  // the ack floor
+  uint64_t depth = 0;          // published - settled_below: waiting, in flight, delayed
+  uint64_t in_flight = 0, ready = 0, delayed = 0;
+  uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, redelivered = 0, owner_deaths = 0,
+           lease_lost = 0;
+  int64_t oldest_unsettled_age_ns = 0;
+};
+
+struct QueueStats {
+  std::string name;
+  std::string dead_letter_queue;
+  std::vector<QueueLevelStats> levels;  // index = priority
+  QueueLevelStats total() const;
+};
+
+}  // namespace sluice

@@ -1,0 +1,133 @@
+// The work queue's delivery state file: the one authoritative description of
+// its bytes (docs/queues.md explains the design). A queue <q> is
+//
+//   <dir>/queues/<q>/state          QueueParams + QueueLevel per priority + slots
+//   <dir>/topics/@queue.<q>/        its messages: an internal topic, one
+//                                   partition per priority level
+//   <dir>/groups/@queue/@queue.<q>.offsets   the ack floor per level, as a
+//                                   group's committed offset, so that the
+//                                   topic's back-pressure retention frees
+//                                   exactly the settled segments
+//
+// State file, all integers little-endian:
+//
+//   [0, 48)          FileHeader, kind kQueueState
+//   [48, 48 + 336)   QueueParams (immutable)
+//   [1024 + 256 l)   QueueLevel of priority level l (l < priorities <= 10)
+//   [4096 + 8 W l)   W slot words of level l (W = window, a power of two)
+//
+// QueueLevel, one cache line per writer population:
+//   +0    deliver_next   every offset below it has been taken from the log once
+//   +64   ack_floor      every offset below it is settled
+//   +128  sweep_owner    OwnerId + 1 of the process sweeping, 0 when free
+//         last_sweep_ms  queue time of the last sweep's start
+//         ready_hint     READY slots may exist at or after this offset
+//   +192  counters (relaxed statistics)
+//
+// Slot word of offset o, at index o & (W - 1), one atomic u64:
+//
+//   FREE      bits 0..2 = 0, bits 3..63 = o: waits for exactly this offset
+//   otherwise bits 0..2   state (kSlotLeased .. kSlotDone)
+//             bits 3..10  attempts: receives so far (1..255)
+//             bits 11..26 owner: ipc::OwnerId of the lease holder (LEASED)
+//             bits 27..31 seq: changes with every lease and extension
+//             bits 32..63 due: queue ms (ms since params.epoch_unix_ms,
+//                         wrapping) of the lease deadline (LEASED) or of the
+//                         next delivery (DELAYED)
+//
+// Every transition is one CAS on the word, so no process ever sees half of
+// one, and a CAS against a stale word (another lap, another lease) fails.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::format {
+
+inline constexpr uint32_t kMaxPriorities = 10;
+inline constexpr uint64_t kQueueLevelsOffset = 1024;
+inline constexpr uint64_t kQueueSlotsOffset = 4096;
+inline constexpr uint32_t kQueueNameBytes = 208;  // NUL-padded; names are at most 200
+inline constexpr uint32_t kMaxAttempts = 255;
+// Leases and delays are at most this long, so that a wrapping 32-bit ms
+// difference can tell the past from the future (docs/queues.md, section 2).
+inline constexpr int64_t kMaxQueueDelayMs = 14LL * 24 * 3600 * 1000;
+
+struct QueueParams {
+  uint32_t priorities;
+  uint32_t window;              // slots per level, a power of two
+  int64_t lease_ns;             // default visibility timeout
+  int64_t epoch_unix_ms;        // queue time 0
+  uint32_t max_receives;        // receives before dead-lettering, 1..255
+  uint32_t flags;               // kQueueFlag*
+  int64_t base_delay_ns;
+  int64_t max_delay_ns;
+  int64_t jitter_ns;
+  double multiplier;
+  int64_t dedup_window_ns;
+  uint32_t dedup_capacity;
+  uint32_t reserved;
+  int64_t max_depth_bytes;      // per level: the log's back-pressure window
+  char dead_letter_queue[kQueueNameBytes];  // empty: dead letters are dropped (counted)
+  uint8_t reserved2[40];
+};
+static_assert(sizeof(QueueParams) == 336);
+inline constexpr uint32_t kQueueFlagIsDeadLetterQueue = 1u << 0;
+
+struct QueueLevel {
+  alignas(64) std::atomic<uint64_t> deliver_next;
+  alignas(64) std::atomic<uint64_t> ack_floor;
+  alignas(64) std::atomic<uint64_t> sweep_owner;
+  std::atomic<int64_t> last_sweep_ms;
+  std::atomic<uint64_t> ready_hint;
+  alignas(64) std::atomic<uint64_t> received;
+  std::atomic<uint64_t> acked;
+  std::atomic<uint64_t> nacked;
+  std::atomic<uint64_t> dead_lettered;
+  std::atomic<uint64_t> redelivered;   // READY again: lease expired or owner died
+  std::atomic<uint64_t> owner_deaths;  // of those, found through liveness
+  std::atomic<uint64_t> lease_lost;    // settle calls that found their lease gone
+  std::atomic<uint64_t> reserved;
+};
+static_assert(sizeof(QueueLevel) == 256);
+static_assert(offsetof(QueueLevel, ack_floor) == 64);
+static_assert(offsetof(QueueLevel, sweep_owner) == 128);
+static_assert(offsetof(QueueLevel, received) == 192);
+static_assert(kQueueLevelsOffset + kMaxPriorities * sizeof(QueueLevel) <= kQueueSlotsOffset);
+
+enum SlotState : uint64_t {
+  kSlotFree = 0,
+  kSlotLeased = 1,
+  kSlotReady = 2,
+  kSlotDelayed = 3,
+  kSlotBlocked = 4,  // reserved for FIFO groups
+  kSlotDone = 5,
+};
+
+constexpr uint64_t free_slot(uint64_t offset) { return offset << 3; }
+constexpr uint64_t make_slot(SlotState s, uint32_t attempts, uint16_t owner, uint32_t seq, uint32_t due) {
+  return static_cast<uint64_t>(s) | (static_cast<uint64_t>(attempts & 0xFF) << 3) |
+         (static_cast<uint64_t>(owner) << 11) | (static_cast<uint64_t>(seq & 0x1F) << 27) |
+         (static_cast<uint64_t>(due) << 32);
+}
+constexpr SlotState slot_state(uint64_t w) { return static_cast<SlotState>(w & 7u); }
+constexpr uint64_t slot_offset(uint64_t w) { return w >> 3; }  // FREE only
+constexpr uint32_t slot_attempts(uint64_t w) { return static_cast<uint32_t>(w >> 3) & 0xFF; }
+constexpr uint16_t slot_owner(uint64_t w) { return static_cast<uint16_t>(w >> 11); }
+constexpr uint32_t slot_seq(uint64_t w) { return static_cast<uint32_t>(w >> 27) & 0x1F; }
+constexpr uint32_t slot_due(uint64_t w) { return static_cast<uint32_t>(w >> 32); }
+
+// Whether queue time `due` has come at `now` (both wrapping queue ms). A
+// difference beyond the longest legal delay can only be a due time that
+// wrapped while the queue sat idle for weeks: overdue.
+constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
+  const int64_t ahead = static_cast<int32_t>(due - now);
+  return ahead <= 0 || ahead > kMaxQueueDelayMs;
+}
+
+constexpr uint64_t queue_file_bytes(uint32_t priorities, uint32_t window) {
+  return (kQueueSlotsOffset + uint64_t{priorities} * window * sizeof(uint64_t) + 4095) / 4096 * 4096;
+}
+
+}  // namespace sluice::format

@@ -1,0 +1,60 @@
+// An opened work queue: its state file (queue_format.h), its internal topic
+// and the group that records its ack floors. Design: docs/queues.md.
+#pragma once
+
+#include <sluice/queue.h>
+
+#include <memory>
+#include <string>
+
+#include "bus_state.h"
+#include "group_offsets.h"
+#include "ipc/mapped_file.h"
+#include "queue_format.h"
+
+namespace sluice {
+
+// Reserved header names the engine writes into queue messages.
+inline constexpr std::string_view kHeaderNotBefore = "sluice.not_before";  // Unix ms, decimal
+
+struct QueueState {
+  BusState* bus = nullptr;
+  std::string name;
+  ipc::MappedFile file;
+  format::QueueParams params{};
+  std::shared_ptr<TopicState> log;
+  std::unique_ptr<GroupOffsets> floors;
+
+  uint32_t levels() const noexcept { return params.priorities; }
+  uint64_t window() const noexcept { return params.window; }
+  format::QueueLevel& level(uint32_t l) const noexcept {
+    return reinterpret_cast<format::QueueLevel*>(file.data() + format::kQueueLevelsOffset)[l];
+  }
+  std::atomic<uint64_t>& slot(uint32_t l, uint64_t offset) const noexcept {
+    auto* base = reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueSlotsOffset);
+    return base[uint64_t{l} * params.window + (offset & (params.window - 1))];
+  }
+  // Queue time (ms since params.epoch_unix_ms, wrapping) of a Unix time.
+  uint32_t queue_ms(int64_t unix_ns) const noexcept {
+    return static_cast<uint32_t>(static_cast<uint64_t>(unix_ns / 1'000'000 - params.epoch_unix_ms));
+  }
+  // The Unix time of queue time `t`, taking the one nearest to `now_unix_ns`.
+  int64_t unix_ns_of(uint32_t t, int64_t now_unix_ns) const noexcept {
+    return now_unix_ns + int64_t{static_cast<int32_t>(t - queue_ms(now_unix_ns))} * 1'000'000;
+  }
+  std::string dead_letter_queue() const {
+    return std::string(params.dead_letter_queue, strnlen(params.dead_letter_queue, sizeof params.dead_letter_queue));
+  }
+};
+
+std::string queue_topic_name(std::string_view queue);
+Status validate_queue_options(const QueueOptions& options);
+// Creates queues/<name>/state and the internal topic. kAlreadyExists if the
+// queue exists. `is_dead_letter_queue` marks queues made for dead letters.
+Status create_queue_files(BusState& bus, std::string_view name, const QueueOptions& options,
+                          bool is_dead_letter_queue = false);
+// kNotFound for an unknown queue; kCorruption/kVersionMismatch for a bad file.
+Result<std::unique_ptr<QueueState>> open_queue(BusState& bus, std::string_view name);
+Result<QueueStats> queue_stats(BusState& bus, std::string_view name);
+
+}  // namespace sluice

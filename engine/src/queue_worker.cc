@@ -1,0 +1,531 @@
+// Workers of a queue: receiving (new messages and redeliveries), settling
+// (ack, nack, reject, extend), the ack floor, and sweeps. The slot protocol
+// is drawn in queue_format.h and explained in docs/queues.md.
+#include <sluice/bus.h>
+#include <sluice/queue.h>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <random>
+#include <unistd.h>
+
+#include "ipc/wait_strategy.h"
+#include "partition.h"
+#include "partition_cursor.h"
+#include "queue_state.h"
+#include "queue_writer.h"
+
+namespace sluice {
+
+using namespace format;
+
+namespace {
+
+// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z
+std::string rfc3339_utc(int64_t unix_ns) {
+  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
+  return buf;
+}
+
+int64_t parse_i64(std::string_view s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() ? v : 0;
+}
+
+}  // namespace
+
+struct WorkerState {
+  std::shared_ptr<BusState> bus;
+  std::unique_ptr<QueueState> q;
+  WorkerOptions options;
+  RetryPolicy retry;
+  int64_t lease_ns = 0;
+  uint16_t owner = 0;
+  std::vector<PartitionCursor> cursors;  // one per level
+  WorkerStats stats;
+  std::mt19937_64 rng{std::random_device{}()};
+  uint32_t seq = 0;
+  std::optional<QueueWriter> dlq;  // opened on the first dead letter
+  std::vector<std::pair<uint16_t, bool>> liveness;  // per sweep: owner -> alive
+  Error last_error{Errc::kInvalidArgument, ""};
+
+  int64_t now_ns() const { return bus->clock->now_ns(); }
+  uint32_t next_seq() { return ++seq & 0x1F; }
+  uint32_t due_after(int64_t now, int64_t delay_ns) const {
+    return q->queue_ms(now + std::clamp<int64_t>(delay_ns, 0, kMaxQueueDelayMs * 1'000'000));
+  }
+
+  Result<size_t> try_receive(std::span<Delivery> out);
+  bool take_ready(uint32_t l, Delivery& d, int64_t now);
+  Result<bool> take_new(uint32_t l, Delivery& d, int64_t now);
+  // Positions level l's cursor at `offset` and reads it. kRecord with
+  // v->offset > offset means [offset, v->offset) were aborted publishes.
+  PartitionCursor::Step read_at(uint32_t l, uint64_t offset, RecordView* v);
+  void fill(Delivery& d, uint32_t l, const RecordView& v, uint64_t word, int64_t now);
+  void sweep(uint32_t l, int64_t now);
+  bool alive(uint16_t o);
+  void lower_ready_hint(uint32_t l, uint64_t offset);
+  void advance_floor(uint32_t l);
+  Status settle(Delivery& d, uint64_t desired);
+  Status dead_letter(Delivery& d, const Failure& why);
+  Status lease_lost(Delivery& d);
+};
+
+// ---- receiving -------------------------------------------------------------
+
+PartitionCursor::Step WorkerState::read_at(uint32_t l, uint64_t offset, RecordView* v) {
+  PartitionCursor& c = cursors[l];
+  if (!c.positioned() || c.next_offset() != offset) {
+    if (auto ok = c.seek(offset); !ok) {
+      last_error = ok.error();
+      return PartitionCursor::Step::kCorrupt;
+    }
+  }
+  PartitionCursor::Step s = c.next(v);
+  if (s == PartitionCursor::Step::kCorrupt) last_error = c.error();
+  return s;
+}
+
+void WorkerState::fill(Delivery& d, uint32_t l, const RecordView& v, uint64_t word, int64_t now) {
+  d.worker_ = this;
+  d.keep_alive_ = cursors[l].current_segment();
+  d.view_ = v;
+  d.level_ = l;
+  d.word_ = word;
+  d.deadline_ns_ = q->unix_ns_of(slot_due(word), now);
+  ++stats.received;
+  // relaxed: a statistic.
+  q->level(l).received.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Case: a READY slot in [ack_floor, deliver_next). Its offset's record is
+// still in the log: the floor has not passed it, so retention has not either.
+bool WorkerState::take_ready(uint32_t l, Delivery& d, int64_t now) {
+  QueueLevel& L = q->level(l);
+  // acquire: pairs with the release CASes that move these counters; slots
+  // below deliver_next were taken out of FREE before it moved.
+  const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+  const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+  const uint64_t hint = L.ready_hint.load(std::memory_order_acquire);
+  const uint64_t from = std::max(floor, hint);
+  for (uint64_t o = from; o < next; ++o) {
+    auto& s = q->slot(l, o);
+    uint64_t w = s.load(std::memory_order_acquire);
+    if (slot_state(w) != kSlotReady) continue;
+    const uint32_t attempts = slot_attempts(w);
+    const uint64_t leased = make_slot(kSlotLeased, std::min<uint32_t>(attempts + 1, kMaxAttempts), owner, next_seq(),
+                                      due_after(now, lease_ns));
+    // acq_rel: the lease is ours from here (acquire: after whoever made it
+    // READY); others' CASes on this word fail.
+    if (!s.compare_exchange_strong(w, leased, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    RecordView v;
+    const PartitionCursor::Step st = read_at(l, o, &v);
+    if (st != PartitionCursor::Step::kRecord || v.offset != o) {
+      // The log lost it (corruption): settle the slot, so the floor can move.
+      s.store(make_slot(kSlotDone, attempts, 0, 0, 0), std::memory_order_release);
+      continue;
+    }
+    fill(d, l, v, leased, now);
+    if (attempts >= retry.max_receives) {  // a lease expired on its last receive
+      (void)dead_letter(d, Failure{"MaxReceivesExceeded",
+                                   "received " + std::to_string(attempts) + " times without being settled", ""});
+      d = Delivery();
+      continue;
+    }
+    return true;
+  }
+  // Nothing READY in [from, next): raise the hint unless a sweep lowered it.
+  uint64_t h = hint;
+  L.ready_hint.compare_exchange_strong(h, next, std::memory_order_acq_rel);
+  return false;
+}
+
+// Case: the next offset never delivered. See docs/queues.md, section 3.
+Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
+  QueueLevel& L = q->level(l);
+  const uint64_t W = q->window();
+  for (int tries = 0; tries < 256; ++tries) {
+    // acquire (both): pair with the release CASes of receivers and of
+    // advance_floor(); a slot freed for this lap is freed before the floor
+    // that lets us use it moves.
+    uint64_t o = L.deliver_next.load(std::memory_order_acquire);
+    const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+    if (o - floor >= W) return false;  // window full until the oldest message is settled
+    auto& s = q->slot(l, o);
+    uint64_t w = s.load(std::memory_order_acquire);
+    if (w != free_slot(o)) {
+      // Taken by a receiver that has not moved deliver_next yet (or died
+      // before it could): help. A FREE word of another lap means our reads
+      // were stale: read again.
+      if (slot_state(w) != kSlotFree)
+        L.deliver_next.compare_exchange_strong(o, o + 1, std::memory_order_acq_rel);
+      continue;
+    }
+    RecordView v;
+    const PartitionCursor::Step st = read_at(l, o, &v);
+    if (st == PartitionCursor::Step::kEmpty || st == PartitionCursor::Step::kPending) return false;
+    if (st != PartitionCursor::Step::kRecord) return std::unexpected(last_error);
+    if (v.offset != o) {
+      // Offsets [o, v.offset) belong to publishes aborted after their
+      // writer died: nothing to deliver, settle them.
+      for (uint64_t a = o; a < v.offset && a - floor < W; ++a) {
+        uint64_t fw = free_slot(a);
+        q->slot(l, a).compare_exchange_strong(fw, make_slot(kSlotDone, 0, 0, 0, 0), std::memory_order_acq_rel);
+        uint64_t n = a;
+        L.deliver_next.compare_exchange_strong(n, a + 1, std::memory_order_acq_rel);
+      }
+      advance_floor(l);
+      continue;
+    }
+    // A delayed message waits in its slot; others are leased to us now.
+    const int64_t not_before_ms = parse_i64(v.headers.find(kHeaderNotBefore));
+    const bool delayed = not_before_ms != 0 && not_before_ms * 1'000'000 > now;
+    const uint64_t desired = delayed ? make_slot(kSlotDelayed, 0, 0, 0, q->queue_ms(not_before_ms * 1'000'000))
+                                     : make_slot(kSlotLeased, 1, owner, next_seq(), due_after(now, lease_ns));
+    // acq_rel: as in take_ready(); exactly one receiver takes offset o.
+    const bool won = s.compare_exchange_strong(w, desired, std::memory_order_acq_rel, std::memory_order_acquire);
+    L.deliver_next.compare_exchange_strong(o, o + 1, std::memory_order_acq_rel);
+    if (!won || delayed) continue;
+    fill(d, l, v, desired, now);
+    return true;
+  }
+  return false;
+}
+
+Result<size_t> WorkerState::try_receive(std::span<Delivery> out) {
+  const int64_t now = now_ns();
+  size_t n = 0;
+  for (uint32_t i = q->levels(); i-- > 0 && n < out.size();) {
+    // Views handed out earlier keep their own segments alive; the cursor may
+    // drop the ones it has left.
+    cursors[i].release_left_segments();
+    sweep(i, now);
+    while (n < out.size() && take_ready(i, out[n], now)) ++n;
+    while (n < out.size()) {
+      auto got = take_new(i, out[n], now);
+      if (!got) return std::unexpected(got.error());
+      if (!*got) break;
+      ++n;
+    }
+  }
+  if (options.guarantee == Guarantee::kAtMostOnce)
+    for (size_t k = 0; k < n; ++k) (void)out[k].ack();  // settled before the handler runs
+  return n;
+}
+
+// ---- sweeps ----------------------------------------------------------------
+
+bool WorkerState::alive(uint16_t o) {
+  for (auto& [id, a] : liveness)
+    if (id == o) return a;
+  const bool a = bus->registry.is_alive(o);
+  liveness.emplace_back(o, a);
+  return a;
+}
+
+void WorkerState::lower_ready_hint(uint32_t l, uint64_t offset) {
+  auto& h = q->level(l).ready_hint;
+  uint64_t cur = h.load(std::memory_order_relaxed);
+  // release: a receiver that acquires the lowered hint sees the READY word.
+  while (cur > offset && !h.compare_exchange_weak(cur, offset, std::memory_order_release, std::memory_order_relaxed)) {
+  }
+}
+
+void WorkerState::sweep(uint32_t l, int64_t now) {
+  QueueLevel& L = q->level(l);
+  const int64_t now_ms = now / 1'000'000;
+  const int64_t interval_ms = std::max<int64_t>(1, options.sweep_interval_ns / 1'000'000);
+  // relaxed: only decides whether to try; the lock below orders the sweep.
+  if (now_ms - L.last_sweep_ms.load(std::memory_order_relaxed) < interval_ms) return;
+  // The sweep lock: one sweeper per level at a time; a dead holder's lock is
+  // taken over.
+  uint64_t holder = L.sweep_owner.load(std::memory_order_acquire);
+  if (holder != 0 && alive(static_cast<uint16_t>(holder - 1))) {
+    liveness.clear();
+    return;
+  }
+  // acq_rel: the previous sweeper's slot CASes happen before ours.
+  if (!L.sweep_owner.compare_exchange_strong(holder, uint64_t{owner} + 1, std::memory_order_acq_rel)) {
+    liveness.clear();
+    return;
+  }
+  L.last_sweep_ms.store(now_ms, std::memory_order_relaxed);
+  const uint32_t now_q = q->queue_ms(now);
+  const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+  const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+  uint64_t lowest_ready = UINT64_MAX;
+  for (uint64_t o = floor; o < next && o - floor < q->window(); ++o) {
+    auto& s = q->slot(l, o);
+    uint64_t w = s.load(std::memory_order_acquire);
+    const SlotState st = slot_state(w);
+    if (st == kSlotLeased) {
+      const bool dead = !alive(slot_owner(w));
+      if (!dead && !queue_time_reached(slot_due(w), now_q)) continue;
+      // acq_rel: exactly one of this CAS and the holder's settle wins.
+      if (!s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
+                                     std::memory_order_acq_rel))
+        continue;
+      // relaxed: statistics.
+      L.redelivered.fetch_add(1, std::memory_order_relaxed);
+      if (dead) L.owner_deaths.fetch_add(1, std::memory_order_relaxed);
+      lowest_ready = std::min(lowest_ready, o);
+    } else if (st == kSlotDelayed && queue_time_reached(slot_due(w), now_q)) {
+      if (s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
+                                    std::memory_order_acq_rel))
+        lowest_ready = std::min(lowest_ready, o);
+    } else if (st == kSlotReady) {
+      // Already READY, yet perhaps above the hint: a receiver that scanned
+      // past this slot just before it turned READY may have raised the hint
+      // over it. Re-hinting here bounds that wait by the sweep interval.
+      lowest_ready = std::min(lowest_ready, o);
+    }
+  }
+  if (lowest_ready != UINT64_MAX) lower_ready_hint(l, lowest_ready);
+  // release: our CASes happen before the next sweeper's acquire of the lock.
+  L.sweep_owner.store(0, std::memory_order_release);
+  liveness.clear();
+}
+
+// ---- settling ----------------------------------------------------------------
+
+void WorkerState::advance_floor(uint32_t l) {
+  QueueLevel& L = q->level(l);
+  const uint64_t W = q->window();
+  bool moved = false;
+  for (;;) {
+    uint64_t f = L.ack_floor.load(std::memory_order_acquire);
+    if (f >= L.deliver_next.load(std::memory_order_acquire)) break;
+    auto& s = q->slot(l, f);
+    uint64_t w = s.load(std::memory_order_acquire);
+    // Two steps, each helpable: free the slot for the next lap, then move
+    // the floor. A settler killed between them leaves FREE(f + W) at the
+    // floor, which the next one recognises.
+    if (slot_state(w) == kSlotDone)
+      s.compare_exchange_strong(w, free_slot(f + W), std::memory_order_acq_rel);
+    else if (w != free_slot(f + W))
+      break;  // the oldest message is not settled
+    // release: pairs with the acquire loads of the floor in take_new(); the
+    // slot freed above is visible to a receiver that sees the new floor.
+    moved |= L.ack_floor.compare_exchange_strong(f, f + 1, std::memory_order_acq_rel);
+  }
+  if (moved) {
+    // The @queue group's offset follows the floor, so retention frees the
+    // settled segments. Asynchronous: a stale value only keeps more.
+    (void)q->floors->commit(l, L.ack_floor.load(std::memory_order_acquire), now_ns(), false);
+  }
+}
+
+Status WorkerState::lease_lost(Delivery& d) {
+  ++stats.lease_lost;
+  q->level(d.level_).lease_lost.fetch_add(1, std::memory_order_relaxed);
+  return make_error(Errc::kLeaseLost, "queue " + q->name + " offset " + std::to_string(d.offset()) +
+                                          ": the lease expired and the message was offered again");
+}
+
+Status WorkerState::settle(Delivery& d, uint64_t desired) {
+  uint64_t expected = d.word_;
+  // acq_rel: against the sweeper's CAS of the same word; exactly one wins.
+  if (!q->slot(d.level_, d.offset()).compare_exchange_strong(expected, desired, std::memory_order_acq_rel))
+    return lease_lost(d);
+  d.word_ = desired;
+  return {};
+}
+
+Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
+  const std::string target = q->dead_letter_queue();
+  if (!target.empty()) {
+    if (!dlq) {
+      auto dq = open_queue(*bus, target);
+      if (!dq && dq.error().code == Errc::kNotFound) {
+        QueueOptions o;
+        o.segment_bytes = q->log->options.segment_bytes;
+        o.max_depth_bytes = q->params.max_depth_bytes;
+        auto made = create_queue_files(*bus, target, o, true);
+        if (!made && made.error().code != Errc::kAlreadyExists) return made;
+        dq = open_queue(*bus, target);
+      }
+      if (!dq) return std::unexpected(dq.error());
+      dlq.emplace(bus, std::move(*dq));
+    }
+    const int64_t now = now_ns();
+    const std::string failed_at = rfc3339_utc(now);
+    const std::string source = "queue:" + q->name;
+    const std::string level = std::to_string(d.level_);
+    const std::string offset = std::to_string(d.offset());
+    const std::string attempts = std::to_string(d.attempt());
+    const std::string pid = std::to_string(::getpid());
+    const std::string worker = std::to_string(owner);
+    const Header meta[] = {
+        {"sluice.dlq.error_type", why.type},       {"sluice.dlq.error_message", why.message},
+        {"sluice.dlq.stack_trace", why.stack_trace}, {"sluice.dlq.failed_at", failed_at},
+        {"sluice.dlq.source", source},             {"sluice.dlq.source_partition", level},
+        {"sluice.dlq.source_offset", offset},      {"sluice.dlq.attempts", attempts},
+        {"sluice.dlq.worker", worker},             {"sluice.dlq.pid", pid},
+    };
+    // The original headers, except the engine's own scheduling ones.
+    std::vector<Header> original;
+    for (Header h : d.headers())
+      if (h.name != kHeaderNotBefore) original.push_back(h);
+    QueueMessage m;
+    m.value = d.value();
+    m.headers = original;
+    const PublishResult r = dlq->publish(m, meta);
+    if (!r.ok()) return std::unexpected(dlq->last_error);
+  }
+  if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
+  ++stats.dead_lettered;
+  q->level(d.level_).dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  advance_floor(d.level_);
+  return {};
+}
+
+// ---- Delivery ----------------------------------------------------------------
+
+Delivery::Delivery() noexcept = default;
+Delivery::Delivery(Delivery&&) noexcept = default;
+Delivery& Delivery::operator=(Delivery&&) noexcept = default;
+Delivery::~Delivery() = default;
+
+uint32_t Delivery::attempt() const noexcept { return slot_attempts(word_); }
+
+Status Delivery::ack() {
+  if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
+  if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
+  WorkerState& w = *worker_;
+  if (auto ok = w.settle(*this, make_slot(kSlotDone, slot_attempts(word_), 0, 0, 0)); !ok) return ok;
+  ++w.stats.acked;
+  w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
+  w.advance_floor(level_);
+  return {};
+}
+
+Status Delivery::nack(std::optional<int64_t> delay_ns) {
+  if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
+  if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
+  WorkerState& w = *worker_;
+  const uint32_t attempts = slot_attempts(word_);
+  if (attempts >= w.retry.max_receives)
+    return w.dead_letter(*this, Failure{"MaxReceivesExceeded",
+                                        "failed on each of " + std::to_string(attempts) + " receives", ""});
+  const int64_t now = w.now_ns();
+  const int64_t delay = delay_ns ? *delay_ns : w.retry.delay_ns(attempts, w.rng());
+  const bool ready = delay <= 0;
+  const uint64_t desired = ready ? make_slot(kSlotReady, attempts, 0, slot_seq(word_), 0)
+                                 : make_slot(kSlotDelayed, attempts, 0, slot_seq(word_), w.due_after(now, delay));
+  if (auto ok = w.settle(*this, desired); !ok) return ok;
+  if (ready) w.lower_ready_hint(level_, offset());
+  ++w.stats.nacked;
+  w.q->level(level_).nacked.fetch_add(1, std::memory_order_relaxed);
+  return {};
+}
+
+Status Delivery::reject(const Failure& why) {
+  if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
+  if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
+  return worker_->dead_letter(*this, why);
+}
+
+Status Delivery::extend(int64_t lease_ns) {
+  if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
+  if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
+  if (lease_ns <= 0 || lease_ns > kMaxQueueDelayMs * 1'000'000)
+    return make_error(Errc::kInvalidArgument, "a lease is between 1 ns and 14 days");
+  WorkerState& w = *worker_;
+  const int64_t now = w.now_ns();
+  const uint64_t desired =
+      make_slot(kSlotLeased, slot_attempts(word_), w.owner, w.next_seq(), w.due_after(now, lease_ns));
+  if (auto ok = w.settle(*this, desired); !ok) return ok;
+  deadline_ns_ = w.q->unix_ns_of(slot_due(desired), now);
+  return {};
+}
+
+// ---- Worker ------------------------------------------------------------------
+
+Worker::Worker(std::unique_ptr<WorkerState> state) : state_(std::move(state)) {}
+Worker::Worker(Worker&&) noexcept = default;
+Worker& Worker::operator=(Worker&&) noexcept = default;
+Worker::~Worker() = default;
+
+const WorkerStats& Worker::stats() const noexcept { return state_->stats; }
+
+Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
+  WorkerState& s = *state_;
+  for (auto& d : out) d = Delivery();
+  Result<size_t> r = size_t{0};
+  ipc::WaitOptions wait;
+  wait.strategy = static_cast<ipc::WaitStrategy>(s.options.wait);
+  // Publishers wake us through the topic's word; retries and expiries come
+  // due without one, so a blocked wait is cut at the sweep interval.
+  const int64_t slice = std::max<int64_t>(s.options.sweep_interval_ns, 1'000'000);
+  int64_t left = timeout_ns;
+  for (;;) {
+    const int64_t step = std::min(left, slice);
+    ipc::wait_until(
+        [&] {
+          r = s.try_receive(out);
+          return !r || *r > 0;
+        },
+        step, wait, &s.q->log->control().wakeup);
+    if (!r || *r > 0) return r;
+    left -= step;
+    if (left <= 0) return r;
+  }
+}
+
+Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>& stop, uint64_t max_messages,
+                             int64_t idle_ns) {
+  WorkerState& s = *state_;
+  uint64_t handled = 0;
+  Delivery d[1];
+  while ((max_messages == 0 || handled < max_messages) && !(stop && stop())) {
+    auto n = receive(d, idle_ns);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) continue;
+    Delivery& m = d[0];
+    const bool at_least_once = s.options.guarantee == Guarantee::kAtLeastOnce;
+    try {
+      handler(m);
+      if (at_least_once) (void)m.ack();
+    } catch (const PermanentError& e) {
+      ++s.stats.handler_errors;
+      if (at_least_once) (void)m.reject(Failure{"PermanentError", e.what(), e.stack_trace()});
+    } catch (const TransientError& e) {
+      ++s.stats.handler_errors;
+      if (at_least_once) (void)m.nack();
+    } catch (const std::exception& e) {
+      ++s.stats.handler_errors;
+      if (at_least_once) (void)m.nack();
+    }
+    ++handled;
+    m = Delivery();
+  }
+  return handled;
+}
+
+Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& options) {
+  auto q = open_queue(*state_, queue);
+  if (!q) return std::unexpected(q.error());
+  if (options.lease_ns && (*options.lease_ns < 1'000'000 || *options.lease_ns > kMaxQueueDelayMs * 1'000'000))
+    return make_error(Errc::kInvalidArgument, "a lease is between 1 ms and 14 days");
+  auto s = std::make_unique<WorkerState>();
+  s->bus = state_;
+  s->options = options;
+  const QueueParams& p = (*q)->params;
+  s->retry = options.retry.value_or(
+      RetryPolicy{p.max_receives, p.base_delay_ns, p.multiplier, p.max_delay_ns, p.jitter_ns});
+  s->retry.max_receives = std::clamp<uint32_t>(s->retry.max_receives, 1, kMaxAttempts);
+  s->lease_ns = options.lease_ns.value_or(p.lease_ns);
+  s->owner = state_->registry.self();
+  for (uint32_t l = 0; l < (*q)->levels(); ++l) s->cursors.emplace_back(*(*q)->log->partitions[l], true);
+  s->q = std::move(*q);
+  return Worker(std::move(s));
+}
+
+}  // namespace sluice

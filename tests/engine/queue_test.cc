@@ -1,0 +1,377 @@
+#include <gtest/gtest.h>
+#include <sluice/sluice.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "support/test_support.h"
+
+namespace sluice {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kSec = 1'000 * kMs;
+
+// A bus on a manual clock, so that leases, retries and sweeps move only when
+// the test says so.
+struct QueueFixture : ::testing::Test {
+  test::TempDir dir;
+  ManualClock clock;
+  std::optional<Bus> bus;
+
+  void SetUp() override {
+    BusOptions bo;
+    bo.clock = &clock;
+    auto b = Bus::open(dir.path(), bo);
+    ASSERT_TRUE(b) << b.error().to_string();
+    bus.emplace(std::move(*b));
+  }
+
+  QueueOptions options() const {
+    QueueOptions o;
+    o.segment_bytes = 1 << 20;
+    o.max_depth_bytes = 4 << 20;
+    o.lease_ns = 30 * kSec;
+    o.retry.max_receives = 3;
+    o.retry.base_delay_ns = 1 * kSec;
+    o.retry.multiplier = 2.0;
+    o.retry.max_delay_ns = 60 * kSec;
+    o.retry.jitter_ns = 0;
+    return o;
+  }
+
+  void publish(std::string_view queue, std::string_view value, uint32_t priority = 0, int64_t at = 0) {
+    auto p = bus->create_queue_publisher(queue);
+    ASSERT_TRUE(p) << p.error().to_string();
+    QueueMessage m;
+    m.value = value;
+    m.priority = priority;
+    m.deliver_at_unix_ns = at;
+    ASSERT_TRUE(p->publish(m).ok()) << p->last_error().to_string();
+  }
+
+  Worker worker(std::string_view queue, WorkerOptions o = {}) {
+    auto w = bus->create_worker(queue, o);
+    EXPECT_TRUE(w) << w.error().to_string();
+    return std::move(*w);
+  }
+
+  // Receives one message now (no waiting); an invalid Delivery if none.
+  static Delivery take(Worker& w) {
+    Delivery d[1];
+    auto n = w.receive(d, 0);
+    EXPECT_TRUE(n) << n.error().to_string();
+    return std::move(d[0]);
+  }
+
+  // Moves the clock past the sweep interval, so the next receive sweeps.
+  void tick(int64_t ns = 2 * kMs) { clock.advance_ns(ns); }
+};
+
+TEST_F(QueueFixture, MessagesAreDeliveredInOrderAndAckedOnce) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (const char* v : {"a", "b", "c"}) publish("jobs", v);
+  Worker w = worker("jobs");
+  for (const char* want : {"a", "b", "c"}) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid());
+    EXPECT_EQ(d.value(), want);
+    EXPECT_EQ(d.attempt(), 1u);
+    ASSERT_TRUE(d.ack());
+    EXPECT_FALSE(d.ack()) << "a second ack of the same delivery";
+  }
+  EXPECT_FALSE(take(w).valid());
+  auto s = bus->queue_stats("jobs");
+  ASSERT_TRUE(s);
+  const QueueLevelStats t = s->total();
+  EXPECT_EQ(t.published, 3u);
+  EXPECT_EQ(t.acked, 3u);
+  EXPECT_EQ(t.depth, 0u);
+  EXPECT_EQ(t.settled_below, 3u);
+}
+
+TEST_F(QueueFixture, CompetingWorkersNeverGetTheSameMessage) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (int i = 0; i < 100; ++i) publish("jobs", "m" + std::to_string(i));
+  Worker a = worker("jobs"), b = worker("jobs");
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    Delivery d = take(i % 3 == 0 ? b : a);
+    ASSERT_TRUE(d.valid()) << i;
+    EXPECT_TRUE(seen.insert(std::string(d.value())).second) << d.value() << " delivered twice";
+    ASSERT_TRUE(d.ack());
+  }
+  EXPECT_FALSE(take(a).valid());
+  EXPECT_FALSE(take(b).valid());
+  EXPECT_EQ(a.stats().acked + b.stats().acked, 100u);
+}
+
+TEST_F(QueueFixture, AnExpiredLeaseIsRedeliveredAndTheLateAckFails) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "x");
+  Worker a = worker("jobs"), b = worker("jobs");
+  Delivery first = take(a);
+  ASSERT_TRUE(first.valid());
+  tick();
+  EXPECT_FALSE(take(b).valid()) << "leased messages are invisible";
+  clock.advance_ns(31 * kSec);
+  Delivery again = take(b);
+  ASSERT_TRUE(again.valid());
+  EXPECT_EQ(again.value(), "x");
+  EXPECT_EQ(again.attempt(), 2u);
+  auto late = first.ack();
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Errc::kLeaseLost);
+  ASSERT_TRUE(again.ack());
+  auto s = bus->queue_stats("jobs");
+  EXPECT_EQ(s->total().redelivered, 1u);
+  EXPECT_EQ(s->total().lease_lost, 1u);
+}
+
+TEST_F(QueueFixture, ExtendingALeaseKeepsTheMessage) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "x");
+  Worker a = worker("jobs"), b = worker("jobs");
+  Delivery d = take(a);
+  ASSERT_TRUE(d.valid());
+  clock.advance_ns(20 * kSec);
+  ASSERT_TRUE(d.extend(30 * kSec));
+  clock.advance_ns(20 * kSec);  // 40 s after the receive, 20 s after the extension
+  EXPECT_FALSE(take(b).valid());
+  ASSERT_TRUE(d.ack());
+}
+
+TEST_F(QueueFixture, ANackIsRetriedAfterTheBackoffNotBefore) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "x");
+  publish("jobs", "y");
+  Worker w = worker("jobs");
+  Delivery d = take(w);
+  ASSERT_EQ(d.value(), "x");
+  ASSERT_TRUE(d.nack());  // attempt 1 failed: base delay, 1 s
+  // Other messages keep flowing meanwhile.
+  Delivery y = take(w);
+  ASSERT_EQ(y.value(), "y");
+  ASSERT_TRUE(y.ack());
+  clock.advance_ns(900 * kMs);
+  EXPECT_FALSE(take(w).valid()) << "retried before its delay";
+  clock.advance_ns(200 * kMs);
+  Delivery r = take(w);
+  ASSERT_TRUE(r.valid());
+  EXPECT_EQ(r.value(), "x");
+  EXPECT_EQ(r.attempt(), 2u);
+  ASSERT_TRUE(r.nack());  // attempt 2 failed: 2 s
+  clock.advance_ns(1900 * kMs);
+  EXPECT_FALSE(take(w).valid());
+  clock.advance_ns(200 * kMs);
+  Delivery r3 = take(w);
+  ASSERT_TRUE(r3.valid());
+  EXPECT_EQ(r3.attempt(), 3u);
+  ASSERT_TRUE(r3.ack());
+}
+
+TEST_F(QueueFixture, TheLastFailedReceiveDeadLettersWithItsMetadata) {
+  ASSERT_TRUE(bus->create_queue("orders", options()));  // max_receives 3
+  publish("orders", "payload");
+  Worker w = worker("orders");
+  for (uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid()) << attempt;
+    ASSERT_EQ(d.attempt(), attempt);
+    ASSERT_TRUE(d.nack());
+    clock.advance_ns(10 * kSec);
+  }
+  EXPECT_FALSE(take(w).valid());
+  auto s = bus->queue_stats("orders");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->dead_letter_queue, "orders.dlq");
+  EXPECT_EQ(s->total().dead_lettered, 1u);
+  EXPECT_EQ(s->total().depth, 0u);
+
+  Worker dw = worker("orders.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.value(), "payload");
+  const HeadersView& h = dead.headers();
+  EXPECT_EQ(h.find("sluice.dlq.error_type"), "MaxReceivesExceeded");
+  EXPECT_EQ(h.find("sluice.dlq.source"), "queue:orders");
+  EXPECT_EQ(h.find("sluice.dlq.source_partition"), "0");
+  EXPECT_EQ(h.find("sluice.dlq.source_offset"), "0");
+  EXPECT_EQ(h.find("sluice.dlq.attempts"), "3");
+  EXPECT_EQ(h.find("sluice.dlq.failed_at").size(), std::string_view("2023-11-14T22:13:20.000Z").size());
+  EXPECT_FALSE(h.find("sluice.dlq.pid").empty());
+}
+
+TEST_F(QueueFixture, ARejectDeadLettersAtOnceWithTheErrorGiven) {
+  ASSERT_TRUE(bus->create_queue("orders", options()));
+  publish("orders", "bad");
+  Worker w = worker("orders");
+  Delivery d = take(w);
+  ASSERT_TRUE(d.reject(Failure{"SchemaMismatch", "field x missing", "frame 0"}));
+  Worker dw = worker("orders.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_type"), "SchemaMismatch");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_message"), "field x missing");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.stack_trace"), "frame 0");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.attempts"), "1");
+}
+
+TEST_F(QueueFixture, RunMapsHandlerOutcomesToAckNackAndDeadLetter) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (const char* v : {"ok", "transient", "permanent"}) publish("jobs", v);
+  Worker w = worker("jobs");
+  auto handled = w.run(
+      [](const Delivery& d) {
+        if (d.value() == "transient") throw TransientError("database overloaded");
+        if (d.value() == "permanent") throw PermanentError("validation failed");
+      },
+      {}, 3);
+  ASSERT_TRUE(handled);
+  EXPECT_EQ(*handled, 3u);
+  EXPECT_EQ(w.stats().acked, 1u);
+  EXPECT_EQ(w.stats().nacked, 1u);
+  EXPECT_EQ(w.stats().dead_lettered, 1u);
+  Worker dw = worker("jobs.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.value(), "permanent");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_type"), "PermanentError");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_message"), "validation failed");
+  EXPECT_FALSE(dead.headers().find("sluice.dlq.stack_trace").empty());
+  // The transient one comes back after its backoff.
+  clock.advance_ns(2 * kSec);
+  Delivery again = take(w);
+  ASSERT_TRUE(again.valid());
+  EXPECT_EQ(again.value(), "transient");
+  EXPECT_EQ(again.attempt(), 2u);
+}
+
+TEST_F(QueueFixture, ADelayedMessageWaitsForItsTime) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "later", 0, clock.now_ns() + 5 * kSec);
+  publish("jobs", "now");
+  Worker w = worker("jobs");
+  Delivery d = take(w);
+  ASSERT_TRUE(d.valid());
+  EXPECT_EQ(d.value(), "now");
+  ASSERT_TRUE(d.ack());
+  clock.advance_ns(4 * kSec);
+  EXPECT_FALSE(take(w).valid());
+  clock.advance_ns(2 * kSec);
+  Delivery later = take(w);
+  ASSERT_TRUE(later.valid());
+  EXPECT_EQ(later.value(), "later");
+  EXPECT_EQ(later.attempt(), 1u);
+  ASSERT_TRUE(later.ack());
+}
+
+TEST_F(QueueFixture, HigherPrioritiesAreServedFirst) {
+  QueueOptions o = options();
+  o.priorities = 3;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  publish("jobs", "low", 0);
+  publish("jobs", "mid", 1);
+  publish("jobs", "high", 2);
+  Worker w = worker("jobs");
+  for (const char* want : {"high", "mid", "low"}) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid());
+    EXPECT_EQ(d.value(), want);
+    ASSERT_TRUE(d.ack());
+  }
+}
+
+TEST_F(QueueFixture, AtMostOnceWorkersHaveMessagesAckedOnReceipt) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "x");
+  WorkerOptions wo;
+  wo.guarantee = Guarantee::kAtMostOnce;
+  Worker w = worker("jobs", wo);
+  Delivery d = take(w);
+  ASSERT_TRUE(d.valid());
+  clock.advance_ns(60 * kSec);  // long past the lease: nothing comes back
+  EXPECT_FALSE(take(w).valid());
+  EXPECT_EQ(bus->queue_stats("jobs")->total().acked, 1u);
+}
+
+TEST_F(QueueFixture, AFullWindowHoldsNewMessagesUntilTheOldestIsSettled) {
+  QueueOptions o = options();
+  o.window = 64;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  for (int i = 0; i < 65; ++i) publish("jobs", std::to_string(i));
+  Worker w = worker("jobs");
+  std::vector<Delivery> held;
+  for (int i = 0; i < 64; ++i) {
+    held.push_back(take(w));
+    ASSERT_TRUE(held.back().valid()) << i;
+  }
+  EXPECT_FALSE(take(w).valid()) << "65 in flight with a window of 64";
+  ASSERT_TRUE(held[1].ack());
+  EXPECT_FALSE(take(w).valid()) << "the oldest is still in flight";
+  ASSERT_TRUE(held[0].ack());
+  Delivery d = take(w);
+  ASSERT_TRUE(d.valid());
+  EXPECT_EQ(d.value(), "64");
+}
+
+TEST_F(QueueFixture, TheSettledFloorIsCommittedSoRetentionCanFreeSegments) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  Worker w = worker("jobs");
+  const std::string big(4000, 'v');
+  for (int i = 0; i < 2000; ++i) {  // ~8 MB through 1 MiB segments, 4 MiB deep at most
+    publish("jobs", big);
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid()) << i;
+    ASSERT_TRUE(d.ack());
+  }
+  auto s = bus->queue_stats("jobs");
+  EXPECT_EQ(s->total().settled_below, 2000u);
+  EXPECT_EQ(s->total().depth, 0u);
+}
+
+TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
+  EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
+  EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);
+  EXPECT_EQ(bus->create_queue("a/b", options()).error().code, Errc::kInvalidName);
+  EXPECT_EQ(bus->create_queue("..", options()).error().code, Errc::kInvalidName);
+  QueueOptions o = options();
+  o.priorities = 11;
+  EXPECT_EQ(bus->create_queue("q", o).error().code, Errc::kInvalidArgument);
+  o = options();
+  o.window = 1000;
+  EXPECT_EQ(bus->create_queue("q", o).error().code, Errc::kInvalidArgument);
+  o = options();
+  o.retry.max_receives = 0;
+  EXPECT_EQ(bus->create_queue("q", o).error().code, Errc::kInvalidArgument);
+  o = options();
+  o.dead_letter_queue = "x/y";
+  EXPECT_EQ(bus->create_queue("q", o).error().code, Errc::kInvalidName);
+  ASSERT_TRUE(bus->create_queue("q", options()));
+  EXPECT_EQ(bus->create_queue("q", options()).error().code, Errc::kAlreadyExists);
+  auto p = bus->create_queue_publisher("q");
+  ASSERT_TRUE(p);
+  QueueMessage m;
+  m.value = "v";
+  m.priority = 1;
+  EXPECT_FALSE(p->publish(m).ok());
+  EXPECT_EQ(p->last_error().code, Errc::kInvalidArgument);
+  m.priority = 0;
+  m.deliver_at_unix_ns = clock.now_ns() + 15LL * 24 * 3600 * kSec;
+  EXPECT_FALSE(p->publish(m).ok());
+  // The internal topic is not reachable as a topic.
+  EXPECT_EQ(bus->create_producer("@queue.q").error().code, Errc::kInvalidName);
+  auto topics = bus->list_topics();
+  ASSERT_TRUE(topics);
+  EXPECT_TRUE(topics->empty());
+  auto queues = bus->list_queues();
+  ASSERT_TRUE(queues);
+  EXPECT_EQ(*queues, std::vector<std::string>{"q"});
+  ASSERT_TRUE(bus->delete_queue("q"));
+  EXPECT_EQ(bus->create_worker("q").error().code, Errc::kNotFound);
+  ASSERT_TRUE(bus->create_queue("q", options())) << "a deleted queue's name is free again";
+}
+
+}  // namespace
+}  // namespace sluice
