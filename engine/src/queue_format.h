@@ -15,6 +15,12 @@
 //   [48, 48 + 336)   QueueParams (immutable)
 //   [1024 + 256 l)   QueueLevel of priority level l (l < priorities <= 10)
 //   [4096 + 8 W l)   W slot words of level l (W = window, a power of two)
+//   [4096 + 8 W (P + l))  W group words of level l (P = priorities): the
+//                    FIFO group of the message in the matching slot, as
+//                    XXH3-64(group id) | 1, or 0 for none. Written (release)
+//                    by the receiver that takes the slot out of FREE, before
+//                    its CAS; every receiver of that offset writes the same
+//                    value, so the race is benign.
 //
 // QueueLevel, one cache line per writer population:
 //   +0    deliver_next   every offset below it has been taken from the log once
@@ -101,7 +107,7 @@ enum SlotState : uint64_t {
   kSlotLeased = 1,
   kSlotReady = 2,
   kSlotDelayed = 3,
-  kSlotBlocked = 4,  // reserved for FIFO groups
+  kSlotBlocked = 4,  // a FIFO group message waiting for an earlier one of its group
   kSlotDone = 5,
 };
 
@@ -127,7 +133,7 @@ constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
 }
 
 constexpr uint64_t queue_file_bytes(uint32_t priorities, uint32_t window) {
-  return (kQueueSlotsOffset + uint64_t{priorities} * window * sizeof(uint64_t) + 4095) / 4096 * 4096;
+  return (kQueueSlotsOffset + 2 * uint64_t{priorities} * window * sizeof(uint64_t) + 4095) / 4096 * 4096;
 }
 
 }  // namespace sluice::format

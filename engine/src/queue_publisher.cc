@@ -33,6 +33,7 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
     auto [end, ec] = std::to_chars(not_before, not_before + sizeof not_before, m.deliver_at_unix_ns / 1'000'000);
     headers.push_back(Header{kHeaderNotBefore, std::string_view(not_before, end - not_before)});
   }
+  if (!m.group.empty()) headers.push_back(Header{kHeaderGroup, m.group});
   const SendResult s = producer.send(Message{{}, m.value, headers}, m.priority);
   r.status = s.status;
   r.offset = s.offset;

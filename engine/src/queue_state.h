@@ -16,6 +16,7 @@ namespace sluice {
 
 // Reserved header names the engine writes into queue messages.
 inline constexpr std::string_view kHeaderNotBefore = "sluice.not_before";  // Unix ms, decimal
+inline constexpr std::string_view kHeaderGroup = "sluice.group";            // FIFO message group id
 
 struct QueueState {
   BusState* bus = nullptr;
@@ -33,6 +34,10 @@ struct QueueState {
   std::atomic<uint64_t>& slot(uint32_t l, uint64_t offset) const noexcept {
     auto* base = reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueSlotsOffset);
     return base[uint64_t{l} * params.window + (offset & (params.window - 1))];
+  }
+  std::atomic<uint64_t>& group(uint32_t l, uint64_t offset) const noexcept {
+    auto* base = reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueSlotsOffset);
+    return base[(uint64_t{params.priorities} + l) * params.window + (offset & (params.window - 1))];
   }
   // Queue time (ms since params.epoch_unix_ms, wrapping) of a Unix time.
   uint32_t queue_ms(int64_t unix_ns) const noexcept {

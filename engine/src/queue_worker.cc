@@ -15,6 +15,7 @@
 #include "partition_cursor.h"
 #include "queue_state.h"
 #include "queue_writer.h"
+#include "record_codec.h"
 
 namespace sluice {
 
@@ -73,6 +74,11 @@ struct WorkerState {
   bool alive(uint16_t o);
   void lower_ready_hint(uint32_t l, uint64_t offset);
   void advance_floor(uint32_t l);
+  // FIFO groups: whether an offset in [floor, before) of group `g` is not
+  // settled yet; and, after a group's message settled, releasing the next.
+  bool group_busy(uint32_t l, uint64_t g, uint64_t before);
+  void unblock_next(uint32_t l, uint64_t g, uint64_t after);
+  void settled(uint32_t l, uint64_t offset);
   Status settle(Delivery& d, uint64_t desired);
   Status dead_letter(Delivery& d, const Failure& why);
   Status lease_lost(Delivery& d);
@@ -184,15 +190,23 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
       advance_floor(l);
       continue;
     }
-    // A delayed message waits in its slot; others are leased to us now.
+    // A delayed message waits in its slot, so does a group's message while
+    // an earlier one of its group is unsettled; others are leased to us now.
+    const std::string_view group_id = v.headers.find(kHeaderGroup);
+    const uint64_t g = group_id.empty() ? 0 : (key_hash(group_id) | 1);
+    // release: before the CAS that takes the slot out of FREE; whoever sees
+    // the slot taken (acquire) sees its group.
+    q->group(l, o).store(g, std::memory_order_release);
     const int64_t not_before_ms = parse_i64(v.headers.find(kHeaderNotBefore));
     const bool delayed = not_before_ms != 0 && not_before_ms * 1'000'000 > now;
-    const uint64_t desired = delayed ? make_slot(kSlotDelayed, 0, 0, 0, q->queue_ms(not_before_ms * 1'000'000))
-                                     : make_slot(kSlotLeased, 1, owner, next_seq(), due_after(now, lease_ns));
+    const bool blocked = !delayed && g != 0 && group_busy(l, g, o);
+    const uint64_t desired = delayed   ? make_slot(kSlotDelayed, 0, 0, 0, q->queue_ms(not_before_ms * 1'000'000))
+                             : blocked ? make_slot(kSlotBlocked, 0, 0, 0, 0)
+                                       : make_slot(kSlotLeased, 1, owner, next_seq(), due_after(now, lease_ns));
     // acq_rel: as in take_ready(); exactly one receiver takes offset o.
     const bool won = s.compare_exchange_strong(w, desired, std::memory_order_acq_rel, std::memory_order_acquire);
     L.deliver_next.compare_exchange_strong(o, o + 1, std::memory_order_acq_rel);
-    if (!won || delayed) continue;
+    if (!won || delayed || blocked) continue;
     fill(d, l, v, desired, now);
     return true;
   }
@@ -280,6 +294,12 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
       if (s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
                                     std::memory_order_acq_rel))
         lowest_ready = std::min(lowest_ready, o);
+    } else if (st == kSlotBlocked) {
+      // Its predecessor settled, but the settler died before releasing it.
+      const uint64_t g = q->group(l, o).load(std::memory_order_acquire);
+      if (!group_busy(l, g, o) &&
+          s.compare_exchange_strong(w, make_slot(kSlotReady, 0, 0, 0, 0), std::memory_order_acq_rel))
+        lowest_ready = std::min(lowest_ready, o);
     } else if (st == kSlotReady) {
       // Already READY, yet perhaps above the hint: a receiver that scanned
       // past this slot just before it turned READY may have raised the hint
@@ -294,6 +314,39 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
 }
 
 // ---- settling ----------------------------------------------------------------
+
+bool WorkerState::group_busy(uint32_t l, uint64_t g, uint64_t before) {
+  const uint64_t floor = q->level(l).ack_floor.load(std::memory_order_acquire);
+  for (uint64_t p = floor; p < before; ++p) {
+    const SlotState st = slot_state(q->slot(l, p).load(std::memory_order_acquire));
+    if (st == kSlotFree || st == kSlotDone) continue;
+    if (q->group(l, p).load(std::memory_order_acquire) == g) return true;
+  }
+  return false;
+}
+
+void WorkerState::unblock_next(uint32_t l, uint64_t g, uint64_t after) {
+  const uint64_t next = q->level(l).deliver_next.load(std::memory_order_acquire);
+  for (uint64_t p = after + 1; p < next; ++p) {
+    auto& s = q->slot(l, p);
+    uint64_t w = s.load(std::memory_order_acquire);
+    if (q->group(l, p).load(std::memory_order_acquire) != g) continue;
+    const SlotState st = slot_state(w);
+    if (st == kSlotFree || st == kSlotDone) continue;
+    if (st != kSlotBlocked) return;  // the group's head is already on its way
+    // acq_rel: against the sweep's CAS of the same word; one releases it.
+    if (s.compare_exchange_strong(w, make_slot(kSlotReady, 0, 0, 0, 0), std::memory_order_acq_rel))
+      lower_ready_hint(l, p);
+    return;
+  }
+}
+
+// After a message became DONE: the next of its group may go, the floor may move.
+void WorkerState::settled(uint32_t l, uint64_t offset) {
+  const uint64_t g = q->group(l, offset).load(std::memory_order_acquire);
+  if (g != 0) unblock_next(l, g, offset);
+  advance_floor(l);
+}
 
 void WorkerState::advance_floor(uint32_t l) {
   QueueLevel& L = q->level(l);
@@ -371,8 +424,11 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
     };
     // The original headers, except the engine's own scheduling ones.
     std::vector<Header> original;
-    for (Header h : d.headers())
-      if (h.name != kHeaderNotBefore) original.push_back(h);
+    for (Header h : d.headers()) {
+      if (h.name == kHeaderNotBefore) continue;  // scheduling, done with
+      // Kept, but not as a live group: a dead letter must not hold others back.
+      original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
+    }
     QueueMessage m;
     m.value = d.value();
     m.headers = original;
@@ -382,7 +438,7 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
   if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
   ++stats.dead_lettered;
   q->level(d.level_).dead_lettered.fetch_add(1, std::memory_order_relaxed);
-  advance_floor(d.level_);
+  settled(d.level_, d.offset());
   return {};
 }
 
@@ -402,7 +458,7 @@ Status Delivery::ack() {
   if (auto ok = w.settle(*this, make_slot(kSlotDone, slot_attempts(word_), 0, 0, 0)); !ok) return ok;
   ++w.stats.acked;
   w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
-  w.advance_floor(level_);
+  w.settled(level_, offset());
   return {};
 }
 

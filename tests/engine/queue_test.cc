@@ -331,6 +331,82 @@ TEST_F(QueueFixture, TheSettledFloorIsCommittedSoRetentionCanFreeSegments) {
   EXPECT_EQ(s->total().depth, 0u);
 }
 
+// FIFO groups (SQS MessageGroupId): one group's messages in order and never
+// two at once, while other groups go to other workers.
+TEST_F(QueueFixture, AGroupHasOneMessageInFlightAndKeepsItsOrder) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  auto p = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(p);
+  auto put = [&](std::string_view v, std::string_view group) {
+    QueueMessage m;
+    m.value = v;
+    m.group = group;
+    ASSERT_TRUE(p->publish(m).ok());
+  };
+  put("a1", "A");
+  put("b1", "B");
+  put("a2", "A");
+  put("n1", "");
+  put("a3", "A");
+  Worker w1 = worker("jobs"), w2 = worker("jobs");
+  Delivery a1 = take(w1);
+  Delivery b1 = take(w2);
+  Delivery n1 = take(w1);
+  ASSERT_EQ(a1.value(), "a1");
+  ASSERT_EQ(b1.value(), "b1");
+  EXPECT_EQ(n1.value(), "n1") << "a2 must wait for a1";
+  EXPECT_FALSE(take(w2).valid()) << "group A has a1 in flight";
+  ASSERT_TRUE(n1.ack());
+  ASSERT_TRUE(b1.ack());
+  // A nack keeps the group's head: a2 still waits, through the retry.
+  ASSERT_TRUE(a1.nack());
+  EXPECT_FALSE(take(w2).valid());
+  clock.advance_ns(2 * kSec);
+  Delivery again = take(w2);
+  ASSERT_EQ(again.value(), "a1");
+  EXPECT_EQ(again.attempt(), 2u);
+  EXPECT_FALSE(take(w1).valid());
+  ASSERT_TRUE(again.ack());
+  Delivery a2 = take(w1);
+  ASSERT_EQ(a2.value(), "a2");
+  EXPECT_FALSE(take(w2).valid());
+  ASSERT_TRUE(a2.reject(Failure{"Bad", "a2 cannot be done", ""}));  // settled by dead-lettering
+  Delivery a3 = take(w2);
+  ASSERT_EQ(a3.value(), "a3");
+  ASSERT_TRUE(a3.ack());
+  EXPECT_EQ(bus->queue_stats("jobs")->total().depth, 0u);
+  // The dead letter keeps its group as data, not as a live group.
+  Worker dw = worker("jobs.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.headers().find("sluice.dlq.group"), "A");
+  EXPECT_TRUE(dead.headers().find("sluice.group").empty());
+}
+
+// A worker that dies holding a group's head: its lease comes back, and the
+// rest of the group follows in order. Here the lease simply expires.
+TEST_F(QueueFixture, AGroupMovesOnAfterItsHeadsLeaseExpires) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  auto p = bus->create_queue_publisher("jobs");
+  for (const char* v : {"g1", "g2"}) {
+    QueueMessage m;
+    m.value = v;
+    m.group = "G";
+    ASSERT_TRUE(p->publish(m).ok());
+  }
+  Worker w = worker("jobs");
+  Delivery lost = take(w);
+  ASSERT_EQ(lost.value(), "g1");
+  clock.advance_ns(31 * kSec);
+  Delivery g1 = take(w);
+  ASSERT_EQ(g1.value(), "g1");
+  EXPECT_EQ(g1.attempt(), 2u);
+  ASSERT_TRUE(g1.ack());
+  Delivery g2 = take(w);
+  ASSERT_EQ(g2.value(), "g2");
+  ASSERT_TRUE(g2.ack());
+}
+
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
   EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);

@@ -53,6 +53,10 @@ struct QueueMessage {
   std::span<const Header> headers;
   uint32_t priority = 0;
   int64_t deliver_at_unix_ns = 0;         // a delayed message: not delivered before this
+  // FIFO message group (SQS MessageGroupId): messages of one group are
+  // delivered in publish order and never two at once; groups spread over
+  // workers. Empty: no group. Per priority level.
+  std::string_view group;
 };
 
 struct PublishResult {
