@@ -17,6 +17,7 @@ const char* file_kind_name(FileKind kind) noexcept {
     case FileKind::kOffsetIndex: return "offset index";
     case FileKind::kGroupOffsets: return "group offsets";
     case FileKind::kQueueState: return "queue state";
+    case FileKind::kQueueDedup: return "queue de-duplication table";
   }
   return "unknown";
 }

@@ -51,6 +51,7 @@ enum class FileKind : uint32_t {
   kOffsetIndex = 6,     // topics/<t>/<p>/<base>.idx
   kGroupOffsets = 7,    // groups/<g>/<t>.offsets
   kQueueState = 8,      // queues/<q>/state
+  kQueueDedup = 9,      // queues/<q>/dedup
 };
 const char* file_kind_name(FileKind kind) noexcept;
 

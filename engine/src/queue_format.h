@@ -132,6 +132,52 @@ constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
   return ahead <= 0 || ahead > kMaxQueueDelayMs;
 }
 
+// ---- queues/<q>/dedup: de-duplication ids ------------------------------
+//
+//   [0, 48)          FileHeader, kind kQueueDedup
+//   [48, 64)         DedupParams
+//   [4096 + 256 b)   bucket b of `buckets`: a lock word on its own line, then
+//                    kDedupWays entries of 24 bytes
+//
+// An id lives in bucket XXH3-64(id) % buckets, in any of its ways. Lookups
+// and claims of a bucket happen under its lock (OwnerId + 1; a dead
+// holder's lock is taken over), so two publishers of one id never both find
+// it absent; the append itself happens outside the lock, the entry PENDING
+// meanwhile. Entry words:
+//   key           XXH3-64(id) | 1; 0 = never used
+//   state         0 free; PENDING: 1 | owner << 8; DONE: 2 | level << 4 | offset << 8
+//   published_ms  Unix ms of the append; the entry counts for `window_ns`
+struct DedupParams {
+  uint32_t buckets;
+  uint32_t reserved;
+  int64_t window_ns;
+};
+static_assert(sizeof(DedupParams) == 16);
+inline constexpr uint32_t kDedupWays = 8;
+inline constexpr uint64_t kDedupBucketsOffset = 4096;
+struct DedupEntry {
+  std::atomic<uint64_t> key;
+  std::atomic<uint64_t> state;
+  std::atomic<int64_t> published_ms;
+};
+static_assert(sizeof(DedupEntry) == 24);
+struct alignas(64) DedupBucket {
+  std::atomic<uint64_t> lock;
+  char padding[56];
+  DedupEntry ways[kDedupWays];
+};
+static_assert(sizeof(DedupBucket) == 256);
+constexpr uint64_t dedup_pending(uint16_t owner) { return 1 | (uint64_t{owner} << 8); }
+constexpr uint64_t dedup_done(uint32_t level, uint64_t offset) { return 2 | (uint64_t{level} << 4) | (offset << 8); }
+constexpr bool dedup_is_pending(uint64_t s) { return (s & 3) == 1; }
+constexpr bool dedup_is_done(uint64_t s) { return (s & 3) == 2; }
+constexpr uint16_t dedup_owner(uint64_t s) { return static_cast<uint16_t>(s >> 8); }
+constexpr uint32_t dedup_level(uint64_t s) { return static_cast<uint32_t>(s >> 4) & 0xF; }
+constexpr uint64_t dedup_offset(uint64_t s) { return s >> 8; }
+constexpr uint64_t dedup_file_bytes(uint32_t buckets) {
+  return (kDedupBucketsOffset + uint64_t{buckets} * sizeof(DedupBucket) + 4095) / 4096 * 4096;
+}
+
 constexpr uint64_t queue_file_bytes(uint32_t priorities, uint32_t window) {
   return (kQueueSlotsOffset + 2 * uint64_t{priorities} * window * sizeof(uint64_t) + 4095) / 4096 * 4096;
 }

@@ -4,10 +4,13 @@
 #include <charconv>
 
 #include "producer_state.h"
+#include "queue_format.h"
 #include "queue_state.h"
 #include "queue_writer.h"
 
 namespace sluice {
+
+using format::DedupEntry;
 
 QueueWriter::QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue)
     : q(std::move(queue)), producer(ProducerAccess::make(std::move(bus), q->log, ProducerOptions{})) {
@@ -34,10 +37,33 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
     headers.push_back(Header{kHeaderNotBefore, std::string_view(not_before, end - not_before)});
   }
   if (!m.group.empty()) headers.push_back(Header{kHeaderGroup, m.group});
+  r.priority = m.priority;
+  DedupEntry* claimed = nullptr;
+  if (!m.dedup_id.empty()) {
+    auto hit = dedup_claim(*q, m.dedup_id, q->bus->clock->now_ns(), &claimed);
+    if (!hit) {
+      last_error = hit.error();
+      r.status = hit.error().code == Errc::kBusy ? SendStatus::kBusy : SendStatus::kError;
+      return r;
+    }
+    if (*hit) {
+      r.status = SendStatus::kOk;
+      r.offset = (*hit)->offset;
+      r.priority = (*hit)->level;
+      r.duplicate = true;
+      return r;
+    }
+  }
   const SendResult s = producer.send(Message{{}, m.value, headers}, m.priority);
   r.status = s.status;
   r.offset = s.offset;
   if (!s.ok()) last_error = producer.last_error();
+  if (claimed) {
+    if (s.ok())
+      dedup_complete(claimed, m.priority, s.offset, q->bus->clock->now_ns());
+    else
+      dedup_release(claimed);
+  }
   return r;
 }
 

@@ -51,6 +51,10 @@ Status validate_queue_options(const QueueOptions& o) {
       r.base_delay_ns > kMaxDelayNs)
     return bad("retry delays must be between 0 and 14 days");
   if (!(r.multiplier >= 1.0 && r.multiplier <= 1000.0)) return bad("retry multiplier must be between 1 and 1000");
+  if (o.dedup_window_ns < 1'000'000 || o.dedup_window_ns > kMaxDelayNs)
+    return bad("de-duplication window must be between 1 ms and 14 days");
+  if (o.dedup_capacity < kDedupWays || o.dedup_capacity > (1u << 24) || o.dedup_capacity % kDedupWays != 0)
+    return bad("de-duplication capacity must be a multiple of 8 between 8 and 16777216");
   if (!o.dead_letter_queue.empty() && o.dead_letter_queue != "-")
     if (auto ok = validate_name(o.dead_letter_queue, "dead-letter queue"); !ok) return ok;
   if (auto ok = validate_topic_options(log_options(o)); !ok) return ok;
@@ -71,6 +75,15 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
       !ok && ok.error().code != Errc::kAlreadyExists)
     return ok;
   if (auto ok = ipc::make_dirs(dir); !ok) return ok;
+  {
+    DedupParams d{options.dedup_capacity / kDedupWays, 0, options.dedup_window_ns};
+    const uint64_t bytes = dedup_file_bytes(d.buckets);
+    auto f = ipc::MappedFile::create_temp(dir + "/dedup", bytes, {});
+    if (!f) return std::unexpected(f.error());
+    ipc::write_file_header(f->data(), ipc::FileKind::kQueueDedup, static_cast<uint32_t>(kDedupBucketsOffset), bytes,
+                           &d, sizeof d);
+    if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());  // lost a race: the winner's is as good
+  }
   QueueParams p{};
   p.priorities = options.priorities;
   p.window = options.window;
@@ -82,6 +95,8 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
   p.max_delay_ns = options.retry.max_delay_ns;
   p.jitter_ns = options.retry.jitter_ns;
   p.multiplier = options.retry.multiplier;
+  p.dedup_window_ns = options.dedup_window_ns;
+  p.dedup_capacity = options.dedup_capacity;
   p.max_depth_bytes = options.max_depth_bytes;
   std::string dlq = options.dead_letter_queue.empty() ? std::string(name) + ".dlq" : options.dead_letter_queue;
   if (dlq == "-" || is_dead_letter_queue) dlq.clear();  // a DLQ's own failures are only counted
@@ -133,6 +148,18 @@ Result<std::unique_ptr<QueueState>> open_queue(BusState& bus, std::string_view n
   auto floors = GroupOffsets::open(bus, kQueueGroup, *q->log, true, true);
   if (!floors) return std::unexpected(floors.error());
   q->floors = std::move(*floors);
+  const std::string dedup_path = queue_dir(bus, name) + "/dedup";
+  auto d = ipc::MappedFile::open(dedup_path, {});
+  if (!d) return std::unexpected(d.error());
+  if (auto ok = ipc::validate_file_header(d->data(), d->size(), ipc::FileKind::kQueueDedup, sizeof(DedupParams),
+                                          dedup_path);
+      !ok)
+    return std::unexpected(ok.error());
+  q->dedup_params = ipc::file_params<DedupParams>(d->data());
+  if (q->dedup_params.buckets == 0 || d->size() != dedup_file_bytes(q->dedup_params.buckets) ||
+      q->dedup_params.window_ns <= 0)
+    return make_error(Errc::kCorruption, "queue de-duplication table " + dedup_path + " holds invalid parameters");
+  q->dedup = std::move(*d);
   return q;
 }
 

@@ -25,6 +25,8 @@ struct QueueState {
   format::QueueParams params{};
   std::shared_ptr<TopicState> log;
   std::unique_ptr<GroupOffsets> floors;
+  ipc::MappedFile dedup;  // queues/<q>/dedup
+  format::DedupParams dedup_params{};
 
   uint32_t levels() const noexcept { return params.priorities; }
   uint64_t window() const noexcept { return params.window; }
@@ -47,6 +49,10 @@ struct QueueState {
   int64_t unix_ns_of(uint32_t t, int64_t now_unix_ns) const noexcept {
     return now_unix_ns + int64_t{static_cast<int32_t>(t - queue_ms(now_unix_ns))} * 1'000'000;
   }
+  format::DedupBucket& dedup_bucket(uint64_t id_hash) const noexcept {
+    return reinterpret_cast<format::DedupBucket*>(dedup.data() + format::kDedupBucketsOffset)[id_hash %
+                                                                                             dedup_params.buckets];
+  }
   std::string dead_letter_queue() const {
     return std::string(params.dead_letter_queue, strnlen(params.dead_letter_queue, sizeof params.dead_letter_queue));
   }
@@ -61,5 +67,20 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
 // kNotFound for an unknown queue; kCorruption/kVersionMismatch for a bad file.
 Result<std::unique_ptr<QueueState>> open_queue(BusState& bus, std::string_view name);
 Result<QueueStats> queue_stats(BusState& bus, std::string_view name);
+
+// De-duplication (queue_format.h, docs/queues.md section 6).
+struct DedupHit {
+  uint32_t level = 0;
+  uint64_t offset = 0;
+};
+// Looks `id` up. A live entry (published within the window): returns it.
+// Otherwise claims an entry for this publisher (PENDING) in *claimed and
+// returns nullopt; follow with dedup_complete() or dedup_release(). Waits
+// (bounded) while another publisher of the same id is between its claim and
+// its append. kBusy: the id's bucket is full of live ids, or the wait ran out.
+Result<std::optional<DedupHit>> dedup_claim(QueueState& q, std::string_view id, int64_t now_ns,
+                                           format::DedupEntry** claimed);
+void dedup_complete(format::DedupEntry* e, uint32_t level, uint64_t offset, int64_t now_ns);
+void dedup_release(format::DedupEntry* e);
 
 }  // namespace sluice

@@ -429,9 +429,13 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
       // Kept, but not as a live group: a dead letter must not hold others back.
       original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
     }
+    // One dead letter per message even if a worker dies between this
+    // publish and settling the slot, and the message fails again.
+    const std::string dedup = "dlq:" + q->name + ":" + level + ":" + offset;
     QueueMessage m;
     m.value = d.value();
     m.headers = original;
+    m.dedup_id = dedup;
     const PublishResult r = dlq->publish(m, meta);
     if (!r.ok()) return std::unexpected(dlq->last_error);
   }

@@ -407,6 +407,62 @@ TEST_F(QueueFixture, AGroupMovesOnAfterItsHeadsLeaseExpires) {
   ASSERT_TRUE(g2.ack());
 }
 
+TEST_F(QueueFixture, ADuplicateIdWithinTheWindowAppendsNothing) {
+  QueueOptions o = options();
+  o.dedup_window_ns = 60 * kSec;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  auto p = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(p);
+  auto put = [&](std::string_view v, std::string_view id) {
+    QueueMessage m;
+    m.value = v;
+    m.dedup_id = id;
+    return p->publish(m);
+  };
+  const PublishResult first = put("order 1", "id-1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first.duplicate);
+  const PublishResult again = put("order 1, resent", "id-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.offset, first.offset);
+  ASSERT_TRUE(put("order 2", "id-2").ok());
+  ASSERT_TRUE(put("no id", "").ok());
+  clock.advance_ns(61 * kSec);  // the window has passed: id-1 is new again
+  const PublishResult later = put("order 1, much later", "id-1");
+  ASSERT_TRUE(later.ok());
+  EXPECT_FALSE(later.duplicate);
+  Worker w = worker("jobs");
+  std::vector<std::string> got;
+  for (Delivery d = take(w); d.valid(); d = take(w)) {
+    got.emplace_back(d.value());
+    ASSERT_TRUE(d.ack());
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"order 1", "order 2", "no id", "order 1, much later"}));
+}
+
+TEST_F(QueueFixture, AFullDedupBucketIsBusyNotASilentMiss) {
+  QueueOptions o = options();
+  o.dedup_capacity = 8;  // one bucket of 8 ways
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  auto p = bus->create_queue_publisher("jobs");
+  for (int i = 0; i < 8; ++i) {
+    const std::string id = "id-" + std::to_string(i);
+    QueueMessage m;
+    m.value = "v";
+    m.dedup_id = id;
+    ASSERT_TRUE(p->publish(m).ok()) << i;
+  }
+  QueueMessage m;
+  m.value = "v";
+  m.dedup_id = "id-8";
+  const PublishResult r = p->publish(m);
+  EXPECT_EQ(r.status, SendStatus::kBusy);
+  EXPECT_EQ(p->last_error().code, Errc::kBusy);
+  m.dedup_id = "id-3";  // a known one is still found
+  EXPECT_TRUE(p->publish(m).duplicate);
+}
+
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
   EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);

@@ -176,3 +176,50 @@ TEST(QueueThreads, GroupsStayInOrderAndSingleFileUnderCompetingWorkers) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// Publisher threads racing with the same de-duplication ids: each id is
+// appended once, and every publisher is told the same offset for it.
+TEST(QueueThreads, RacingPublishersOfOneIdAppendItOnce) {
+  constexpr int kIds = 500;
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  QueueOptions o;
+  o.segment_bytes = 1 << 20;
+  o.dedup_capacity = 4096;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  std::vector<std::vector<uint64_t>> offsets(3, std::vector<uint64_t>(kIds, UINT64_MAX));
+  std::atomic<int> appended{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      auto pub = bus->create_queue_publisher("jobs");
+      if (!pub) return;
+      for (int i = 0; i < kIds; ++i) {
+        const std::string id = "id-" + std::to_string(i);
+        QueueMessage m;
+        m.value = id;
+        m.dedup_id = id;
+        const PublishResult r = pub->publish(m);
+        if (!r.ok()) continue;
+        if (!r.duplicate) appended.fetch_add(1);
+        offsets[t][i] = r.offset;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(appended.load(), kIds);
+  for (int i = 0; i < kIds; ++i) {
+    EXPECT_NE(offsets[0][i], UINT64_MAX) << i;
+    EXPECT_EQ(offsets[0][i], offsets[1][i]) << i;
+    EXPECT_EQ(offsets[0][i], offsets[2][i]) << i;
+  }
+  auto s = bus->queue_stats("jobs");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->total().published, static_cast<uint64_t>(kIds));
+}
+
+}  // namespace
+}  // namespace sluice

@@ -44,6 +44,8 @@ struct QueueOptions {
   // Where dead letters go: empty means "<name>.dlq", created on first use;
   // "-" drops them (counted in the stats).
   std::string dead_letter_queue;
+  int64_t dedup_window_ns = 300'000'000'000;  // how long a de-duplication id counts (5 minutes)
+  uint32_t dedup_capacity = 16384;        // ids the window can hold (a multiple of 8; 512 KiB at 16384)
   uint32_t segment_bytes = 64u << 20;
   int64_t max_depth_bytes = 1LL << 30;    // per level; publishers wait, then kBackPressured
 };
@@ -57,11 +59,17 @@ struct QueueMessage {
   // delivered in publish order and never two at once; groups spread over
   // workers. Empty: no group. Per priority level.
   std::string_view group;
+  // De-duplication id (SQS MessageDeduplicationId): a second publish of the
+  // same id within the queue's dedup window appends nothing and returns the
+  // first one's offset. Empty: none.
+  std::string_view dedup_id;
 };
 
 struct PublishResult {
   SendStatus status = SendStatus::kError;
   uint64_t offset = 0;                    // in its priority level's log
+  uint32_t priority = 0;
+  bool duplicate = false;                 // dedup_id seen within the window: nothing appended
   bool ok() const noexcept { return status == SendStatus::kOk; }
 };
 
