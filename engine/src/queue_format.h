@@ -14,6 +14,7 @@
 //   [0, 48)          FileHeader, kind kQueueState
 //   [48, 48 + 336)   QueueParams (immutable)
 //   [1024 + 256 l)   QueueLevel of priority level l (l < priorities <= 10)
+//   [3584, 3592)     the queue's circuit breaker word (QueueBreaker)
 //   [4096 + 8 W l)   W slot words of level l (W = window, a power of two)
 //   [4096 + 8 W (P + l))  W group words of level l (P = priorities): the
 //                    FIFO group of the message in the matching slot, as
@@ -101,6 +102,23 @@ static_assert(offsetof(QueueLevel, ack_floor) == 64);
 static_assert(offsetof(QueueLevel, sweep_owner) == 128);
 static_assert(offsetof(QueueLevel, received) == 192);
 static_assert(kQueueLevelsOffset + kMaxPriorities * sizeof(QueueLevel) <= kQueueSlotsOffset);
+
+// Circuit breaker, one atomic u64 (docs/queues.md, section 7), used for the
+// queue-wide breaker at kQueueBreakerOffset and for a worker's own:
+//   bits 0..1   state: 0 CLOSED, 1 OPEN, 2 HALF_OPEN
+//   bits 2..15  CLOSED: transient failures in the current window
+//   bits 16..63 Unix ms: CLOSED, when the window began; OPEN, when it opened;
+//               HALF_OPEN, when the trial message was let through
+inline constexpr uint64_t kQueueBreakerOffset = 3584;
+enum BreakerState : uint64_t { kBreakerClosed = 0, kBreakerOpen = 1, kBreakerHalfOpen = 2 };
+constexpr uint64_t make_breaker(BreakerState s, uint32_t failures, int64_t unix_ms) {
+  return static_cast<uint64_t>(s) | (static_cast<uint64_t>(failures & 0x3FFF) << 2) |
+         (static_cast<uint64_t>(unix_ms) << 16);
+}
+constexpr BreakerState breaker_state(uint64_t w) { return static_cast<BreakerState>(w & 3); }
+constexpr uint32_t breaker_failures(uint64_t w) { return static_cast<uint32_t>(w >> 2) & 0x3FFF; }
+constexpr int64_t breaker_ms(uint64_t w) { return static_cast<int64_t>(w >> 16); }
+static_assert(kQueueLevelsOffset + kMaxPriorities * 256 <= kQueueBreakerOffset);
 
 enum SlotState : uint64_t {
   kSlotFree = 0,

@@ -190,6 +190,8 @@ Result<QueueStats> queue_stats(BusState& bus, std::string_view name) {
   QueueStats out;
   out.name = std::string(name);
   out.dead_letter_queue = (*q)->dead_letter_queue();
+  // relaxed: a statistic.
+  out.breaker = static_cast<BreakerStatus>(breaker_state((*q)->breaker().load(std::memory_order_relaxed)));
   const int64_t now = bus.clock->now_ns();
   for (uint32_t l = 0; l < (*q)->levels(); ++l) {
     QueueLevel& L = (*q)->level(l);

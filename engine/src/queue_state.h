@@ -49,6 +49,9 @@ struct QueueState {
   int64_t unix_ns_of(uint32_t t, int64_t now_unix_ns) const noexcept {
     return now_unix_ns + int64_t{static_cast<int32_t>(t - queue_ms(now_unix_ns))} * 1'000'000;
   }
+  std::atomic<uint64_t>& breaker() const noexcept {
+    return *reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueBreakerOffset);
+  }
   format::DedupBucket& dedup_bucket(uint64_t id_hash) const noexcept {
     return reinterpret_cast<format::DedupBucket*>(dedup.data() + format::kDedupBucketsOffset)[id_hash %
                                                                                              dedup_params.buckets];

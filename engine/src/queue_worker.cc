@@ -56,8 +56,15 @@ struct WorkerState {
   std::optional<QueueWriter> dlq;  // opened on the first dead letter
   std::vector<std::pair<uint16_t, bool>> liveness;  // per sweep: owner -> alive
   Error last_error{Errc::kInvalidArgument, ""};
+  std::atomic<uint64_t> own_breaker{0};  // CLOSED; used unless the breaker is queue-wide
 
   int64_t now_ns() const { return bus->clock->now_ns(); }
+  // The circuit breaker: how many messages may be taken now (0, 1 for the
+  // half-open trial, or any), and what failures and successes do to it.
+  std::atomic<uint64_t>& breaker() { return options.breaker.queue_wide ? q->breaker() : own_breaker; }
+  size_t breaker_allowance(int64_t now);
+  void breaker_failure(int64_t now);
+  void breaker_success(int64_t now);
   uint32_t next_seq() { return ++seq & 0x1F; }
   uint32_t due_after(int64_t now, int64_t delay_ns) const {
     return q->queue_ms(now + std::clamp<int64_t>(delay_ns, 0, kMaxQueueDelayMs * 1'000'000));
@@ -215,6 +222,7 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
 
 Result<size_t> WorkerState::try_receive(std::span<Delivery> out) {
   const int64_t now = now_ns();
+  out = out.first(std::min(out.size(), breaker_allowance(now)));
   size_t n = 0;
   for (uint32_t i = q->levels(); i-- > 0 && n < out.size();) {
     // Views handed out earlier keep their own segments alive; the cursor may
@@ -232,6 +240,75 @@ Result<size_t> WorkerState::try_receive(std::span<Delivery> out) {
   if (options.guarantee == Guarantee::kAtMostOnce)
     for (size_t k = 0; k < n; ++k) (void)out[k].ack();  // settled before the handler runs
   return n;
+}
+
+// ---- circuit breaker -------------------------------------------------------
+//
+// Cases of the breaker word (queue_format.h), every change one CAS:
+//   CLOSED     any number; failures in the window open it at the threshold
+//   OPEN       none until the cool-down has passed, then one caller moves it
+//              to HALF_OPEN and may take one message (the trial)
+//   HALF_OPEN  none while the trial is out (for a cool-down at most: a trial
+//              whose worker died is replaced); a success closes, a failure
+//              opens it again
+
+size_t WorkerState::breaker_allowance(int64_t now) {
+  if (options.breaker.failures == 0) return SIZE_MAX;
+  auto& w = breaker();
+  const int64_t now_ms = now / 1'000'000;
+  const int64_t cooldown_ms = options.breaker.cooldown_ns / 1'000'000;
+  for (;;) {
+    // acquire: pairs with the release CASes below (of any worker).
+    uint64_t cur = w.load(std::memory_order_acquire);
+    const BreakerState st = breaker_state(cur);
+    if (st == kBreakerClosed) {
+      stats.breaker = BreakerStatus::kClosed;
+      return SIZE_MAX;
+    }
+    stats.breaker = st == kBreakerOpen ? BreakerStatus::kOpen : BreakerStatus::kHalfOpen;
+    if (now_ms - breaker_ms(cur) < cooldown_ms) return 0;
+    if (w.compare_exchange_strong(cur, make_breaker(kBreakerHalfOpen, 0, now_ms), std::memory_order_acq_rel)) {
+      stats.breaker = BreakerStatus::kHalfOpen;
+      return 1;
+    }
+  }
+}
+
+void WorkerState::breaker_failure(int64_t now) {
+  if (options.breaker.failures == 0) return;
+  auto& w = breaker();
+  const int64_t now_ms = now / 1'000'000;
+  uint64_t cur = w.load(std::memory_order_acquire);
+  for (;;) {
+    uint64_t next;
+    if (breaker_state(cur) == kBreakerOpen) return;
+    if (breaker_state(cur) == kBreakerHalfOpen) {
+      next = make_breaker(kBreakerOpen, 0, now_ms);  // the trial failed
+    } else {
+      const bool fresh = now_ms - breaker_ms(cur) >= options.breaker.window_ns / 1'000'000;
+      const uint32_t failures = (fresh ? 0 : breaker_failures(cur)) + 1;
+      next = failures >= options.breaker.failures
+                 ? make_breaker(kBreakerOpen, 0, now_ms)
+                 : make_breaker(kBreakerClosed, failures, fresh ? now_ms : breaker_ms(cur));
+    }
+    // acq_rel: transitions of all workers form one order.
+    if (w.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      if (breaker_state(next) == kBreakerOpen) {
+        ++stats.breaker_opened;
+        stats.breaker = BreakerStatus::kOpen;
+      }
+      return;
+    }
+  }
+}
+
+void WorkerState::breaker_success(int64_t now) {
+  if (options.breaker.failures == 0) return;
+  auto& w = breaker();
+  uint64_t cur = w.load(std::memory_order_acquire);
+  if (breaker_state(cur) != kBreakerHalfOpen) return;
+  if (w.compare_exchange_strong(cur, make_breaker(kBreakerClosed, 0, now / 1'000'000), std::memory_order_acq_rel))
+    stats.breaker = BreakerStatus::kClosed;
 }
 
 // ---- sweeps ----------------------------------------------------------------
@@ -462,6 +539,7 @@ Status Delivery::ack() {
   if (auto ok = w.settle(*this, make_slot(kSlotDone, slot_attempts(word_), 0, 0, 0)); !ok) return ok;
   ++w.stats.acked;
   w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
+  w.breaker_success(w.now_ns());
   w.settled(level_, offset());
   return {};
 }
@@ -470,11 +548,12 @@ Status Delivery::nack(std::optional<int64_t> delay_ns) {
   if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
   if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
   WorkerState& w = *worker_;
+  const int64_t now = w.now_ns();
+  w.breaker_failure(now);
   const uint32_t attempts = slot_attempts(word_);
   if (attempts >= w.retry.max_receives)
     return w.dead_letter(*this, Failure{"MaxReceivesExceeded",
                                         "failed on each of " + std::to_string(attempts) + " receives", ""});
-  const int64_t now = w.now_ns();
   const int64_t delay = delay_ns ? *delay_ns : w.retry.delay_ns(attempts, w.rng());
   const bool ready = delay <= 0;
   const uint64_t desired = ready ? make_slot(kSlotReady, attempts, 0, slot_seq(word_), 0)
@@ -574,6 +653,8 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
   if (!q) return std::unexpected(q.error());
   if (options.lease_ns && (*options.lease_ns < 1'000'000 || *options.lease_ns > kMaxQueueDelayMs * 1'000'000))
     return make_error(Errc::kInvalidArgument, "a lease is between 1 ms and 14 days");
+  if (options.breaker.failures > 0x3FFF || options.breaker.window_ns < 0 || options.breaker.cooldown_ns < 0)
+    return make_error(Errc::kInvalidArgument, "circuit breaker: at most 16383 failures, no negative times");
   auto s = std::make_unique<WorkerState>();
   s->bus = state_;
   s->options = options;

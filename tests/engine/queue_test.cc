@@ -463,6 +463,69 @@ TEST_F(QueueFixture, AFullDedupBucketIsBusyNotASilentMiss) {
   EXPECT_TRUE(p->publish(m).duplicate);
 }
 
+// The seed's circuit breaker: after K transient failures in a window the
+// worker stops taking messages for a cool-down, then lets one through.
+TEST_F(QueueFixture, ACircuitBreakerOpensCoolsDownAndTriesOneMessage) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (int i = 0; i < 10; ++i) publish("jobs", "m" + std::to_string(i));
+  WorkerOptions wo;
+  wo.breaker.failures = 3;
+  wo.breaker.window_ns = 10 * kSec;
+  wo.breaker.cooldown_ns = 5 * kSec;
+  Worker w = worker("jobs", wo);
+  for (int i = 0; i < 3; ++i) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid());
+    ASSERT_TRUE(d.nack(60 * kSec));  // an outage: every call fails
+  }
+  EXPECT_EQ(w.stats().breaker, BreakerStatus::kOpen);
+  EXPECT_EQ(w.stats().breaker_opened, 1u);
+  EXPECT_FALSE(take(w).valid()) << "open: no messages although seven wait";
+  clock.advance_ns(4 * kSec);
+  EXPECT_FALSE(take(w).valid());
+  clock.advance_ns(2 * kSec);
+  std::vector<Delivery> batch(4);
+  auto n = w.receive(batch, 0);
+  ASSERT_TRUE(n);
+  ASSERT_EQ(*n, 1u) << "half-open lets exactly one through";
+  EXPECT_EQ(w.stats().breaker, BreakerStatus::kHalfOpen);
+  EXPECT_FALSE(take(w).valid()) << "while the trial is out";
+  ASSERT_TRUE(batch[0].nack(60 * kSec));  // the trial fails: open again
+  EXPECT_EQ(w.stats().breaker, BreakerStatus::kOpen);
+  clock.advance_ns(6 * kSec);
+  Delivery trial = take(w);
+  ASSERT_TRUE(trial.valid());
+  ASSERT_TRUE(trial.ack());  // recovered: closed
+  EXPECT_EQ(w.stats().breaker, BreakerStatus::kClosed);
+  n = w.receive(batch, 0);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 4u);
+}
+
+TEST_F(QueueFixture, AQueueWideBreakerStopsEveryWorker) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (int i = 0; i < 5; ++i) publish("jobs", "m" + std::to_string(i));
+  WorkerOptions wo;
+  wo.breaker.failures = 2;
+  wo.breaker.cooldown_ns = 5 * kSec;
+  wo.breaker.queue_wide = true;
+  Worker a = worker("jobs", wo), b = worker("jobs", wo);
+  for (int i = 0; i < 2; ++i) {
+    Delivery d = take(a);
+    ASSERT_TRUE(d.valid());
+    ASSERT_TRUE(d.nack(60 * kSec));
+  }
+  EXPECT_FALSE(take(b).valid()) << "a's failures opened the breaker for b too";
+  EXPECT_EQ(bus->queue_stats("jobs")->breaker, BreakerStatus::kOpen);
+  clock.advance_ns(6 * kSec);
+  Delivery trial = take(b);
+  ASSERT_TRUE(trial.valid());
+  EXPECT_FALSE(take(a).valid()) << "one trial for the whole queue";
+  ASSERT_TRUE(trial.ack());
+  EXPECT_EQ(bus->queue_stats("jobs")->breaker, BreakerStatus::kClosed);
+  EXPECT_TRUE(take(a).valid());
+}
+
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
   EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);

@@ -139,6 +139,18 @@ class Delivery {
   int64_t deadline_ns_ = 0;
 };
 
+// After `failures` transient failures (nacks) within `window_ns`, stop taking
+// messages for `cooldown_ns`; then let one through (half-open): its ack
+// closes the breaker, its failure opens it again. The seed's "circuit
+// breaker: pause all retries during an outage".
+struct CircuitBreaker {
+  uint32_t failures = 0;                 // 0: no breaker
+  int64_t window_ns = 10'000'000'000;
+  int64_t cooldown_ns = 30'000'000'000;
+  bool queue_wide = false;               // shared by every worker of the queue (in the state file)
+};
+enum class BreakerStatus : uint8_t { kClosed, kOpen, kHalfOpen };
+
 struct WorkerOptions {
   WaitStrategy wait = WaitStrategy::kSpinYield;
   Guarantee guarantee = Guarantee::kAtLeastOnce;
@@ -147,10 +159,13 @@ struct WorkerOptions {
   // How often some worker walks the in-flight messages to return expired
   // leases, leases of dead workers and due retries.
   int64_t sweep_interval_ns = 1'000'000;
+  CircuitBreaker breaker;
 };
 
 struct WorkerStats {
   uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, lease_lost = 0, handler_errors = 0;
+  uint64_t breaker_opened = 0;        // times this worker's failures opened its breaker
+  BreakerStatus breaker = BreakerStatus::kClosed;
 };
 
 // What a handler returns is an ack; a TransientError (or any other exception)
@@ -208,6 +223,7 @@ struct QueueLevelStats {
 struct QueueStats {
   std::string name;
   std::string dead_letter_queue;
+  BreakerStatus breaker = BreakerStatus::kClosed;  // the queue-wide breaker
   std::vector<QueueLevelStats> levels;  // index = priority
   QueueLevelStats total() const;
 };
