@@ -1,10 +1,13 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sluice/sluice.h>
+#include <unistd.h>
 
 #include <set>
 #include <string>
 #include <vector>
 
+#include "ipc/file_header.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -524,6 +527,39 @@ TEST_F(QueueFixture, AQueueWideBreakerStopsEveryWorker) {
   ASSERT_TRUE(trial.ack());
   EXPECT_EQ(bus->queue_stats("jobs")->breaker, BreakerStatus::kClosed);
   EXPECT_TRUE(take(a).valid());
+}
+
+// Damaged queue files are refused with an error naming the file, never used.
+TEST_F(QueueFixture, DamagedQueueFilesAreRefusedNamingTheFile) {
+  auto write_at = [](const std::string& path, uint64_t at, const void* bytes, size_t n) {
+    const int fd = ::open(path.c_str(), O_RDWR);
+    ASSERT_GE(fd, 0) << path;
+    ASSERT_EQ(::pwrite(fd, bytes, n, static_cast<off_t>(at)), static_cast<ssize_t>(n));
+    ::close(fd);
+  };
+  auto expect_refused = [&](const char* queue, Errc code, const std::string& file) {
+    for (auto err : {bus->create_worker(queue).error(), bus->create_queue_publisher(queue).error()}) {
+      EXPECT_EQ(err.code, code) << err.to_string();
+      EXPECT_NE(err.message.find(file), std::string::npos) << err.to_string();
+    }
+    EXPECT_FALSE(bus->queue_stats(queue));
+  };
+  for (const char* q : {"a", "b", "c", "d"}) ASSERT_TRUE(bus->create_queue(q, options()));
+  const uint32_t other = ipc::kFormatVersion + 1;
+  const std::string a_state = dir.path() + "/queues/a/state";
+  write_at(a_state, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
+  expect_refused("a", Errc::kVersionMismatch, a_state);
+  const std::string b_state = dir.path() + "/queues/b/state";
+  const uint32_t window = 1000;  // a parameter changed: the header checksum catches it
+  write_at(b_state, 48 + 4, &window, sizeof window);
+  expect_refused("b", Errc::kCorruption, b_state);
+  const std::string c_state = dir.path() + "/queues/c/state";
+  ASSERT_EQ(::truncate(c_state.c_str(), 4096), 0);
+  expect_refused("c", Errc::kCorruption, c_state);
+  const std::string d_dedup = dir.path() + "/queues/d/dedup";
+  const char junk[8] = {'n', 'o', 't', ' ', 'o', 'u', 'r', 's'};
+  write_at(d_dedup, 0, junk, sizeof junk);
+  expect_refused("d", Errc::kCorruption, d_dedup);
 }
 
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
