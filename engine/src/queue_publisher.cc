@@ -1,7 +1,11 @@
 #include <sluice/bus.h>
 #include <sluice/queue.h>
 
+#include <unistd.h>
+
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 
 #include "producer_state.h"
 #include "queue_format.h"
@@ -65,6 +69,68 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
       dedup_release(claimed);
   }
   return r;
+}
+
+namespace {
+// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z
+std::string rfc3339_utc(int64_t unix_ns) {
+  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
+  return buf;
+}
+}  // namespace
+
+Result<std::unique_ptr<QueueState>> open_dead_letter_queue(BusState& bus, std::string_view name,
+                                                           uint32_t segment_bytes, int64_t max_depth_bytes) {
+  auto dq = open_queue(bus, name);
+  if (dq || dq.error().code != Errc::kNotFound) return dq;
+  QueueOptions o;
+  o.segment_bytes = segment_bytes;
+  o.max_depth_bytes = max_depth_bytes;
+  auto made = create_queue_files(bus, name, o, true);
+  if (!made && made.error().code != Errc::kAlreadyExists) return std::unexpected(made.error());
+  return open_queue(bus, name);
+}
+
+Status publish_dead_letter(QueueWriter& dlq, std::string_view value, const HeadersView& headers,
+                           const DeadLetter& letter) {
+  const std::string failed_at = rfc3339_utc(dlq.q->bus->clock->now_ns());
+  const std::string partition = std::to_string(letter.partition);
+  const std::string offset = std::to_string(letter.offset);
+  const std::string attempts = std::to_string(letter.attempts);
+  const std::string pid = std::to_string(::getpid());
+  const std::string worker = std::to_string(dlq.q->bus->registry.self());
+  std::vector<Header> meta = {
+      {"sluice.dlq.error_type", letter.failure.type},
+      {"sluice.dlq.error_message", letter.failure.message},
+      {"sluice.dlq.stack_trace", letter.failure.stack_trace},
+      {"sluice.dlq.failed_at", failed_at},
+      {"sluice.dlq.source", letter.source},
+      {"sluice.dlq.source_partition", partition},
+      {"sluice.dlq.source_offset", offset},
+      {"sluice.dlq.attempts", attempts},
+      {"sluice.dlq.worker", worker},
+      {"sluice.dlq.pid", pid},
+  };
+  if (!letter.group.empty()) meta.push_back({"sluice.dlq.consumer_group", letter.group});
+  std::vector<Header> original;
+  for (Header h : headers) {
+    if (h.name == kHeaderNotBefore) continue;  // scheduling, done with
+    // Kept, but not as a live group: a dead letter must not hold others back.
+    original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
+  }
+  const std::string dedup = "dlq:" + letter.source + ":" + partition + ":" + offset;
+  QueueMessage m;
+  m.value = value;
+  m.headers = original;
+  m.dedup_id = dedup;
+  const PublishResult r = dlq.publish(m, meta);
+  if (!r.ok()) return std::unexpected(dlq.last_error);
+  return {};
 }
 
 struct QueuePublisher::Impl {

@@ -23,17 +23,6 @@ using namespace format;
 
 namespace {
 
-// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z
-std::string rfc3339_utc(int64_t unix_ns) {
-  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
-  return buf;
-}
-
 int64_t parse_i64(std::string_view s) {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -472,49 +461,17 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
   const std::string target = q->dead_letter_queue();
   if (!target.empty()) {
     if (!dlq) {
-      auto dq = open_queue(*bus, target);
-      if (!dq && dq.error().code == Errc::kNotFound) {
-        QueueOptions o;
-        o.segment_bytes = q->log->options.segment_bytes;
-        o.max_depth_bytes = q->params.max_depth_bytes;
-        auto made = create_queue_files(*bus, target, o, true);
-        if (!made && made.error().code != Errc::kAlreadyExists) return made;
-        dq = open_queue(*bus, target);
-      }
+      auto dq = open_dead_letter_queue(*bus, target, q->log->options.segment_bytes, q->params.max_depth_bytes);
       if (!dq) return std::unexpected(dq.error());
       dlq.emplace(bus, std::move(*dq));
     }
-    const int64_t now = now_ns();
-    const std::string failed_at = rfc3339_utc(now);
-    const std::string source = "queue:" + q->name;
-    const std::string level = std::to_string(d.level_);
-    const std::string offset = std::to_string(d.offset());
-    const std::string attempts = std::to_string(d.attempt());
-    const std::string pid = std::to_string(::getpid());
-    const std::string worker = std::to_string(owner);
-    const Header meta[] = {
-        {"sluice.dlq.error_type", why.type},       {"sluice.dlq.error_message", why.message},
-        {"sluice.dlq.stack_trace", why.stack_trace}, {"sluice.dlq.failed_at", failed_at},
-        {"sluice.dlq.source", source},             {"sluice.dlq.source_partition", level},
-        {"sluice.dlq.source_offset", offset},      {"sluice.dlq.attempts", attempts},
-        {"sluice.dlq.worker", worker},             {"sluice.dlq.pid", pid},
-    };
-    // The original headers, except the engine's own scheduling ones.
-    std::vector<Header> original;
-    for (Header h : d.headers()) {
-      if (h.name == kHeaderNotBefore) continue;  // scheduling, done with
-      // Kept, but not as a live group: a dead letter must not hold others back.
-      original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
-    }
-    // One dead letter per message even if a worker dies between this
-    // publish and settling the slot, and the message fails again.
-    const std::string dedup = "dlq:" + q->name + ":" + level + ":" + offset;
-    QueueMessage m;
-    m.value = d.value();
-    m.headers = original;
-    m.dedup_id = dedup;
-    const PublishResult r = dlq->publish(m, meta);
-    if (!r.ok()) return std::unexpected(dlq->last_error);
+    DeadLetter letter;
+    letter.failure = why;
+    letter.source = "queue:" + q->name;
+    letter.partition = d.level_;
+    letter.offset = d.offset();
+    letter.attempts = d.attempt();
+    if (auto ok = publish_dead_letter(*dlq, d.value(), d.headers(), letter); !ok) return ok;
   }
   if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
   ++stats.dead_lettered;
