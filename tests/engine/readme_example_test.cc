@@ -31,4 +31,27 @@ TEST(ReadmeQuickStart, RunsAsWritten) {
   EXPECT_TRUE(consumer->commit_sync());
 }
 
+TEST(ReadmeQuickStart, WorkQueueRunsAsWritten) {
+  sluice::test::TempDir dir;
+  auto bus = sluice::Bus::open(dir.sub("my-bus"));
+  ASSERT_TRUE(bus);
+  sluice::QueueOptions queue;
+  queue.retry.max_receives = 5;
+  queue.retry.base_delay_ns = 1'000'000'000;
+  ASSERT_TRUE(bus->create_queue("jobs", queue));
+  auto publisher = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(publisher);
+  ASSERT_TRUE(publisher->publish({.value = "resize image 17", .priority = 0, .group = "album-3"}).ok());
+  auto worker = bus->create_worker("jobs");
+  ASSERT_TRUE(worker);
+  auto n = worker->run(
+      [](const sluice::Delivery& job) {
+        if (job.value().empty()) throw sluice::PermanentError("empty job");
+      },
+      {}, 1);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 1u);
+  EXPECT_EQ(bus->queue_stats("jobs")->total().acked, 1u);
+}
+
 }  // namespace
