@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <charconv>
 #include <ctime>
+#include <cstdio>
 #include <random>
+#include <thread>
 #include <unistd.h>
 
 #include "ipc/wait_strategy.h"
@@ -37,7 +39,8 @@ struct WorkerState {
   WorkerOptions options;
   RetryPolicy retry;
   int64_t lease_ns = 0;
-  uint16_t owner = 0;
+  uint16_t owner = 0;        // this process (sweep locks)
+  uint16_t lease_owner = 0;  // recorded in our leases: `owner`, or 0 for detached leases
   std::vector<PartitionCursor> cursors;  // one per level
   WorkerStats stats;
   std::mt19937_64 rng{std::random_device{}()};
@@ -78,6 +81,9 @@ struct WorkerState {
   Status settle(Delivery& d, uint64_t desired);
   Status dead_letter(Delivery& d, const Failure& why);
   Status lease_lost(Delivery& d);
+  // A Delivery for a lease named by a receipt (Bus::settle_receipt).
+  Result<Delivery> adopt(uint32_t l, uint64_t offset, uint64_t word);
+  Result<uint64_t> purge();
 };
 
 // ---- receiving -------------------------------------------------------------
@@ -122,7 +128,7 @@ bool WorkerState::take_ready(uint32_t l, Delivery& d, int64_t now) {
     uint64_t w = s.load(std::memory_order_acquire);
     if (slot_state(w) != kSlotReady) continue;
     const uint32_t attempts = slot_attempts(w);
-    const uint64_t leased = make_slot(kSlotLeased, std::min<uint32_t>(attempts + 1, kMaxAttempts), owner, next_seq(),
+    const uint64_t leased = make_slot(kSlotLeased, std::min<uint32_t>(attempts + 1, kMaxAttempts), lease_owner, next_seq(),
                                       due_after(now, lease_ns));
     // acq_rel: the lease is ours from here (acquire: after whoever made it
     // READY); others' CASes on this word fail.
@@ -198,7 +204,7 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
     const bool blocked = !delayed && g != 0 && group_busy(l, g, o);
     const uint64_t desired = delayed   ? make_slot(kSlotDelayed, 0, 0, 0, q->queue_ms(not_before_ms * 1'000'000))
                              : blocked ? make_slot(kSlotBlocked, 0, 0, 0, 0)
-                                       : make_slot(kSlotLeased, 1, owner, next_seq(), due_after(now, lease_ns));
+                                       : make_slot(kSlotLeased, 1, lease_owner, next_seq(), due_after(now, lease_ns));
     // acq_rel: as in take_ready(); exactly one receiver takes offset o.
     const bool won = s.compare_exchange_strong(w, desired, std::memory_order_acq_rel, std::memory_order_acquire);
     L.deliver_next.compare_exchange_strong(o, o + 1, std::memory_order_acq_rel);
@@ -346,7 +352,8 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
     uint64_t w = s.load(std::memory_order_acquire);
     const SlotState st = slot_state(w);
     if (st == kSlotLeased) {
-      const bool dead = !alive(slot_owner(w));
+      // Owner 0: a detached lease, which only its deadline ends.
+      const bool dead = slot_owner(w) != 0 && !alive(slot_owner(w));
       if (!dead && !queue_time_reached(slot_due(w), now_q)) continue;
       // acq_rel: exactly one of this CAS and the holder's settle wins.
       if (!s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
@@ -480,6 +487,69 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
   return {};
 }
 
+Result<Delivery> WorkerState::adopt(uint32_t l, uint64_t offset, uint64_t word) {
+  const std::string what = "receipt for queue " + q->name + " offset " + std::to_string(offset);
+  if (l >= q->levels()) return make_error(Errc::kInvalidArgument, what + ": no such priority");
+  // acquire: as in take_ready(); the word tells whether the lease still holds.
+  if (q->slot(l, offset).load(std::memory_order_acquire) != word || slot_state(word) != kSlotLeased)
+    return make_error(Errc::kLeaseLost, what + ": the lease is over (expired, settled, or never was)");
+  RecordView v;
+  if (read_at(l, offset, &v) != PartitionCursor::Step::kRecord || v.offset != offset) return std::unexpected(last_error);
+  Delivery d;
+  d.worker_ = this;
+  d.keep_alive_ = cursors[l].current_segment();
+  d.view_ = v;
+  d.level_ = l;
+  d.word_ = word;
+  d.deadline_ns_ = q->unix_ns_of(slot_due(word), now_ns());
+  return d;
+}
+
+// Every offset below the log's end when the purge began is settled:
+// waiting, delayed, blocked and leased ones alike.
+Result<uint64_t> WorkerState::purge() {
+  uint64_t removed = 0;
+  const int64_t now = now_ns();
+  for (uint32_t l = 0; l < q->levels(); ++l) {
+    QueueLevel& L = q->level(l);
+    const uint64_t end = q->log->partitions[l]->end_offset();
+    const uint64_t W = q->window();
+    for (;;) {
+      const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+      const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+      if (floor >= end) break;
+      // Taken messages: whatever their state, DONE (one CAS each; a holder's
+      // later ack fails as lease lost).
+      for (uint64_t o = floor; o < next; ++o) {
+        auto& s = q->slot(l, o);
+        uint64_t w = s.load(std::memory_order_acquire);
+        while (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree &&
+               !s.compare_exchange_weak(w, make_slot(kSlotDone, slot_attempts(w), 0, 0, 0),
+                                        std::memory_order_acq_rel)) {
+        }
+        if (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree) ++removed;
+      }
+      // Untaken ones, as far as the window reaches: FREE(o) -> DONE, then
+      // deliver_next on (the same two steps as a receiver's).
+      for (uint64_t o = next; o < end && o - floor < W; ++o) {
+        uint64_t fw = free_slot(o);
+        if (q->slot(l, o).compare_exchange_strong(fw, make_slot(kSlotDone, 0, 0, 0, 0), std::memory_order_acq_rel))
+          ++removed;
+        uint64_t n = o;
+        L.deliver_next.compare_exchange_strong(n, o + 1, std::memory_order_acq_rel);
+        if (L.deliver_next.load(std::memory_order_acquire) <= o) break;  // a receiver holds o: next pass
+      }
+      advance_floor(l);
+      if (L.ack_floor.load(std::memory_order_acquire) == floor && L.deliver_next.load() == next) {
+        // No progress: a receiver is between its two CASes; let it finish.
+        if (now_ns() - now > 5'000'000'000) return make_error(Errc::kTimeout, "purge of queue " + q->name + " made no progress");
+        std::this_thread::yield();
+      }
+    }
+  }
+  return removed;
+}
+
 // ---- Delivery ----------------------------------------------------------------
 
 Delivery::Delivery() noexcept = default;
@@ -488,6 +558,13 @@ Delivery& Delivery::operator=(Delivery&&) noexcept = default;
 Delivery::~Delivery() = default;
 
 uint32_t Delivery::attempt() const noexcept { return slot_attempts(word_); }
+
+std::string Delivery::receipt() const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%u:%llu:%llx", level_, static_cast<unsigned long long>(view_.offset),
+                static_cast<unsigned long long>(word_));
+  return buf;
+}
 
 Status Delivery::ack() {
   if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
@@ -536,7 +613,7 @@ Status Delivery::extend(int64_t lease_ns) {
   WorkerState& w = *worker_;
   const int64_t now = w.now_ns();
   const uint64_t desired =
-      make_slot(kSlotLeased, slot_attempts(word_), w.owner, w.next_seq(), w.due_after(now, lease_ns));
+      make_slot(kSlotLeased, slot_attempts(word_), w.lease_owner, w.next_seq(), w.due_after(now, lease_ns));
   if (auto ok = w.settle(*this, desired); !ok) return ok;
   deadline_ns_ = w.q->unix_ns_of(slot_due(desired), now);
   return {};
@@ -621,9 +698,37 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
   s->retry.max_receives = std::clamp<uint32_t>(s->retry.max_receives, 1, kMaxAttempts);
   s->lease_ns = options.lease_ns.value_or(p.lease_ns);
   s->owner = state_->registry.self();
+  s->lease_owner = options.detached_leases ? 0 : s->owner;
   for (uint32_t l = 0; l < (*q)->levels(); ++l) s->cursors.emplace_back(*(*q)->log->partitions[l], true);
   s->q = std::move(*q);
   return Worker(std::move(s));
+}
+
+Status Bus::settle_receipt(std::string_view queue, std::string_view receipt, Settle how, const Failure& why) {
+  unsigned level = 0;
+  unsigned long long offset = 0, word = 0;
+  char tail = 0;
+  const std::string text(receipt);
+  if (std::sscanf(text.c_str(), "%u:%llu:%llx%c", &level, &offset, &word, &tail) != 3)
+    return make_error(Errc::kInvalidArgument, "'" + text + "' is not a receipt (priority:offset:lease)");
+  WorkerOptions o;
+  o.detached_leases = true;  // settling needs no lease of our own
+  auto w = create_worker(queue, o);
+  if (!w) return std::unexpected(w.error());
+  auto d = w->state_->adopt(level, offset, word);
+  if (!d) return std::unexpected(d.error());
+  switch (how) {
+    case Settle::kAck: return d->ack();
+    case Settle::kNack: return d->nack();
+    case Settle::kReject: return d->reject(why);
+  }
+  return {};
+}
+
+Result<uint64_t> Bus::purge_queue(std::string_view queue) {
+  auto w = create_worker(queue);
+  if (!w) return std::unexpected(w.error());
+  return w->state_->purge();
 }
 
 }  // namespace sluice

@@ -562,6 +562,61 @@ TEST_F(QueueFixture, DamagedQueueFilesAreRefusedNamingTheFile) {
   expect_refused("d", Errc::kCorruption, d_dedup);
 }
 
+// SQS-style receipts: a detached lease outlives its process and is settled
+// later, by anyone holding the receipt, until it expires.
+TEST_F(QueueFixture, ADetachedLeaseIsSettledByReceiptFromElsewhere) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  publish("jobs", "x");
+  publish("jobs", "y");
+  std::string rx, ry;
+  {
+    WorkerOptions wo;
+    wo.detached_leases = true;
+    Worker w = worker("jobs", wo);
+    Delivery x = take(w), y = take(w);
+    ASSERT_TRUE(x.valid() && y.valid());
+    rx = x.receipt();
+    ry = y.receipt();
+  }  // the worker is gone; its leases are not
+  tick();
+  Worker other = worker("jobs");
+  EXPECT_FALSE(take(other).valid()) << "detached leases do not end with their worker";
+  ASSERT_TRUE(bus->settle_receipt("jobs", rx, Settle::kAck));
+  auto again = bus->settle_receipt("jobs", rx, Settle::kAck);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::kLeaseLost);
+  clock.advance_ns(31 * kSec);  // y's lease expires
+  Delivery y2 = take(other);
+  ASSERT_TRUE(y2.valid());
+  EXPECT_EQ(y2.value(), "y");
+  EXPECT_EQ(bus->settle_receipt("jobs", ry, Settle::kAck).error().code, Errc::kLeaseLost);
+  ASSERT_TRUE(bus->settle_receipt("jobs", y2.receipt(), Settle::kReject, Failure{"Manual", "rejected by hand", ""}));
+  EXPECT_EQ(bus->queue_stats("jobs")->total().dead_lettered, 1u);
+  EXPECT_EQ(bus->settle_receipt("jobs", "garbage", Settle::kAck).error().code, Errc::kInvalidArgument);
+}
+
+TEST_F(QueueFixture, PurgeSettlesWaitingDelayedAndLeasedMessages) {
+  QueueOptions o = options();
+  o.window = 64;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  for (int i = 0; i < 100; ++i) publish("jobs", std::to_string(i));  // more than the window
+  Worker w = worker("jobs");
+  Delivery held = take(w);
+  Delivery failed = take(w);
+  ASSERT_TRUE(failed.nack(60 * kSec));
+  auto removed = bus->purge_queue("jobs");
+  ASSERT_TRUE(removed) << removed.error().to_string();
+  EXPECT_EQ(*removed, 100u);
+  auto s = bus->queue_stats("jobs");
+  EXPECT_EQ(s->total().depth, 0u);
+  EXPECT_EQ(held.ack().error().code, Errc::kLeaseLost);
+  EXPECT_FALSE(take(w).valid());
+  publish("jobs", "after");
+  Delivery after = take(w);
+  ASSERT_TRUE(after.valid());
+  EXPECT_EQ(after.value(), "after");
+}
+
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
   EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);

@@ -136,6 +136,15 @@ class Bus {
   Status delete_queue(std::string_view name);
   Result<QueuePublisher> create_queue_publisher(std::string_view queue);
   Result<Worker> create_worker(std::string_view queue, const WorkerOptions& options = {});
+  // Settles the message a Delivery::receipt() names, from any process:
+  // kLeaseLost if that lease is over (expired and offered again, or settled).
+  // kNack retries it per the queue's policy; kReject dead-letters it.
+  Status settle_receipt(std::string_view queue, std::string_view receipt, Settle how,
+                        const Failure& why = {});
+  // Settles every message of the queue published before the call, leased
+  // ones included (their holders' acks then fail with kLeaseLost). Returns
+  // how many were removed. Like SQS PurgeQueue.
+  Result<uint64_t> purge_queue(std::string_view queue);
 
   Result<std::vector<std::string>> list_groups() const;
   Result<GroupDescription> describe_group(std::string_view group) const;

@@ -128,6 +128,9 @@ class Delivery {
   Status reject(const Failure& why);
   // Pushes the lease deadline to now + lease_ns.
   Status extend(int64_t lease_ns);
+  // Names this lease: "<priority>:<offset>:<lease word, hex>". Any process
+  // can settle it with Bus::settle_receipt while the lease holds.
+  std::string receipt() const;
 
  private:
   friend struct WorkerState;
@@ -160,6 +163,11 @@ struct WorkerOptions {
   // leases, leases of dead workers and due retries.
   int64_t sweep_interval_ns = 1'000'000;
   CircuitBreaker breaker;
+  // Leases that outlive this process (SQS's visibility timeout alone): they
+  // come back when they expire, not when the process dies, and are settled
+  // later by receipt (Delivery::receipt, Bus::settle_receipt), e.g. from
+  // another command-line invocation.
+  bool detached_leases = false;
 };
 
 struct WorkerStats {
@@ -219,6 +227,9 @@ struct QueueLevelStats {
            lease_lost = 0;
   int64_t oldest_unsettled_age_ns = 0;
 };
+
+// What Bus::settle_receipt does with a leased message.
+enum class Settle : uint8_t { kAck, kNack, kReject };
 
 struct QueueStats {
   std::string name;

@@ -10,4 +10,5 @@
 #include <sluice/producer.h>
 #include <sluice/queue.h>
 #include <sluice/record.h>
+#include <sluice/retrying_consumer.h>
 #include <sluice/status.h>

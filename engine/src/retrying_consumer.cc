@@ -1,0 +1,390 @@
+// Retries and dead letters for stream consumers (docs/queues.md, section 7):
+// a failing record goes to a retry queue, which the same member works, so
+// that the group moves on at once and retries are scheduled, never slept.
+//
+// Attempts: attempt 1 is the topic's; attempt k > 1 is the retry queue's
+// receive k - 1. The retry queue's own max_receives is the policy's, one
+// receive more than the helper needs: the helper makes the final decision
+// (dead-letters with the stream source, then acks), and if it dies holding
+// the last attempt, the next receive finds the record over budget and
+// dead-letters it unrun; only if that holder dies too does the queue
+// dead-letter it (source "queue:<retry queue>", the sluice.stream.* headers
+// kept). Nothing is lost either way.
+#include <sluice/bus.h>
+#include <sluice/retrying_consumer.h>
+
+// Header-only, as in failure.cc: the type of a handler's exception for its
+// dead letter.
+#include <boost/core/demangle.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <typeinfo>
+#include <vector>
+
+#include "queue_state.h"
+
+namespace sluice {
+
+namespace {
+
+constexpr size_t kBatch = 64;  // records per poll of the topic, and due retries per poll
+
+// Where a retried record came from, carried through the retry queue (and
+// into its dead letter) after the producer's own headers.
+constexpr std::string_view kStreamPrefix = "sluice.stream.";
+constexpr std::string_view kStreamTopic = "sluice.stream.topic";
+constexpr std::string_view kStreamPartition = "sluice.stream.partition";
+constexpr std::string_view kStreamOffset = "sluice.stream.offset";
+constexpr std::string_view kStreamTimestamp = "sluice.stream.timestamp";  // ns, decimal
+constexpr std::string_view kStreamKey = "sluice.stream.key";              // absent: no key
+
+template <class T>
+bool parse(std::string_view s, T* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return !s.empty() && ec == std::errc() && p == s.data() + s.size();
+}
+
+// RFC 3339, UTC, milliseconds, as queue_publisher.cc writes failed_at.
+std::string rfc3339_utc(int64_t unix_ns) {
+  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
+  return buf;
+}
+
+Status make_queue(Bus& bus, const std::string& name, const QueueOptions& options) {
+  auto ok = bus.create_queue(name, options);
+  if (!ok && ok.error().code != Errc::kAlreadyExists) return ok;
+  return {};
+}
+
+}  // namespace
+
+struct RetryingConsumerState {
+  RetryingConsumerState(Consumer c, Worker w, QueuePublisher r, QueuePublisher d)
+      : consumer(std::move(c)), worker(std::move(w)), retries(std::move(r)), dlq(std::move(d)) {}
+
+  std::string topic;
+  std::string group;
+  std::string retry_name;
+  std::string dlq_name;
+  RetryPolicy retry;
+  const Clock* clock = nullptr;
+  int64_t sweep_interval_ns = 0;  // the worker's
+  Consumer consumer;
+  Worker worker;
+  QueuePublisher retries;
+  QueuePublisher dlq;
+  RetryingConsumerStats stats;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::array<RecordView, kBatch> batch{};
+  // Reused, so that a record costs no allocation once they have grown: the
+  // handler's view of the headers, and those of a message handed on.
+  std::vector<Header> headers;
+  std::vector<Header> outgoing;
+  char partition_text[12], offset_text[24], timestamp_text[24];
+
+  struct Outcome {
+    enum Kind : uint8_t { kOk, kTransient, kPermanent } kind = kOk;
+    Failure failure;
+  };
+
+  Outcome call(const RecordHandler& handler, const StreamRecord& r);
+  // The headers of `from` without the engine's, into `headers`.
+  template <class Headers>
+  void producer_headers(const Headers& from);
+  // r's headers and its source, into `outgoing`.
+  void source_headers(const StreamRecord& r);
+  Status send_to_retry(const StreamRecord& r);
+  Status dead_letter(const StreamRecord& r, const Failure& why);
+  Failure exhausted(uint32_t attempts, const Failure& last) const;
+  Status handle_record(const RecordHandler& handler, const RecordView& v);
+  Status handle_retry(const RecordHandler& handler, Delivery& d);
+  Result<uint64_t> poll(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
+};
+
+RetryingConsumerState::Outcome RetryingConsumerState::call(const RecordHandler& handler, const StreamRecord& r) {
+  ++stats.attempts;
+  try {
+    handler(r);
+    return {};
+  } catch (const PermanentError& e) {
+    return {Outcome::kPermanent, {"PermanentError", e.what(), e.stack_trace()}};
+  } catch (const TransientError& e) {
+    return {Outcome::kTransient, {"TransientError", e.what(), e.stack_trace()}};
+  } catch (const std::exception& e) {
+    return {Outcome::kTransient, {boost::core::demangle(typeid(e).name()), e.what(), ""}};
+  }
+}
+
+template <class Headers>
+void RetryingConsumerState::producer_headers(const Headers& from) {
+  headers.clear();
+  // Also the queue's scheduling headers: the retry queue wrote not_before,
+  // and neither may reach it from a record (it would act on them).
+  for (Header h : from)
+    if (!h.name.starts_with(kStreamPrefix) && h.name != kHeaderNotBefore && h.name != kHeaderGroup)
+      headers.push_back(h);
+}
+
+void RetryingConsumerState::source_headers(const StreamRecord& r) {
+  outgoing.assign(r.headers.begin(), r.headers.end());
+  auto text = [](char* buf, size_t size, auto v) {
+    auto [end, ec] = std::to_chars(buf, buf + size, v);
+    return std::string_view(buf, end - buf);
+  };
+  outgoing.push_back({kStreamTopic, topic});
+  outgoing.push_back({kStreamPartition, text(partition_text, sizeof partition_text, r.partition)});
+  outgoing.push_back({kStreamOffset, text(offset_text, sizeof offset_text, r.offset)});
+  outgoing.push_back({kStreamTimestamp, text(timestamp_text, sizeof timestamp_text, r.timestamp_ns)});
+  if (!r.key.empty()) outgoing.push_back({kStreamKey, r.key});
+}
+
+Status RetryingConsumerState::send_to_retry(const StreamRecord& r) {
+  source_headers(r);
+  QueueMessage m;
+  m.value = r.value;
+  m.headers = outgoing;
+  // The first backoff is a delayed message; the queue's nacks schedule the
+  // later ones.
+  const int64_t delay = retry.delay_ns(r.attempt, rng());
+  if (delay > 0) m.deliver_at_unix_ns = clock->now_ns() + delay;
+  const PublishResult p = retries.publish(m);
+  if (!p.ok()) return std::unexpected(retries.last_error());
+  ++stats.retried;
+  return {};
+}
+
+// What publish_dead_letter() (queue_publisher.cc) writes, with the stream
+// record as the source. That function needs a QueueWriter, that is the Bus's
+// internal state, which a helper built on the public Bus API cannot reach;
+// the sluice.dlq.* names here must stay the same as there. Not written:
+// sluice.dlq.worker (the registry slot is not public).
+Status RetryingConsumerState::dead_letter(const StreamRecord& r, const Failure& why) {
+  source_headers(r);
+  const std::string failed_at = rfc3339_utc(clock->now_ns());
+  const std::string source = "topic:" + topic;
+  const std::string attempts = std::to_string(r.attempt);
+  const std::string pid = std::to_string(::getpid());
+  const std::string partition = std::to_string(r.partition);
+  const std::string offset = std::to_string(r.offset);
+  const Header meta[] = {
+      {"sluice.dlq.error_type", why.type},
+      {"sluice.dlq.error_message", why.message},
+      {"sluice.dlq.stack_trace", why.stack_trace},
+      {"sluice.dlq.failed_at", failed_at},
+      {"sluice.dlq.source", source},
+      {"sluice.dlq.source_partition", partition},
+      {"sluice.dlq.source_offset", offset},
+      {"sluice.dlq.attempts", attempts},
+      {"sluice.dlq.pid", pid},
+      {"sluice.dlq.consumer_group", group},
+  };
+  outgoing.insert(outgoing.end(), std::begin(meta), std::end(meta));
+  // One record, one dead letter, however often its dead-lettering repeats
+  // (a member killed before committing or acking), within the window.
+  const std::string dedup = "dlq:" + source + ":" + partition + ":" + offset;
+  QueueMessage m;
+  m.value = r.value;
+  m.headers = outgoing;
+  m.dedup_id = dedup;
+  const PublishResult p = dlq.publish(m);
+  if (!p.ok()) return std::unexpected(dlq.last_error());
+  ++stats.dead_lettered;
+  return {};
+}
+
+Failure RetryingConsumerState::exhausted(uint32_t attempts, const Failure& last) const {
+  return {"MaxReceivesExceeded",
+          "failed on each of " + std::to_string(attempts) + " attempts; the last: " + last.type + ": " + last.message,
+          last.stack_trace};
+}
+
+// A record from the topic: attempt 1.
+Status RetryingConsumerState::handle_record(const RecordHandler& handler, const RecordView& v) {
+  ++stats.records;
+  producer_headers(v.headers);
+  const StreamRecord r{topic, v.partition, v.offset, v.timestamp_ns, v.key, v.value, headers, 1};
+  const Outcome o = call(handler, r);
+  if (o.kind == Outcome::kOk) return {};
+  if (o.kind == Outcome::kPermanent) return dead_letter(r, o.failure);
+  if (retry.max_receives <= 1) return dead_letter(r, exhausted(1, o.failure));
+  return send_to_retry(r);
+}
+
+// A record from the retry queue: attempt = its receives + 1.
+Status RetryingConsumerState::handle_retry(const RecordHandler& handler, Delivery& d) {
+  const HeadersView& h = d.headers();
+  StreamRecord r{topic, 0, 0, 0, h.find(kStreamKey), d.value(), {}, d.attempt() + 1};
+  if (!parse(h.find(kStreamPartition), &r.partition) || !parse(h.find(kStreamOffset), &r.offset) ||
+      !parse(h.find(kStreamTimestamp), &r.timestamp_ns)) {
+    // Not published by a helper: the queue's own dead-lettering takes it.
+    (void)d.reject({"NotAStreamRetry", "a message of retry queue " + retry_name + " without its sluice.stream.* source",
+                    ""});
+    return {};
+  }
+  producer_headers(h);
+  r.headers = headers;
+  // On a failure to dead-letter, the nack offers the record again later (or
+  // has the queue dead-letter it), and the caller learns why.
+  auto settle_dead = [&](const Failure& why) -> Status {
+    if (auto ok = dead_letter(r, why); !ok) {
+      (void)d.nack();
+      return ok;
+    }
+    (void)d.ack();  // kLeaseLost: the dead letter's dedup id absorbs the other holder's
+    return {};
+  };
+  if (r.attempt > retry.max_receives)  // the holder of its last attempt died or overran its lease
+    return settle_dead({"MaxReceivesExceeded",
+                        "received " + std::to_string(r.attempt - 1) + " times from " + retry_name +
+                            " without being settled",
+                        ""});
+  const Outcome o = call(handler, r);
+  if (o.kind == Outcome::kOk) {
+    ++stats.succeeded_after_retry;
+    (void)d.ack();  // kLeaseLost: another member has it too (at least once)
+    return {};
+  }
+  if (o.kind == Outcome::kPermanent) return settle_dead(o.failure);
+  if (r.attempt >= retry.max_receives) return settle_dead(exhausted(r.attempt, o.failure));
+  // The backoff after attempt r.attempt, not after receive r.attempt - 1,
+  // which the queue's own policy would use.
+  (void)d.nack(retry.delay_ns(r.attempt, rng()));
+  ++stats.retried;
+  return {};
+}
+
+Result<uint64_t> RetryingConsumerState::poll(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns) {
+  const uint64_t limit = max_records == 0 ? kBatch : max_records;
+  uint64_t n = 0;
+  // Due retries first: they have waited out their backoff already.
+  Delivery d[1];
+  while (n < limit) {
+    auto got = worker.receive(d, 0);
+    if (!got) return std::unexpected(got.error());
+    if (*got == 0) break;
+    ++n;
+    const Status ok = handle_retry(handler, d[0]);
+    d[0] = Delivery();
+    if (!ok) return std::unexpected(ok.error());
+  }
+  if (n == limit) return n;
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(kBatch, limit - n));
+  auto got = consumer.poll(std::span(batch).first(want), n == 0 ? wait_ns : 0);
+  if (!got) return std::unexpected(got.error());
+  for (size_t i = 0; i < *got; ++i) {
+    if (auto ok = handle_record(handler, batch[i]); !ok) {
+      // Rewind every partition to its first record not handed on, so the
+      // commit below keeps it (at least once).
+      std::vector<uint32_t> rewound;
+      for (size_t j = i; j < *got; ++j) {
+        if (std::find(rewound.begin(), rewound.end(), batch[j].partition) != rewound.end()) continue;
+        rewound.push_back(batch[j].partition);
+        consumer.seek(batch[j].partition, batch[j].offset);
+      }
+      consumer.commit_async();
+      return std::unexpected(ok.error());
+    }
+  }
+  // After handling: a crash before this commit hands the batch out again.
+  if (*got > 0) consumer.commit_async();
+  return n + *got;
+}
+
+// ---- RetryingConsumer ------------------------------------------------------
+
+RetryingConsumer::RetryingConsumer(std::unique_ptr<RetryingConsumerState> state) : state_(std::move(state)) {}
+RetryingConsumer::RetryingConsumer(RetryingConsumer&&) noexcept = default;
+RetryingConsumer& RetryingConsumer::operator=(RetryingConsumer&&) noexcept = default;
+RetryingConsumer::~RetryingConsumer() = default;
+
+const RetryingConsumerStats& RetryingConsumer::stats() const noexcept { return state_->stats; }
+const std::string& RetryingConsumer::retry_queue() const noexcept { return state_->retry_name; }
+const std::string& RetryingConsumer::dead_letter_queue() const noexcept { return state_->dlq_name; }
+Consumer& RetryingConsumer::consumer() noexcept { return state_->consumer; }
+
+Result<uint64_t> RetryingConsumer::poll(const RecordHandler& handler, uint64_t max_records) {
+  return state_->poll(handler, max_records, 0);
+}
+
+Result<uint64_t> RetryingConsumer::run(const RecordHandler& handler, const std::function<bool()>& stop,
+                                       uint64_t max_records, int64_t idle_ns) {
+  RetryingConsumerState& s = *state_;
+  // Waits on the topic are cut where a worker's would be: retries come due
+  // by time, without a wake-up.
+  const int64_t slice = std::min(idle_ns, std::max<int64_t>(s.sweep_interval_ns, 1'000'000));
+  uint64_t handled = 0;
+  while ((max_records == 0 || handled < max_records) && !(stop && stop())) {
+    auto n = s.poll(handler, max_records == 0 ? 0 : max_records - handled, slice);
+    if (!n) return n;
+    handled += *n;
+  }
+  if (auto ok = s.consumer.commit_sync(); !ok) return std::unexpected(ok.error());
+  return handled;
+}
+
+Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view topic, std::string_view group,
+                                                  const RetryingConsumerOptions& options) {
+  if (group.empty()) return make_error(Errc::kInvalidArgument, "a retrying consumer needs a consumer group");
+  const std::string retry_name =
+      options.retry_queue.empty() ? std::string(topic) + "." + std::string(group) + ".retry" : options.retry_queue;
+  const std::string dlq_name = options.dead_letter_queue.empty() ? std::string(topic) + ".dlq" : options.dead_letter_queue;
+  QueueOptions rq = options.queue;
+  rq.retry = options.retry;
+  rq.dead_letter_queue = dlq_name;
+  if (auto ok = validate_queue_options(rq); !ok) return std::unexpected(ok.error());
+  // The topic and group first: nothing is created for a consumer that
+  // cannot be.
+  auto consumer = bus.create_consumer(topic, group, options.consumer);
+  if (!consumer) return std::unexpected(consumer.error());
+  // As open_dead_letter_queue() makes one: the queue's shape, no DLQ of its own.
+  QueueOptions dq;
+  dq.segment_bytes = options.queue.segment_bytes;
+  dq.max_depth_bytes = options.queue.max_depth_bytes;
+  dq.dead_letter_queue = "-";
+  // Both made now, not on the first failure: the run loop works the retry
+  // queue from the start, since other members' failures land there too.
+  if (auto ok = make_queue(bus, dlq_name, dq); !ok) return std::unexpected(ok.error());
+  if (auto ok = make_queue(bus, retry_name, rq); !ok) return std::unexpected(ok.error());
+  // A member that dies holding a retry leaves it to the queue's own
+  // dead-lettering, which must reach the same DLQ.
+  auto stats = bus.queue_stats(retry_name);
+  if (!stats) return std::unexpected(stats.error());
+  if (stats->dead_letter_queue != dlq_name)
+    return make_error(Errc::kInvalidArgument, "retry queue " + retry_name + " dead-letters to '" +
+                                                  stats->dead_letter_queue + "', not to " + dlq_name);
+
+  WorkerOptions wo = options.worker;
+  wo.retry = options.retry;  // whatever policy the queue was created with
+  wo.guarantee = Guarantee::kAtLeastOnce;
+  auto worker = bus.create_worker(retry_name, wo);
+  if (!worker) return std::unexpected(worker.error());
+  auto retries = bus.create_queue_publisher(retry_name);
+  if (!retries) return std::unexpected(retries.error());
+  auto dlq = bus.create_queue_publisher(dlq_name);
+  if (!dlq) return std::unexpected(dlq.error());
+
+  auto s = std::make_unique<RetryingConsumerState>(std::move(*consumer), std::move(*worker), std::move(*retries),
+                                                   std::move(*dlq));
+  s->topic = topic;
+  s->group = group;
+  s->retry_name = retry_name;
+  s->dlq_name = dlq_name;
+  s->retry = options.retry;
+  s->clock = &bus.clock();
+  s->sweep_interval_ns = wo.sweep_interval_ns;
+  return RetryingConsumer(std::move(s));
+}
+
+}  // namespace sluice
