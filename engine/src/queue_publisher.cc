@@ -96,8 +96,8 @@ Result<std::unique_ptr<QueueState>> open_dead_letter_queue(BusState& bus, std::s
   return open_queue(bus, name);
 }
 
-Status publish_dead_letter(QueueWriter& dlq, std::string_view value, const HeadersView& headers,
-                           const DeadLetter& letter) {
+PublishResult publish_dead_letter(QueueWriter& dlq, std::string_view value, std::span<const Header> headers,
+                                  const DeadLetter& letter) noexcept {
   const std::string failed_at = rfc3339_utc(dlq.q->bus->clock->now_ns());
   const std::string partition = std::to_string(letter.partition);
   const std::string offset = std::to_string(letter.offset);
@@ -116,9 +116,9 @@ Status publish_dead_letter(QueueWriter& dlq, std::string_view value, const Heade
       {"sluice.dlq.worker", worker},
       {"sluice.dlq.pid", pid},
   };
-  if (!letter.group.empty()) meta.push_back({"sluice.dlq.consumer_group", letter.group});
+  if (!letter.consumer_group.empty()) meta.push_back({"sluice.dlq.consumer_group", letter.consumer_group});
   std::vector<Header> original;
-  for (Header h : headers) {
+  for (const Header& h : headers) {
     if (h.name == kHeaderNotBefore) continue;  // scheduling, done with
     // Kept, but not as a live group: a dead letter must not hold others back.
     original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
@@ -128,9 +128,7 @@ Status publish_dead_letter(QueueWriter& dlq, std::string_view value, const Heade
   m.value = value;
   m.headers = original;
   m.dedup_id = dedup;
-  const PublishResult r = dlq.publish(m, meta);
-  if (!r.ok()) return std::unexpected(dlq.last_error);
-  return {};
+  return dlq.publish(m, meta);
 }
 
 struct QueuePublisher::Impl {
@@ -144,6 +142,10 @@ QueuePublisher::~QueuePublisher() = default;
 
 PublishResult QueuePublisher::publish(const QueueMessage& message) noexcept {
   return impl_->writer->publish(message, {});
+}
+PublishResult QueuePublisher::publish_dead_letter(std::string_view value, std::span<const Header> headers,
+                                                  const DeadLetter& letter) noexcept {
+  return sluice::publish_dead_letter(*impl_->writer, value, headers, letter);
 }
 const Error& QueuePublisher::last_error() const noexcept { return impl_->writer->last_error; }
 

@@ -478,7 +478,9 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
     letter.partition = d.level_;
     letter.offset = d.offset();
     letter.attempts = d.attempt();
-    if (auto ok = publish_dead_letter(*dlq, d.value(), d.headers(), letter); !ok) return ok;
+    std::vector<Header> headers;
+    for (Header h : d.headers()) headers.push_back(h);
+    if (!publish_dead_letter(*dlq, d.value(), headers, letter).ok()) return std::unexpected(dlq->last_error);
   }
   if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
   ++stats.dead_lettered;

@@ -3,13 +3,13 @@
 // that the group moves on at once and retries are scheduled, never slept.
 //
 // Attempts: attempt 1 is the topic's; attempt k > 1 is the retry queue's
-// receive k - 1. The retry queue's own max_receives is the policy's, one
-// receive more than the helper needs: the helper makes the final decision
-// (dead-letters with the stream source, then acks), and if it dies holding
-// the last attempt, the next receive finds the record over budget and
-// dead-letters it unrun; only if that holder dies too does the queue
-// dead-letter it (source "queue:<retry queue>", the sluice.stream.* headers
-// kept). Nothing is lost either way.
+// receive k - 1. The retry queue's own max_receives is the policy's, so its
+// budget lasts one receive longer than the helper's: the helper makes the
+// final decision (dead-letters with the stream source, then acks); if it
+// dies holding the last attempt, the next receive finds the record over
+// budget and dead-letters it unrun; only if that holder dies too does the
+// queue dead-letter it (source "queue:<retry queue>", the sluice.stream.*
+// headers kept). Nothing is lost either way.
 #include <sluice/bus.h>
 #include <sluice/retrying_consumer.h>
 
@@ -49,17 +49,6 @@ template <class T>
 bool parse(std::string_view s, T* out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return !s.empty() && ec == std::errc() && p == s.data() + s.size();
-}
-
-// RFC 3339, UTC, milliseconds, as queue_publisher.cc writes failed_at.
-std::string rfc3339_utc(int64_t unix_ns) {
-  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
-  return buf;
 }
 
 Status make_queue(Bus& bus, const std::string& name, const QueueOptions& options) {
@@ -124,6 +113,10 @@ RetryingConsumerState::Outcome RetryingConsumerState::call(const RecordHandler& 
     return {Outcome::kTransient, {"TransientError", e.what(), e.stack_trace()}};
   } catch (const std::exception& e) {
     return {Outcome::kTransient, {boost::core::demangle(typeid(e).name()), e.what(), ""}};
+  } catch (...) {
+    // Caught too: one escaping poll() would leave its batch neither handed
+    // on nor rewound, and the next commit would pass over it.
+    return {Outcome::kTransient, {"unknown", "an exception not derived from std::exception", ""}};
   }
 }
 
@@ -165,40 +158,18 @@ Status RetryingConsumerState::send_to_retry(const StreamRecord& r) {
   return {};
 }
 
-// What publish_dead_letter() (queue_publisher.cc) writes, with the stream
-// record as the source. That function needs a QueueWriter, that is the Bus's
-// internal state, which a helper built on the public Bus API cannot reach;
-// the sluice.dlq.* names here must stay the same as there. Not written:
-// sluice.dlq.worker (the registry slot is not public).
 Status RetryingConsumerState::dead_letter(const StreamRecord& r, const Failure& why) {
-  source_headers(r);
-  const std::string failed_at = rfc3339_utc(clock->now_ns());
-  const std::string source = "topic:" + topic;
-  const std::string attempts = std::to_string(r.attempt);
-  const std::string pid = std::to_string(::getpid());
-  const std::string partition = std::to_string(r.partition);
-  const std::string offset = std::to_string(r.offset);
-  const Header meta[] = {
-      {"sluice.dlq.error_type", why.type},
-      {"sluice.dlq.error_message", why.message},
-      {"sluice.dlq.stack_trace", why.stack_trace},
-      {"sluice.dlq.failed_at", failed_at},
-      {"sluice.dlq.source", source},
-      {"sluice.dlq.source_partition", partition},
-      {"sluice.dlq.source_offset", offset},
-      {"sluice.dlq.attempts", attempts},
-      {"sluice.dlq.pid", pid},
-      {"sluice.dlq.consumer_group", group},
-  };
-  outgoing.insert(outgoing.end(), std::begin(meta), std::end(meta));
+  source_headers(r);  // the producer's headers, and the stream source as data
+  DeadLetter letter;
+  letter.failure = why;
+  letter.source = "topic:" + topic;
+  letter.partition = r.partition;
+  letter.offset = r.offset;
+  letter.attempts = r.attempt;
+  letter.consumer_group = group;
   // One record, one dead letter, however often its dead-lettering repeats
-  // (a member killed before committing or acking), within the window.
-  const std::string dedup = "dlq:" + source + ":" + partition + ":" + offset;
-  QueueMessage m;
-  m.value = r.value;
-  m.headers = outgoing;
-  m.dedup_id = dedup;
-  const PublishResult p = dlq.publish(m);
+  // (a member killed before committing or acking): the de-duplication id.
+  const PublishResult p = dlq.publish_dead_letter(r.value, outgoing, letter);
   if (!p.ok()) return std::unexpected(dlq.last_error());
   ++stats.dead_lettered;
   return {};
@@ -339,7 +310,8 @@ Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view top
   if (group.empty()) return make_error(Errc::kInvalidArgument, "a retrying consumer needs a consumer group");
   const std::string retry_name =
       options.retry_queue.empty() ? std::string(topic) + "." + std::string(group) + ".retry" : options.retry_queue;
-  const std::string dlq_name = options.dead_letter_queue.empty() ? std::string(topic) + ".dlq" : options.dead_letter_queue;
+  const std::string dlq_name =
+      options.dead_letter_queue.empty() ? std::string(topic) + ".dlq" : options.dead_letter_queue;
   QueueOptions rq = options.queue;
   rq.retry = options.retry;
   rq.dead_letter_queue = dlq_name;

@@ -41,7 +41,10 @@ TEST(ReadmeQuickStart, WorkQueueRunsAsWritten) {
   ASSERT_TRUE(bus->create_queue("jobs", queue));
   auto publisher = bus->create_queue_publisher("jobs");
   ASSERT_TRUE(publisher);
-  ASSERT_TRUE(publisher->publish({.value = "resize image 17", .priority = 0, .group = "album-3"}).ok());
+  sluice::QueueMessage job;
+  job.value = "resize image 17";
+  job.group = "album-3";
+  ASSERT_TRUE(publisher->publish(job).ok());
   auto worker = bus->create_worker("jobs");
   ASSERT_TRUE(worker);
   auto n = worker->run(

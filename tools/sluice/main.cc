@@ -55,6 +55,7 @@ int run(int argc, char** argv) {
   sluice::cli::add_produce_command(app, ctx);
   sluice::cli::add_consume_command(app, ctx);
   sluice::cli::add_group_commands(app, ctx);
+  sluice::cli::add_queue_commands(app, ctx);
   sluice::cli::add_verify_commands(app, ctx);
   sluice::cli::add_bench_command(app, ctx);
   sluice::cli::add_demo_command(app, ctx);

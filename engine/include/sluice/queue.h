@@ -203,12 +203,29 @@ class Worker {
   std::unique_ptr<WorkerState> state_;
 };
 
+// Where a dead letter came from and why: the seed's DLQ record.
+struct DeadLetter {
+  Failure failure;
+  std::string source;          // "queue:<name>" or "topic:<name>"
+  uint32_t partition = 0;      // the queue's priority level, or the topic's partition
+  uint64_t offset = 0;
+  uint32_t attempts = 0;
+  std::string consumer_group;  // a stream consumer's group, if any
+};
+
 class QueuePublisher {
  public:
   QueuePublisher(QueuePublisher&&) noexcept;
   QueuePublisher& operator=(QueuePublisher&&) noexcept;
   ~QueuePublisher();
   PublishResult publish(const QueueMessage& message) noexcept;
+  // Publishes a dead letter to this (dead-letter) queue: `value` and
+  // `headers` as they were, plus sluice.dlq.* headers with `letter`, the
+  // failure time (RFC 3339 UTC), process and worker, and the
+  // de-duplication id dlq:<source>:<partition>:<offset>, so that one source
+  // message becomes one dead letter however often it is dead-lettered.
+  PublishResult publish_dead_letter(std::string_view value, std::span<const Header> headers,
+                                    const DeadLetter& letter) noexcept;
   const Error& last_error() const noexcept;
 
  private:

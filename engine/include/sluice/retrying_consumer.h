@@ -62,7 +62,7 @@ struct StreamRecord {
 };
 
 // Returning is success; a PermanentError dead-letters the record at once;
-// a TransientError or any other std::exception retries it, until
+// a TransientError or any other exception retries it, until
 // retry.max_receives attempts have failed.
 using RecordHandler = std::function<void(const StreamRecord&)>;
 
