@@ -28,9 +28,15 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
                                                    q->name + " (" + std::to_string(q->levels()) + " levels)"};
     return r;
   }
+  for (const Header& h : m.headers)
+    if (h.name == kHeaderNotBefore || h.name == kHeaderGroup) {
+      last_error = Error{Errc::kInvalidArgument, "header " + std::string(h.name) +
+                                                     " is the engine's; set QueueMessage::deliver_at_unix_ns or group"};
+      return r;
+    }
+  // The engine's own headers first, then `extra`, then the caller's: readers
+  // take the first of a name (HeadersView::find).
   headers.clear();
-  headers.insert(headers.end(), m.headers.begin(), m.headers.end());
-  headers.insert(headers.end(), extra.begin(), extra.end());
   if (m.deliver_at_unix_ns != 0) {
     const int64_t now = q->bus->clock->now_ns();
     if (m.deliver_at_unix_ns - now > format::kMaxQueueDelayMs * 1'000'000) {
@@ -41,6 +47,8 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
     headers.push_back(Header{kHeaderNotBefore, std::string_view(not_before, end - not_before)});
   }
   if (!m.group.empty()) headers.push_back(Header{kHeaderGroup, m.group});
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  headers.insert(headers.end(), m.headers.begin(), m.headers.end());
   r.priority = m.priority;
   DedupEntry* claimed = nullptr;
   if (!m.dedup_id.empty()) {
@@ -120,6 +128,8 @@ PublishResult publish_dead_letter(QueueWriter& dlq, std::string_view value, std:
   std::vector<Header> original;
   for (const Header& h : headers) {
     if (h.name == kHeaderNotBefore) continue;  // scheduling, done with
+    // An earlier dead-lettering's metadata is superseded (its group stays).
+    if (h.name.starts_with("sluice.dlq.") && h.name != "sluice.dlq.group") continue;
     // Kept, but not as a live group: a dead letter must not hold others back.
     original.push_back(h.name == kHeaderGroup ? Header{"sluice.dlq.group", h.value} : h);
   }
@@ -148,6 +158,7 @@ PublishResult QueuePublisher::publish_dead_letter(std::string_view value, std::s
   return sluice::publish_dead_letter(*impl_->writer, value, headers, letter);
 }
 const Error& QueuePublisher::last_error() const noexcept { return impl_->writer->last_error; }
+uint32_t QueuePublisher::priorities() const noexcept { return impl_->writer->q->levels(); }
 
 Result<QueuePublisher> Bus::create_queue_publisher(std::string_view queue) {
   auto q = open_queue(*state_, queue);

@@ -99,6 +99,7 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
   p.dedup_capacity = options.dedup_capacity;
   p.max_depth_bytes = options.max_depth_bytes;
   std::string dlq = options.dead_letter_queue.empty() ? std::string(name) + ".dlq" : options.dead_letter_queue;
+  if (dlq == name) return make_error(Errc::kInvalidArgument, "queue " + std::string(name) + " cannot be its own dead-letter queue");
   if (dlq == "-" || is_dead_letter_queue) dlq.clear();  // a DLQ's own failures are only counted
   if (dlq.size() >= sizeof p.dead_letter_queue)
     return make_error(Errc::kInvalidName, "dead-letter queue name " + dlq + " is too long");
@@ -169,6 +170,7 @@ QueueLevelStats QueueStats::total() const {
     t.published += l.published;
     t.settled_below += l.settled_below;
     t.depth += l.depth;
+    t.unsettled += l.unsettled;
     t.in_flight += l.in_flight;
     t.ready += l.ready;
     t.delayed += l.delayed;
@@ -192,6 +194,18 @@ Result<QueueStats> queue_stats(BusState& bus, std::string_view name) {
   out.dead_letter_queue = (*q)->dead_letter_queue();
   // relaxed: a statistic.
   out.breaker = static_cast<BreakerStatus>(breaker_state((*q)->breaker().load(std::memory_order_relaxed)));
+  const QueueParams& p = (*q)->params;
+  out.is_dead_letter_queue = (p.flags & kQueueFlagIsDeadLetterQueue) != 0;
+  QueueOptions& o = out.options;
+  o.priorities = p.priorities;
+  o.window = p.window;
+  o.lease_ns = p.lease_ns;
+  o.retry = RetryPolicy{p.max_receives, p.base_delay_ns, p.multiplier, p.max_delay_ns, p.jitter_ns};
+  o.dead_letter_queue = out.dead_letter_queue.empty() ? "-" : out.dead_letter_queue;
+  o.dedup_window_ns = p.dedup_window_ns;
+  o.dedup_capacity = p.dedup_capacity;
+  o.segment_bytes = (*q)->log->options.segment_bytes;
+  o.max_depth_bytes = p.max_depth_bytes;
   const int64_t now = bus.clock->now_ns();
   for (uint32_t l = 0; l < (*q)->levels(); ++l) {
     QueueLevel& L = (*q)->level(l);
@@ -203,15 +217,18 @@ Result<QueueStats> queue_stats(BusState& bus, std::string_view name) {
     s.published = std::max(part.end_offset(), next);
     s.settled_below = floor;
     s.depth = s.published - floor;
+    uint64_t done = 0;
     for (uint64_t o = floor; o < next && o - floor < (*q)->window(); ++o) {
       const uint64_t w = (*q)->slot(l, o).load(std::memory_order_relaxed);
       switch (slot_state(w)) {
         case kSlotLeased: ++s.in_flight; break;
         case kSlotReady: ++s.ready; break;
         case kSlotDelayed: ++s.delayed; break;
+        case kSlotDone: ++done; break;
         default: break;
       }
     }
+    s.unsettled = s.depth - std::min(done, s.depth);
     s.received = L.received.load(std::memory_order_relaxed);
     s.acked = L.acked.load(std::memory_order_relaxed);
     s.nacked = L.nacked.load(std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <ctime>
 #include <cstdio>
 #include <random>
@@ -63,6 +64,11 @@ struct WorkerState {
   }
 
   Result<size_t> try_receive(std::span<Delivery> out);
+  // How long a receiver with nothing to take may sleep before something can
+  // come due without a publisher's wake-up: the earliest DELAYED time; a
+  // short interval while leases are out (their holders may die); forever
+  // (the caller's timeout) when the window is empty.
+  int64_t idle_wait_ns(int64_t now);
   bool take_ready(uint32_t l, Delivery& d, int64_t now);
   Result<bool> take_new(uint32_t l, Delivery& d, int64_t now);
   // Positions level l's cursor at `offset` and reads it. kRecord with
@@ -483,6 +489,7 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
     if (!publish_dead_letter(*dlq, d.value(), headers, letter).ok()) return std::unexpected(dlq->last_error);
   }
   if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
+  d.dead_lettered_ = true;
   ++stats.dead_lettered;
   q->level(d.level_).dead_lettered.fetch_add(1, std::memory_order_relaxed);
   settled(d.level_, d.offset());
@@ -630,27 +637,51 @@ Worker::~Worker() = default;
 
 const WorkerStats& Worker::stats() const noexcept { return state_->stats; }
 
+int64_t WorkerState::idle_wait_ns(int64_t now) {
+  constexpr int64_t kWhileLeasesAreOut = 10'000'000;  // how soon a dead holder's messages are noticed
+  int64_t wait = INT64_MAX;
+  // An open breaker lets a trial through after its cool-down.
+  if (options.breaker.failures != 0 && breaker_state(breaker().load(std::memory_order_relaxed)) != kBreakerClosed)
+    wait = kWhileLeasesAreOut;
+  const uint32_t now_q = q->queue_ms(now);
+  for (uint32_t l = 0; l < q->levels(); ++l) {
+    QueueLevel& L = q->level(l);
+    const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+    const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+    for (uint64_t o = floor; o < next && o - floor < q->window(); ++o) {
+      const uint64_t w = q->slot(l, o).load(std::memory_order_relaxed);
+      const SlotState st = slot_state(w);
+      if (st == kSlotLeased) {
+        wait = std::min(wait, kWhileLeasesAreOut);
+      } else if (st == kSlotDelayed || st == kSlotReady || st == kSlotBlocked) {
+        const int64_t ahead_ms = queue_time_reached(slot_due(w), now_q) ? 0 : static_cast<int32_t>(slot_due(w) - now_q);
+        wait = std::min(wait, std::max<int64_t>(ahead_ms * 1'000'000, options.sweep_interval_ns));
+      }
+    }
+  }
+  return std::max<int64_t>(wait, 1'000'000);
+}
+
 Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
   WorkerState& s = *state_;
   for (auto& d : out) d = Delivery();
   Result<size_t> r = size_t{0};
   ipc::WaitOptions wait;
   wait.strategy = static_cast<ipc::WaitStrategy>(s.options.wait);
-  // Publishers wake us through the topic's word; retries and expiries come
-  // due without one, so a blocked wait is cut at the sweep interval.
-  const int64_t slice = std::max<int64_t>(s.options.sweep_interval_ns, 1'000'000);
-  int64_t left = timeout_ns;
+  auto attempt = [&] {
+    r = s.try_receive(out);
+    return !r || *r > 0;
+  };
+  if (attempt() || timeout_ns <= 0) return r;
+  // Publishers wake us through the topic's word; retries, expiries and dead
+  // holders come due without one, so a wait is cut where they may.
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + std::chrono::nanoseconds(timeout_ns);
   for (;;) {
-    const int64_t step = std::min(left, slice);
-    ipc::wait_until(
-        [&] {
-          r = s.try_receive(out);
-          return !r || *r > 0;
-        },
-        step, wait, &s.q->log->control().wakeup);
-    if (!r || *r > 0) return r;
-    left -= step;
+    const int64_t left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - clock::now()).count();
     if (left <= 0) return r;
+    const int64_t step = std::min(left, s.idle_wait_ns(s.now_ns()));
+    if (ipc::wait_until(attempt, step, wait, &s.q->log->control().wakeup)) return r;
   }
 }
 

@@ -617,6 +617,65 @@ TEST_F(QueueFixture, PurgeSettlesWaitingDelayedAndLeasedMessages) {
   EXPECT_EQ(after.value(), "after");
 }
 
+TEST_F(QueueFixture, StatsTellTheSettingsAndWhatIsReallyUnsettled) {
+  QueueOptions o = options();
+  o.priorities = 2;
+  o.window = 128;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  publish("jobs", "first");
+  publish("jobs", "second");
+  Worker w = worker("jobs");
+  Delivery first = take(w), second = take(w);
+  ASSERT_TRUE(second.ack());  // settled above an unsettled one
+  auto s = bus->queue_stats("jobs");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->total().depth, 2u);
+  EXPECT_EQ(s->total().unsettled, 1u);
+  EXPECT_EQ(s->options.priorities, 2u);
+  EXPECT_EQ(s->options.window, 128u);
+  EXPECT_EQ(s->options.lease_ns, 30 * kSec);
+  EXPECT_EQ(s->options.retry.max_receives, 3u);
+  EXPECT_EQ(s->options.dead_letter_queue, "jobs.dlq");
+  EXPECT_FALSE(s->is_dead_letter_queue);
+  ASSERT_TRUE(first.reject(Failure{"Bad", "no", ""}));
+  EXPECT_TRUE(first.dead_lettered());
+  EXPECT_TRUE(bus->queue_stats("jobs.dlq")->is_dead_letter_queue);
+  EXPECT_EQ(bus->queue_stats("jobs.dlq")->options.dead_letter_queue, "-");
+  EXPECT_EQ(bus->create_queue_publisher("jobs")->priorities(), 2u);
+}
+
+TEST_F(QueueFixture, ALastNackSaysItDeadLetteredAndANewDeadLetterSupersedesOldMetadata) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  auto p = bus->create_queue_publisher("jobs");
+  const Header carried[] = {{"sluice.dlq.error_type", "FromAnEarlierLife"}, {"trace", "t-1"}};
+  QueueMessage m;
+  m.value = "x";
+  m.headers = carried;
+  ASSERT_TRUE(p->publish(m).ok());
+  Worker w = worker("jobs");
+  for (uint32_t attempt = 1; attempt <= 3; ++attempt) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid());
+    ASSERT_TRUE(d.nack());
+    EXPECT_EQ(d.dead_lettered(), attempt == 3);
+    clock.advance_ns(10 * kSec);
+  }
+  Worker dw = worker("jobs.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_type"), "MaxReceivesExceeded");
+  EXPECT_EQ(dead.headers().find("trace"), "t-1");
+  // The engine's own headers are refused from callers, and a queue cannot
+  // be its own dead-letter queue.
+  const Header forged[] = {{"sluice.not_before", "0"}};
+  m.headers = forged;
+  EXPECT_FALSE(p->publish(m).ok());
+  EXPECT_EQ(p->last_error().code, Errc::kInvalidArgument);
+  QueueOptions self = options();
+  self.dead_letter_queue = "loop";
+  EXPECT_EQ(bus->create_queue("loop", self).error().code, Errc::kInvalidArgument);
+}
+
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(bus->create_worker("nope").error().code, Errc::kNotFound);
   EXPECT_EQ(bus->create_queue_publisher("nope").error().code, Errc::kNotFound);

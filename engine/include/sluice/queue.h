@@ -128,6 +128,9 @@ class Delivery {
   Status reject(const Failure& why);
   // Pushes the lease deadline to now + lease_ns.
   Status extend(int64_t lease_ns);
+  // Whether the last nack or reject dead-lettered the message (a nack does
+  // on its last receive).
+  bool dead_lettered() const noexcept { return dead_lettered_; }
   // Names this lease: "<priority>:<offset>:<lease word, hex>". Any process
   // can settle it with Bus::settle_receipt while the lease holds.
   std::string receipt() const;
@@ -140,6 +143,7 @@ class Delivery {
   uint32_t level_ = 0;
   uint64_t word_ = 0;                 // the slot word of our lease
   int64_t deadline_ns_ = 0;
+  bool dead_lettered_ = false;
 };
 
 // After `failures` transient failures (nacks) within `window_ns`, stop taking
@@ -155,7 +159,9 @@ struct CircuitBreaker {
 enum class BreakerStatus : uint8_t { kClosed, kOpen, kHalfOpen };
 
 struct WorkerOptions {
-  WaitStrategy wait = WaitStrategy::kSpinYield;
+  // Spin, yield, then park until a publisher's wake-up or the next time
+  // something can come due (kBlock); kBusySpin for the lowest latency.
+  WaitStrategy wait = WaitStrategy::kBlock;
   Guarantee guarantee = Guarantee::kAtLeastOnce;
   std::optional<int64_t> lease_ns;        // overrides the queue's
   std::optional<RetryPolicy> retry;       // overrides the queue's backoff (max_receives included)
@@ -227,6 +233,7 @@ class QueuePublisher {
   PublishResult publish_dead_letter(std::string_view value, std::span<const Header> headers,
                                     const DeadLetter& letter) noexcept;
   const Error& last_error() const noexcept;
+  uint32_t priorities() const noexcept;  // valid QueueMessage::priority values are below this
 
  private:
   friend class Bus;
@@ -239,6 +246,7 @@ struct QueueLevelStats {
   uint64_t published = 0;      // offsets assigned in the level's log
   uint64_t settled_below = 0;  // the ack floor
   uint64_t depth = 0;          // published - settled_below: waiting, in flight, delayed
+  uint64_t unsettled = 0;      // depth minus those already settled above the floor
   uint64_t in_flight = 0, ready = 0, delayed = 0;
   uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, redelivered = 0, owner_deaths = 0,
            lease_lost = 0;
@@ -252,6 +260,8 @@ struct QueueStats {
   std::string name;
   std::string dead_letter_queue;
   BreakerStatus breaker = BreakerStatus::kClosed;  // the queue-wide breaker
+  bool is_dead_letter_queue = false;                 // made to receive another queue's dead letters
+  QueueOptions options;                              // as the queue was created (dead_letter_queue "-": none)
   std::vector<QueueLevelStats> levels;  // index = priority
   QueueLevelStats total() const;
 };
