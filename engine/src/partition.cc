@@ -348,8 +348,9 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     const uint64_t used = s.find_end().position;
     const bool by_bytes = o.retention_bytes >= 0 && total - used >= static_cast<uint64_t>(o.retention_bytes);
     const bool by_age = o.retention_ms >= 0 && max_timestamp(s) < now_ns - o.retention_ms * 1'000'000;
-    if (!by_bytes && !by_age) break;
     const uint64_t next_base = segs[i + 1]->base_offset();
+    const bool consumed = o.retire_consumed && protect_from != UINT64_MAX && next_base <= protect_from;
+    if (!by_bytes && !by_age && !consumed) break;
     if (protect_from != UINT64_MAX && protect_from < next_base) break;
     checked_cas_max(control().start_offset, next_base);
     // Keep a few retired files to recycle: a roll then reuses pages (and this

@@ -38,12 +38,23 @@
 //             bits 3..10  attempts: receives so far (1..255)
 //             bits 11..26 owner: ipc::OwnerId of the lease holder (LEASED)
 //             bits 27..31 seq: changes with every lease and extension
-//             bits 32..63 due: queue ms (ms since params.epoch_unix_ms,
-//                         wrapping) of the lease deadline (LEASED) or of the
-//                         next delivery (DELAYED)
+//             bits 32..63 LEASED: due, the lease deadline, and DELAYED:
+//                         due, the next delivery, both in queue ms (ms since
+//                         params.epoch_unix_ms, wrapping); READY, BLOCKED
+//                         and DONE: lap, the offset's low 32 bits
 //
 // Every transition is one CAS on the word, so no process ever sees half of
 // one, and a CAS against a stale word (another lap, another lease) fails.
+// The lap matters: an actor that read offset o's word, then slept while o
+// was settled and its slot reused for o + W, must not find the same word
+// there. FREE words carry the offset; READY, BLOCKED and DONE words its low
+// 32 bits (W <= 2^24). LEASED and DELAYED words carry a due time instead:
+// the same word for o + W would need its lease taken, by the same owner
+// with the same attempts and sequence, within the same millisecond as o's,
+// W messages later. (Without the lap in DONE words a settler that slept
+// between reading the floor and the slot turned the next lap's DONE into
+// FREE, stranding the floor and delivering that message twice; the queue
+// benchmark found it.)
 #pragma once
 
 #include <atomic>
@@ -141,6 +152,14 @@ constexpr uint32_t slot_attempts(uint64_t w) { return static_cast<uint32_t>(w >>
 constexpr uint16_t slot_owner(uint64_t w) { return static_cast<uint16_t>(w >> 11); }
 constexpr uint32_t slot_seq(uint64_t w) { return static_cast<uint32_t>(w >> 27) & 0x1F; }
 constexpr uint32_t slot_due(uint64_t w) { return static_cast<uint32_t>(w >> 32); }
+constexpr uint32_t lap_of(uint64_t offset) { return static_cast<uint32_t>(offset); }
+constexpr uint64_t ready_slot(uint32_t attempts, uint32_t seq, uint64_t offset) {
+  return make_slot(kSlotReady, attempts, 0, seq, lap_of(offset));
+}
+constexpr uint64_t blocked_slot(uint64_t offset) { return make_slot(kSlotBlocked, 0, 0, 0, lap_of(offset)); }
+constexpr uint64_t done_slot(uint32_t attempts, uint64_t offset) {
+  return make_slot(kSlotDone, attempts, 0, 0, lap_of(offset));
+}
 
 // Whether queue time `due` has come at `now` (both wrapping queue ms). A
 // difference beyond the longest legal delay can only be a due time that

@@ -16,8 +16,18 @@ namespace sluice {
 
 using format::DedupEntry;
 
+namespace {
+// A queue deeper than max_depth_bytes holds its publishers up to this long
+// before they get kBackPressured.
+ProducerOptions publisher_options() {
+  ProducerOptions o;
+  o.back_pressure_timeout_ns = 1'000'000'000;
+  return o;
+}
+}  // namespace
+
 QueueWriter::QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue)
-    : q(std::move(queue)), producer(ProducerAccess::make(std::move(bus), q->log, ProducerOptions{})) {
+    : q(std::move(queue)), producer(ProducerAccess::make(std::move(bus), q->log, publisher_options())) {
   headers.reserve(16);
 }
 

@@ -33,6 +33,8 @@ TopicOptions log_options(const QueueOptions& o) {
   // offsets), and publishers wait when a level is max_depth_bytes deep.
   t.retention_mode = RetentionMode::kBackPressure;
   t.retention_bytes = o.max_depth_bytes;
+  t.retire_consumed = true;  // settled segments go (recycled) at once
+  t.prefault_segments = o.prefault_segments;
   t.auto_offset_reset = OffsetReset::kEarliest;
   return t;
 }
@@ -266,6 +268,48 @@ Result<std::vector<std::string>> Bus::list_queues() const {
 }
 
 Result<QueueStats> Bus::queue_stats(std::string_view name) const { return sluice::queue_stats(*state_, name); }
+
+Result<std::vector<QueueEntry>> Bus::browse_queue(std::string_view name, uint32_t priority, uint64_t from_offset,
+                                                  size_t max) const {
+  auto q = open_queue(*state_, name);
+  if (!q) return std::unexpected(q.error());
+  if (priority >= (*q)->levels())
+    return make_error(Errc::kInvalidArgument, "queue " + std::string(name) + " has no priority " + std::to_string(priority));
+  QueueLevel& L = (*q)->level(priority);
+  const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
+  const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+  std::vector<QueueEntry> out;
+  PartitionCursor c(*(*q)->log->partitions[priority], true);
+  if (auto ok = c.seek(std::max(from_offset, floor)); !ok) return std::unexpected(ok.error());
+  RecordView v;
+  while (out.size() < max) {
+    const PartitionCursor::Step st = c.next(&v);
+    if (st == PartitionCursor::Step::kCorrupt) return std::unexpected(c.error());
+    if (st != PartitionCursor::Step::kRecord) break;
+    QueueEntry e;
+    e.priority = priority;
+    e.offset = v.offset;
+    e.timestamp_ns = v.timestamp_ns;
+    if (v.offset < next && v.offset >= floor) {
+      // relaxed: a snapshot; the slot may change right after.
+      const uint64_t w = (*q)->slot(priority, v.offset).load(std::memory_order_relaxed);
+      switch (slot_state(w)) {
+        case kSlotDone: continue;
+        case kSlotFree: break;  // settled and freed at the floor, or not yet taken
+        case kSlotLeased: e.state = QueueEntryState::kInFlight; break;
+        case kSlotReady: e.state = QueueEntryState::kReady; break;
+        case kSlotDelayed: e.state = QueueEntryState::kDelayed; break;
+        case kSlotBlocked: e.state = QueueEntryState::kBlocked; break;
+      }
+      if (slot_state(w) == kSlotFree && slot_offset(w) != v.offset) continue;  // freed: settled
+      if (slot_state(w) != kSlotFree) e.attempts = slot_attempts(w);
+    }
+    e.value = std::string(v.value);
+    for (Header h : v.headers) e.headers.emplace_back(std::string(h.name), std::string(h.value));
+    out.push_back(std::move(e));
+  }
+  return out;
+}
 
 Status Bus::delete_queue(std::string_view name) {
   if (auto ok = validate_name(name, "queue"); !ok) return ok;

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <thread>
 #include <unistd.h>
 
@@ -87,6 +88,9 @@ struct WorkerState {
   Status settle(Delivery& d, uint64_t desired);
   Status dead_letter(Delivery& d, const Failure& why);
   Status lease_lost(Delivery& d);
+  // A dead-letter queue never drops a letter for too many receives (it has
+  // nowhere to send it): receives only count.
+  bool keeps_forever() const { return (q->params.flags & kQueueFlagIsDeadLetterQueue) != 0; }
   // A Delivery for a lease named by a receipt (Bus::settle_receipt).
   Result<Delivery> adopt(uint32_t l, uint64_t offset, uint64_t word);
   Result<uint64_t> purge();
@@ -143,11 +147,11 @@ bool WorkerState::take_ready(uint32_t l, Delivery& d, int64_t now) {
     const PartitionCursor::Step st = read_at(l, o, &v);
     if (st != PartitionCursor::Step::kRecord || v.offset != o) {
       // The log lost it (corruption): settle the slot, so the floor can move.
-      s.store(make_slot(kSlotDone, attempts, 0, 0, 0), std::memory_order_release);
+      s.store(done_slot(attempts, o), std::memory_order_release);
       continue;
     }
     fill(d, l, v, leased, now);
-    if (attempts >= retry.max_receives) {  // a lease expired on its last receive
+    if (attempts >= retry.max_receives && !keeps_forever()) {  // a lease expired on its last receive
       (void)dead_letter(d, Failure{"MaxReceivesExceeded",
                                    "received " + std::to_string(attempts) + " times without being settled", ""});
       d = Delivery();
@@ -157,7 +161,7 @@ bool WorkerState::take_ready(uint32_t l, Delivery& d, int64_t now) {
   }
   // Nothing READY in [from, next): raise the hint unless a sweep lowered it.
   uint64_t h = hint;
-  L.ready_hint.compare_exchange_strong(h, next, std::memory_order_acq_rel);
+  if (h < next) L.ready_hint.compare_exchange_strong(h, next, std::memory_order_acq_rel);
   return false;
 }
 
@@ -191,7 +195,7 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
       // writer died: nothing to deliver, settle them.
       for (uint64_t a = o; a < v.offset && a - floor < W; ++a) {
         uint64_t fw = free_slot(a);
-        q->slot(l, a).compare_exchange_strong(fw, make_slot(kSlotDone, 0, 0, 0, 0), std::memory_order_acq_rel);
+        q->slot(l, a).compare_exchange_strong(fw, done_slot(0, a), std::memory_order_acq_rel);
         uint64_t n = a;
         L.deliver_next.compare_exchange_strong(n, a + 1, std::memory_order_acq_rel);
       }
@@ -209,7 +213,7 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
     const bool delayed = not_before_ms != 0 && not_before_ms * 1'000'000 > now;
     const bool blocked = !delayed && g != 0 && group_busy(l, g, o);
     const uint64_t desired = delayed   ? make_slot(kSlotDelayed, 0, 0, 0, q->queue_ms(not_before_ms * 1'000'000))
-                             : blocked ? make_slot(kSlotBlocked, 0, 0, 0, 0)
+                             : blocked ? blocked_slot(o)
                                        : make_slot(kSlotLeased, 1, lease_owner, next_seq(), due_after(now, lease_ns));
     // acq_rel: as in take_ready(); exactly one receiver takes offset o.
     const bool won = s.compare_exchange_strong(w, desired, std::memory_order_acq_rel, std::memory_order_acquire);
@@ -362,7 +366,7 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
       const bool dead = slot_owner(w) != 0 && !alive(slot_owner(w));
       if (!dead && !queue_time_reached(slot_due(w), now_q)) continue;
       // acq_rel: exactly one of this CAS and the holder's settle wins.
-      if (!s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
+      if (!s.compare_exchange_strong(w, ready_slot(slot_attempts(w), slot_seq(w), o),
                                      std::memory_order_acq_rel))
         continue;
       // relaxed: statistics.
@@ -370,14 +374,14 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
       if (dead) L.owner_deaths.fetch_add(1, std::memory_order_relaxed);
       lowest_ready = std::min(lowest_ready, o);
     } else if (st == kSlotDelayed && queue_time_reached(slot_due(w), now_q)) {
-      if (s.compare_exchange_strong(w, make_slot(kSlotReady, slot_attempts(w), 0, slot_seq(w), 0),
+      if (s.compare_exchange_strong(w, ready_slot(slot_attempts(w), slot_seq(w), o),
                                     std::memory_order_acq_rel))
         lowest_ready = std::min(lowest_ready, o);
     } else if (st == kSlotBlocked) {
       // Its predecessor settled, but the settler died before releasing it.
       const uint64_t g = q->group(l, o).load(std::memory_order_acquire);
       if (!group_busy(l, g, o) &&
-          s.compare_exchange_strong(w, make_slot(kSlotReady, 0, 0, 0, 0), std::memory_order_acq_rel))
+          s.compare_exchange_strong(w, ready_slot(0, 0, o), std::memory_order_acq_rel))
         lowest_ready = std::min(lowest_ready, o);
     } else if (st == kSlotReady) {
       // Already READY, yet perhaps above the hint: a receiver that scanned
@@ -414,7 +418,7 @@ void WorkerState::unblock_next(uint32_t l, uint64_t g, uint64_t after) {
     if (st == kSlotFree || st == kSlotDone) continue;
     if (st != kSlotBlocked) return;  // the group's head is already on its way
     // acq_rel: against the sweep's CAS of the same word; one releases it.
-    if (s.compare_exchange_strong(w, make_slot(kSlotReady, 0, 0, 0, 0), std::memory_order_acq_rel))
+    if (s.compare_exchange_strong(w, ready_slot(0, 0, p), std::memory_order_acq_rel))
       lower_ready_hint(l, p);
     return;
   }
@@ -439,10 +443,12 @@ void WorkerState::advance_floor(uint32_t l) {
     // Two steps, each helpable: free the slot for the next lap, then move
     // the floor. A settler killed between them leaves FREE(f + W) at the
     // floor, which the next one recognises.
-    if (slot_state(w) == kSlotDone)
+    // Only the DONE of offset f itself: a stale floor must not free the
+    // next lap's settled slot (queue_format.h says why).
+    if (slot_state(w) == kSlotDone && slot_due(w) == lap_of(f))
       s.compare_exchange_strong(w, free_slot(f + W), std::memory_order_acq_rel);
     else if (w != free_slot(f + W))
-      break;  // the oldest message is not settled
+      break;  // the oldest message is not settled, or our floor is stale
     // release: pairs with the acquire loads of the floor in take_new(); the
     // slot freed above is visible to a receiver that sees the new floor.
     moved |= L.ack_floor.compare_exchange_strong(f, f + 1, std::memory_order_acq_rel);
@@ -488,7 +494,7 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
     for (Header h : d.headers()) headers.push_back(h);
     if (!publish_dead_letter(*dlq, d.value(), headers, letter).ok()) return std::unexpected(dlq->last_error);
   }
-  if (auto ok = settle(d, make_slot(kSlotDone, slot_attempts(d.word_), 0, 0, 0)); !ok) return ok;
+  if (auto ok = settle(d, done_slot(slot_attempts(d.word_), d.offset())); !ok) return ok;
   d.dead_lettered_ = true;
   ++stats.dead_lettered;
   q->level(d.level_).dead_lettered.fetch_add(1, std::memory_order_relaxed);
@@ -499,6 +505,11 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
 Result<Delivery> WorkerState::adopt(uint32_t l, uint64_t offset, uint64_t word) {
   const std::string what = "receipt for queue " + q->name + " offset " + std::to_string(offset);
   if (l >= q->levels()) return make_error(Errc::kInvalidArgument, what + ": no such priority");
+  // Only offsets in [floor, deliver_next) own their slot; a slot word alone
+  // does not name its offset (another lap's offset shares the slot).
+  const QueueLevel& L = q->level(l);
+  if (offset < L.ack_floor.load(std::memory_order_acquire) || offset >= L.deliver_next.load(std::memory_order_acquire))
+    return make_error(Errc::kLeaseLost, what + ": no message of the queue is leased there");
   // acquire: as in take_ready(); the word tells whether the lease still holds.
   if (q->slot(l, offset).load(std::memory_order_acquire) != word || slot_state(word) != kSlotLeased)
     return make_error(Errc::kLeaseLost, what + ": the lease is over (expired, settled, or never was)");
@@ -533,7 +544,7 @@ Result<uint64_t> WorkerState::purge() {
         auto& s = q->slot(l, o);
         uint64_t w = s.load(std::memory_order_acquire);
         while (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree &&
-               !s.compare_exchange_weak(w, make_slot(kSlotDone, slot_attempts(w), 0, 0, 0),
+               !s.compare_exchange_weak(w, done_slot(slot_attempts(w), o),
                                         std::memory_order_acq_rel)) {
         }
         if (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree) ++removed;
@@ -542,7 +553,7 @@ Result<uint64_t> WorkerState::purge() {
       // deliver_next on (the same two steps as a receiver's).
       for (uint64_t o = next; o < end && o - floor < W; ++o) {
         uint64_t fw = free_slot(o);
-        if (q->slot(l, o).compare_exchange_strong(fw, make_slot(kSlotDone, 0, 0, 0, 0), std::memory_order_acq_rel))
+        if (q->slot(l, o).compare_exchange_strong(fw, done_slot(0, o), std::memory_order_acq_rel))
           ++removed;
         uint64_t n = o;
         L.deliver_next.compare_exchange_strong(n, o + 1, std::memory_order_acq_rel);
@@ -562,8 +573,27 @@ Result<uint64_t> WorkerState::purge() {
 // ---- Delivery ----------------------------------------------------------------
 
 Delivery::Delivery() noexcept = default;
-Delivery::Delivery(Delivery&&) noexcept = default;
-Delivery& Delivery::operator=(Delivery&&) noexcept = default;
+// A moved-from Delivery is empty: only one handle may settle a lease.
+Delivery::Delivery(Delivery&& o) noexcept
+    : worker_(std::exchange(o.worker_, nullptr)),
+      keep_alive_(std::move(o.keep_alive_)),
+      view_(o.view_),
+      level_(o.level_),
+      word_(std::exchange(o.word_, 0)),
+      deadline_ns_(o.deadline_ns_),
+      dead_lettered_(o.dead_lettered_) {}
+Delivery& Delivery::operator=(Delivery&& o) noexcept {
+  if (this != &o) {
+    worker_ = std::exchange(o.worker_, nullptr);
+    keep_alive_ = std::move(o.keep_alive_);
+    view_ = o.view_;
+    level_ = o.level_;
+    word_ = std::exchange(o.word_, 0);
+    deadline_ns_ = o.deadline_ns_;
+    dead_lettered_ = o.dead_lettered_;
+  }
+  return *this;
+}
 Delivery::~Delivery() = default;
 
 uint32_t Delivery::attempt() const noexcept { return slot_attempts(word_); }
@@ -579,7 +609,7 @@ Status Delivery::ack() {
   if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
   if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
   WorkerState& w = *worker_;
-  if (auto ok = w.settle(*this, make_slot(kSlotDone, slot_attempts(word_), 0, 0, 0)); !ok) return ok;
+  if (auto ok = w.settle(*this, done_slot(slot_attempts(word_), offset())); !ok) return ok;
   ++w.stats.acked;
   w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
   w.breaker_success(w.now_ns());
@@ -587,21 +617,28 @@ Status Delivery::ack() {
   return {};
 }
 
-Status Delivery::nack(std::optional<int64_t> delay_ns) {
+Status Delivery::nack(std::optional<int64_t> delay_ns) { return nack(Failure{}, delay_ns); }
+
+Status Delivery::nack(const Failure& why, std::optional<int64_t> delay_ns) {
   if (!worker_) return make_error(Errc::kInvalidArgument, "empty delivery");
   if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
   WorkerState& w = *worker_;
   const int64_t now = w.now_ns();
-  w.breaker_failure(now);
   const uint32_t attempts = slot_attempts(word_);
-  if (attempts >= w.retry.max_receives)
-    return w.dead_letter(*this, Failure{"MaxReceivesExceeded",
-                                        "failed on each of " + std::to_string(attempts) + " receives", ""});
+  if (attempts >= w.retry.max_receives && !w.keeps_forever()) {
+    // The dead letter says what the last failure was, when the caller said.
+    Failure last{"MaxReceivesExceeded", "failed on each of " + std::to_string(attempts) + " receives", why.stack_trace};
+    if (!why.type.empty() || !why.message.empty()) last.message += "; the last: " + why.type + ": " + why.message;
+    auto ok = w.dead_letter(*this, last);
+    if (ok) w.breaker_failure(now);
+    return ok;
+  }
   const int64_t delay = delay_ns ? *delay_ns : w.retry.delay_ns(attempts, w.rng());
   const bool ready = delay <= 0;
-  const uint64_t desired = ready ? make_slot(kSlotReady, attempts, 0, slot_seq(word_), 0)
+  const uint64_t desired = ready ? ready_slot(attempts, slot_seq(word_), offset())
                                  : make_slot(kSlotDelayed, attempts, 0, slot_seq(word_), w.due_after(now, delay));
-  if (auto ok = w.settle(*this, desired); !ok) return ok;
+  if (auto ok = w.settle(*this, desired); !ok) return ok;  // a lost lease is no failure of ours
+  w.breaker_failure(now);
   if (ready) w.lower_ready_hint(level_, offset());
   ++w.stats.nacked;
   w.q->level(level_).nacked.fetch_add(1, std::memory_order_relaxed);
@@ -653,9 +690,11 @@ int64_t WorkerState::idle_wait_ns(int64_t now) {
       const SlotState st = slot_state(w);
       if (st == kSlotLeased) {
         wait = std::min(wait, kWhileLeasesAreOut);
-      } else if (st == kSlotDelayed || st == kSlotReady || st == kSlotBlocked) {
+      } else if (st == kSlotDelayed) {
         const int64_t ahead_ms = queue_time_reached(slot_due(w), now_q) ? 0 : static_cast<int32_t>(slot_due(w) - now_q);
         wait = std::min(wait, std::max<int64_t>(ahead_ms * 1'000'000, options.sweep_interval_ns));
+      } else if (st == kSlotReady || st == kSlotBlocked) {
+        wait = std::min(wait, options.sweep_interval_ns);
       }
     }
   }
@@ -664,7 +703,8 @@ int64_t WorkerState::idle_wait_ns(int64_t now) {
 
 Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
   WorkerState& s = *state_;
-  for (auto& d : out) d = Delivery();
+  for (auto& d : out)
+    if (d.valid()) d = Delivery();
   Result<size_t> r = size_t{0};
   ipc::WaitOptions wait;
   wait.strategy = static_cast<ipc::WaitStrategy>(s.options.wait);
@@ -704,10 +744,10 @@ Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>
       if (at_least_once) (void)m.reject(Failure{"PermanentError", e.what(), e.stack_trace()});
     } catch (const TransientError& e) {
       ++s.stats.handler_errors;
-      if (at_least_once) (void)m.nack();
+      if (at_least_once) (void)m.nack(Failure{"TransientError", e.what(), e.stack_trace()});
     } catch (const std::exception& e) {
       ++s.stats.handler_errors;
-      if (at_least_once) (void)m.nack();
+      if (at_least_once) (void)m.nack(Failure{"Exception", e.what(), ""});
     }
     ++handled;
     m = Delivery();
@@ -738,12 +778,24 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
 }
 
 Status Bus::settle_receipt(std::string_view queue, std::string_view receipt, Settle how, const Failure& why) {
-  unsigned level = 0;
-  unsigned long long offset = 0, word = 0;
-  char tail = 0;
-  const std::string text(receipt);
-  if (std::sscanf(text.c_str(), "%u:%llu:%llx%c", &level, &offset, &word, &tail) != 3)
-    return make_error(Errc::kInvalidArgument, "'" + text + "' is not a receipt (priority:offset:lease)");
+  uint32_t level = 0;
+  uint64_t offset = 0, word = 0;
+  {
+    const char* p = receipt.data();
+    const char* end = p + receipt.size();
+    auto field = [&](auto* out, int base, bool last) {
+      auto [q, ec] = std::from_chars(p, end, *out, base);
+      if (ec != std::errc() || q == p) return false;
+      p = q;
+      if (last) return p == end;
+      if (p == end || *p != ':') return false;
+      ++p;
+      return true;
+    };
+    if (!field(&level, 10, false) || !field(&offset, 10, false) || !field(&word, 16, true))
+      return make_error(Errc::kInvalidArgument,
+                        "'" + std::string(receipt.substr(0, 80)) + "' is not a receipt (priority:offset:lease)");
+  }
   WorkerOptions o;
   o.detached_leases = true;  // settling needs no lease of our own
   auto w = create_worker(queue, o);

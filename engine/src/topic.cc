@@ -28,6 +28,7 @@ TopicParams to_params(const TopicOptions& o) {
   p.retention_bytes = o.retention_bytes;
   p.retention_ms = o.retention_ms;
   p.claim_timeout_ns = o.claim_timeout_ns;
+  p.retire_consumed = o.retire_consumed;
   return p;
 }
 
@@ -43,6 +44,7 @@ TopicOptions from_params(const TopicParams& p) {
   o.retention_bytes = p.retention_bytes;
   o.retention_ms = p.retention_ms;
   o.claim_timeout_ns = p.claim_timeout_ns;
+  o.retire_consumed = p.retire_consumed != 0;
   return o;
 }
 

@@ -42,7 +42,8 @@ struct TopicParams {
   int64_t retention_bytes;
   int64_t retention_ms;
   int64_t claim_timeout_ns;
-  uint8_t reserved[24];
+  uint8_t retire_consumed;    // TopicOptions::retire_consumed
+  uint8_t reserved[23];
 };
 static_assert(sizeof(TopicParams) == 64);
 

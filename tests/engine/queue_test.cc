@@ -3,6 +3,7 @@
 #include <sluice/sluice.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -332,6 +333,12 @@ TEST_F(QueueFixture, TheSettledFloorIsCommittedSoRetentionCanFreeSegments) {
   auto s = bus->queue_stats("jobs");
   EXPECT_EQ(s->total().settled_below, 2000u);
   EXPECT_EQ(s->total().depth, 0u);
+  // Settled segments are retired at once, not kept up to max_depth_bytes
+  // (4 MiB here): ~8 MB went through 1 MiB segments.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/topics/@queue.jobs/0"))
+    files += e.path().extension() == ".seg" || e.path().extension() == ".spare";
+  EXPECT_LE(files, 4);
 }
 
 // FIFO groups (SQS MessageGroupId): one group's messages in order and never
@@ -674,6 +681,76 @@ TEST_F(QueueFixture, ALastNackSaysItDeadLetteredAndANewDeadLetterSupersedesOldMe
   QueueOptions self = options();
   self.dead_letter_queue = "loop";
   EXPECT_EQ(bus->create_queue("loop", self).error().code, Errc::kInvalidArgument);
+}
+
+// A dead-letter queue has nowhere to send a letter received too often: it
+// keeps it. The last failure's details reach the dead letter.
+TEST_F(QueueFixture, ADeadLetterQueueNeverDropsALetterAndTheLastFailureIsRecorded) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));  // max_receives 3
+  publish("jobs", "x");
+  Worker w = worker("jobs");
+  for (int i = 0; i < 3; ++i) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.nack(Failure{"Timeout", "downstream timed out", "frame 1"}));
+    clock.advance_ns(10 * kSec);
+  }
+  Worker dw = worker("jobs.dlq");
+  for (int i = 0; i < 8; ++i) {  // more than any max_receives of the DLQ's
+    Delivery letter = take(dw);
+    ASSERT_TRUE(letter.valid()) << "receive " << i;
+    EXPECT_EQ(letter.headers().find("sluice.dlq.error_message"),
+              "failed on each of 3 receives; the last: Timeout: downstream timed out");
+    EXPECT_EQ(letter.headers().find("sluice.dlq.stack_trace"), "frame 1");
+    ASSERT_TRUE(letter.nack(0));
+    EXPECT_FALSE(letter.dead_lettered());
+  }
+  EXPECT_EQ(bus->queue_stats("jobs.dlq")->total().depth, 1u);
+}
+
+TEST_F(QueueFixture, AReceiptNamesExactlyOneOffsetAndParsesStrictly) {
+  QueueOptions o = options();
+  o.window = 64;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  publish("jobs", "x");
+  WorkerOptions wo;
+  wo.detached_leases = true;
+  Worker w = worker("jobs", wo);
+  Delivery d = take(w);
+  const std::string r = d.receipt();
+  const std::string word = r.substr(r.rfind(':') + 1);
+  // Offset 64 shares offset 0's slot: its receipt must not settle offset 0.
+  EXPECT_EQ(bus->settle_receipt("jobs", "0:64:" + word, Settle::kAck).error().code, Errc::kLeaseLost);
+  for (const std::string& bad : std::vector<std::string>{" " + r, "+" + r, r + " ", "0:0x0:" + word, "0:0", "0:0:" + word + ":1"})
+    EXPECT_EQ(bus->settle_receipt("jobs", bad, Settle::kAck).error().code, Errc::kInvalidArgument) << bad;
+  ASSERT_TRUE(bus->settle_receipt("jobs", r, Settle::kAck));
+}
+
+TEST_F(QueueFixture, BrowsingShowsUnsettledMessagesAndChangesNothing) {
+  ASSERT_TRUE(bus->create_queue("jobs", options()));
+  for (const char* v : {"acked", "leased", "delayed", "waiting"}) publish("jobs", v);
+  Worker w = worker("jobs");
+  Delivery acked = take(w), leased = take(w), delayed = take(w);
+  ASSERT_TRUE(acked.ack());
+  ASSERT_TRUE(delayed.nack(60 * kSec));
+  const uint64_t received = bus->queue_stats("jobs")->total().received;
+  auto entries = bus->browse_queue("jobs", 0);
+  ASSERT_TRUE(entries) << entries.error().to_string();
+  ASSERT_EQ(entries->size(), 3u);
+  EXPECT_EQ((*entries)[0].value, "leased");
+  EXPECT_EQ((*entries)[0].state, QueueEntryState::kInFlight);
+  EXPECT_EQ((*entries)[0].attempts, 1u);
+  EXPECT_EQ((*entries)[1].value, "delayed");
+  EXPECT_EQ((*entries)[1].state, QueueEntryState::kDelayed);
+  EXPECT_EQ((*entries)[2].value, "waiting");
+  EXPECT_EQ((*entries)[2].state, QueueEntryState::kWaiting);
+  EXPECT_EQ(bus->queue_stats("jobs")->total().received, received);
+  auto from = bus->browse_queue("jobs", 0, 3, 10);
+  ASSERT_TRUE(from);
+  ASSERT_EQ(from->size(), 1u);
+  EXPECT_EQ(from->front().offset, 3u);
+  EXPECT_EQ(bus->browse_queue("jobs", 1).error().code, Errc::kInvalidArgument);
+  Delivery w4 = take(w);
+  EXPECT_EQ(w4.value(), "waiting") << "the browse took nothing";
 }
 
 TEST_F(QueueFixture, BadInputIsRefusedWithAClearError) {

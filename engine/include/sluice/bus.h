@@ -131,6 +131,11 @@ class Bus {
   Status create_queue(std::string_view name, const QueueOptions& options = {});
   Result<std::vector<std::string>> list_queues() const;
   Result<QueueStats> queue_stats(std::string_view name) const;
+  // Up to `max` unsettled messages of one priority level from `from_offset`
+  // on (the ack floor at the least), in offset order, without leasing or
+  // changing anything: for inspection (sluice dlq list/show).
+  Result<std::vector<QueueEntry>> browse_queue(std::string_view name, uint32_t priority, uint64_t from_offset = 0,
+                                               size_t max = 1000) const;
   // Removes the queue's files; processes that have it open keep their
   // mappings until they close.
   Status delete_queue(std::string_view name);

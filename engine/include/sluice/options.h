@@ -49,6 +49,10 @@ struct TopicOptions {
   int64_t claim_timeout_ns = 10'000'000'000;
   bool prefault_segments = false;  // fault segment pages in when mapped
   bool huge_pages = false;         // MADV_HUGEPAGE on segment mappings
+  // kBackPressure only: retire a segment as soon as every group has
+  // committed past it, whatever retention_bytes says (a work queue's log:
+  // settled messages are not kept for replay).
+  bool retire_consumed = false;
 };
 
 // How a record without a key (and without an explicit partition) is placed.

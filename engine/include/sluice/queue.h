@@ -47,7 +47,10 @@ struct QueueOptions {
   int64_t dedup_window_ns = 300'000'000'000;  // how long a de-duplication id counts (5 minutes)
   uint32_t dedup_capacity = 16384;        // ids the window can hold (a multiple of 8; 512 KiB at 16384)
   uint32_t segment_bytes = 64u << 20;
-  int64_t max_depth_bytes = 1LL << 30;    // per level; publishers wait, then kBackPressured
+  // Per level: publishers wait (up to 1 s) while a level is this deep, then
+  // get kBackPressured. Settled segments are retired (recycled) at once.
+  int64_t max_depth_bytes = 1LL << 30;
+  bool prefault_segments = false;         // fault segment pages in when mapped
 };
 
 struct QueueMessage {
@@ -124,6 +127,9 @@ class Delivery {
   // Transient failure: offered again after the retry policy's delay (or
   // `delay_ns`), or dead-lettered when it has been received max_receives times.
   Status nack(std::optional<int64_t> delay_ns = std::nullopt);
+  // The same, saying what failed: a nack that dead-letters (the last
+  // receive) records it in the dead letter.
+  Status nack(const Failure& why, std::optional<int64_t> delay_ns = std::nullopt);
   // Permanent failure: dead-lettered now.
   Status reject(const Failure& why);
   // Pushes the lease deadline to now + lease_ns.
@@ -251,6 +257,24 @@ struct QueueLevelStats {
   uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, redelivered = 0, owner_deaths = 0,
            lease_lost = 0;
   int64_t oldest_unsettled_age_ns = 0;
+};
+
+// A message seen by Bus::browse_queue, copied out: browsing changes nothing.
+enum class QueueEntryState : uint8_t {
+  kWaiting,   // published, never taken
+  kInFlight,  // leased
+  kReady,     // to be delivered again
+  kDelayed,   // waiting for its retry or delivery time
+  kBlocked,   // a FIFO group message behind an earlier one
+};
+struct QueueEntry {
+  uint32_t priority = 0;
+  uint64_t offset = 0;
+  int64_t timestamp_ns = 0;
+  QueueEntryState state = QueueEntryState::kWaiting;
+  uint32_t attempts = 0;  // receives so far
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // What Bus::settle_receipt does with a leased message.
