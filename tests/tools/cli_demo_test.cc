@@ -1,5 +1,6 @@
 // `sluice demo` end to end: real producer and consumer processes, a
-// SIGKILLed writer, a replay. Bounded by a 60 s timeout.
+// SIGKILLed writer, a replay, then a work queue with failing jobs and a
+// SIGKILLed worker. Bounded by a 60 s timeout.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -23,16 +24,42 @@ TEST(CliDemo, RunsAllChecksAndExitsZero) {
   ASSERT_NE(repaired, std::string::npos) << r.out;
   EXPECT_GE(std::stoi(r.out.substr(repaired + std::string("claims repaired").size())), 1) << r.out;
   EXPECT_NE(r.out.find("p99"), std::string::npos);
+  // The work-queue act: retries, a SIGKILLed worker, dead letters, and every
+  // job accounted for.
+  EXPECT_NE(r.out.find("work queue demo-jobs: 2000 jobs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("SIGKILLed holding 16 leases"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2000 published"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("depth 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("after the SIGKILL (owner_deaths"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dead letters         25 in demo-jobs.dlq: 4 MaxReceivesExceeded, 21 PermanentError"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("\"source\":\"queue:demo-jobs\""), std::string::npos) << "one dead letter as JSON: " << r.out;
+  EXPECT_NE(r.out.find("every job            acked or dead-lettered, OK: "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("CHECK FAILED"), std::string::npos) << r.out;
   EXPECT_TRUE(std::filesystem::exists(dir.sub("bus/topics/demo.accounts"))) << "a given --dir is kept";
 }
 
 TEST(CliDemo, WithoutDirUsesAndRemovesATemporaryBus) {
-  test::CliResult r = test::run_cli({"demo", "--records", "5000", "--rate", "0"}, test::with_timeout_ms(60'000));
+  test::CliResult r =
+      test::run_cli({"demo", "--records", "5000", "--rate", "0", "--jobs", "500"}, test::with_timeout_ms(60'000));
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   const size_t at = r.out.find("bus ");
   ASSERT_NE(at, std::string::npos);
   const std::string dir = r.out.substr(at + 4, r.out.find(',', at) - at - 4);
   EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
+  EXPECT_NE(r.out.find("work queue demo-jobs: 500 jobs"), std::string::npos) << r.out;
+}
+
+TEST(CliDemo, TheQueueActCanBeSkippedAndBadCountsAreUsageErrors) {
+  test::CliResult r = test::run_cli({"demo", "--records", "2000", "--jobs", "0"}, test::with_timeout_ms(60'000));
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("work queue"), std::string::npos) << r.out;
+  for (const char* workers : {"1", "17"}) {
+    r = test::run_cli({"demo", "--queue-workers", workers});
+    EXPECT_EQ(r.code, 2) << workers;
+    EXPECT_NE(r.err.find("--queue-workers"), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli_runner.h"
+#include "json_reader.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -24,154 +25,9 @@ using test::run_cli_in;
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 
-// ---- a small, strict JSON reader: enough to check what the CLI prints -------
-
-struct Json {
-  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = Kind::kNull;
-  bool boolean = false;
-  std::string text;  // a number's digits, or a string's decoded bytes (\u00XX as one byte)
-  std::vector<Json> items;
-  std::map<std::string, Json> fields;
-
-  const Json& operator[](const std::string& name) const {
-    static const Json missing;
-    auto it = fields.find(name);
-    return it == fields.end() ? missing : it->second;
-  }
-  bool has(const std::string& name) const { return fields.count(name) != 0; }
-  uint64_t u64() const { return kind == Kind::kNumber ? std::stoull(text) : UINT64_MAX; }
-};
-
-class JsonParser {
- public:
-  explicit JsonParser(const std::string& s) : s_(s) {}
-  // The whole input must be one value (surrounding whitespace allowed).
-  bool parse(Json* out) {
-    if (!value(out)) return false;
-    space();
-    return at_ == s_.size();
-  }
-
- private:
-  void space() {
-    while (at_ < s_.size() && (s_[at_] == ' ' || s_[at_] == '\n' || s_[at_] == '\t' || s_[at_] == '\r')) ++at_;
-  }
-  bool literal(const char* word) {
-    const std::string w(word);
-    if (s_.compare(at_, w.size(), w) != 0) return false;
-    at_ += w.size();
-    return true;
-  }
-  bool string(std::string* out) {
-    if (at_ >= s_.size() || s_[at_] != '"') return false;
-    for (++at_; at_ < s_.size(); ++at_) {
-      const char c = s_[at_];
-      if (c == '"') {
-        ++at_;
-        return true;
-      }
-      if (static_cast<unsigned char>(c) < 0x20) return false;
-      if (c != '\\') {
-        *out += c;
-        continue;
-      }
-      if (++at_ >= s_.size()) return false;
-      switch (s_[at_]) {
-        case '"': *out += '"'; break;
-        case '\\': *out += '\\'; break;
-        case '/': *out += '/'; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
-        case 'n': *out += '\n'; break;
-        case 'r': *out += '\r'; break;
-        case 't': *out += '\t'; break;
-        case 'u': {
-          if (at_ + 4 >= s_.size()) return false;
-          const unsigned long code = std::stoul(s_.substr(at_ + 1, 4), nullptr, 16);
-          if (code > 0xFF) return false;  // the CLI escapes only control and stray bytes
-          *out += static_cast<char>(code);
-          at_ += 4;
-          break;
-        }
-        default: return false;
-      }
-    }
-    return false;
-  }
-  bool value(Json* out) {
-    space();
-    if (at_ >= s_.size()) return false;
-    const char c = s_[at_];
-    if (c == '{') {
-      out->kind = Json::Kind::kObject;
-      ++at_;
-      space();
-      if (at_ < s_.size() && s_[at_] == '}') return ++at_, true;
-      for (;;) {
-        space();
-        std::string name;
-        if (!string(&name)) return false;
-        space();
-        if (at_ >= s_.size() || s_[at_++] != ':') return false;
-        if (out->fields.count(name)) return false;  // duplicate field
-        if (!value(&out->fields[name])) return false;
-        space();
-        if (at_ >= s_.size()) return false;
-        if (s_[at_] == '}') return ++at_, true;
-        if (s_[at_++] != ',') return false;
-      }
-    }
-    if (c == '[') {
-      out->kind = Json::Kind::kArray;
-      ++at_;
-      space();
-      if (at_ < s_.size() && s_[at_] == ']') return ++at_, true;
-      for (;;) {
-        out->items.emplace_back();
-        if (!value(&out->items.back())) return false;
-        space();
-        if (at_ >= s_.size()) return false;
-        if (s_[at_] == ']') return ++at_, true;
-        if (s_[at_++] != ',') return false;
-      }
-    }
-    if (c == '"') {
-      out->kind = Json::Kind::kString;
-      return string(&out->text);
-    }
-    if (literal("null")) return true;
-    if (literal("true") || literal("false")) {
-      out->kind = Json::Kind::kBool;
-      out->boolean = s_[at_ - 1] == 'e' && s_[at_ - 2] == 'u';
-      return true;
-    }
-    // Numbers: the CLI prints integers only.
-    const size_t start = at_;
-    if (at_ < s_.size() && s_[at_] == '-') ++at_;
-    while (at_ < s_.size() && s_[at_] >= '0' && s_[at_] <= '9') ++at_;
-    if (at_ == start || (at_ == start + 1 && s_[start] == '-')) return false;
-    out->kind = Json::Kind::kNumber;
-    out->text = s_.substr(start, at_ - start);
-    return true;
-  }
-
-  const std::string& s_;
-  size_t at_ = 0;
-};
-
-// Parses one line of JSON; fails the test if it is not.
-Json parse_json(const std::string& line) {
-  Json j;
-  EXPECT_TRUE(JsonParser(line).parse(&j)) << "not JSON: " << line;
-  return j;
-}
-
-// The value of header `name` in a received message's "headers" array.
-std::string header(const Json& message, const std::string& name) {
-  for (const Json& h : message["headers"].items)
-    if (h["name"].text == name) return h["value"].text;
-  return "<missing>";
-}
+using test::header;
+using test::Json;
+using test::parse_json;
 
 void expect_one_error_line(const CliResult& r, const std::string& needle) {
   const auto lines = r.err_lines();
@@ -552,11 +408,189 @@ TEST_F(CliQueue, BadPublishAndReceiveOptionsAreUsageErrors) {
   EXPECT_EQ(receive("jobs").out, "x\n");
 }
 
+// ---- receipts: receive --no-ack, then ack|nack|reject by receipt ----------------
+
+// "receipt\tvalue" lines of a --no-ack receive, split.
+std::vector<std::pair<std::string, std::string>> receipts_of(const CliResult& r) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& line : r.out_lines()) {
+    const size_t tab = line.find('\t');
+    EXPECT_NE(tab, std::string::npos) << line;
+    if (tab != std::string::npos) out.emplace_back(line.substr(0, tab), line.substr(tab + 1));
+  }
+  return out;
+}
+
+TEST_F(CliQueue, NoAckPrintsReceiptsAndLeavesTheLeasesForALaterAck) {
+  create({"jobs", "--base-delay-ms", "0", "--jitter-ms", "0"});
+  publish("jobs", "a\nb\nc\n");
+  const auto got = receipts_of(receive("jobs", {"--no-ack", "--max", "2"}));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].second, "a");
+  EXPECT_EQ(got[1].second, "b");
+  EXPECT_EQ(got[0].first.rfind("0:0:", 0), 0u) << "priority:offset:lease " << got[0].first;
+  EXPECT_EQ(got[1].first.rfind("0:1:", 0), 0u) << got[1].first;
+  Json s = stats("jobs");
+  EXPECT_EQ(s["total"]["in_flight"].u64(), 2u) << "the leases outlived the receiving process";
+  EXPECT_EQ(s["total"]["acked"].u64(), 0u);
+  EXPECT_EQ(receive("jobs", {"--max", "10"}).out, "c\n") << "leased messages are not offered to others";
+
+  CliResult ack = cli({"queue", "ack", "jobs", got[0].first});
+  EXPECT_EQ(ack.code, 0) << ack.err;
+  EXPECT_TRUE(ack.out.empty() && ack.err.empty()) << ack.out << ack.err;
+  CliResult nack = cli({"queue", "nack", "jobs", got[1].first});
+  EXPECT_EQ(nack.code, 0) << nack.err;
+  s = stats("jobs");
+  EXPECT_EQ(s["total"]["acked"].u64(), 2u);  // a, and c by the plain receive
+  EXPECT_EQ(s["total"]["nacked"].u64(), 1u);
+
+  // The nacked one comes back (no backoff), on its second attempt.
+  CliResult again = receive("jobs", {"--format", "json", "--wait-ms", "2000"});
+  const Json m = parse_json(again.out);
+  EXPECT_EQ(m["value"].text, "b");
+  EXPECT_EQ(m["attempt"].u64(), 2u);
+  EXPECT_FALSE(m.has("receipt")) << "only --no-ack prints receipts";
+
+  // A settled lease cannot be settled again: one line, exit 1.
+  CliResult twice = cli({"queue", "ack", "jobs", got[0].first});
+  EXPECT_EQ(twice.code, kExitError);
+  expect_one_error_line(twice, "lease");
+  EXPECT_EQ(stats("jobs")["total"]["depth"].u64(), 0u);
+}
+
+TEST_F(CliQueue, NoAckJsonCarriesTheReceiptAndSeveralReceiptsSettleAtOnce) {
+  create({"jobs"});
+  publish("jobs", "x\ny\n");
+  CliResult r = receive("jobs", {"--no-ack", "--max", "5", "--format", "json"});
+  const auto lines = r.out_lines();
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  std::vector<std::string> receipts;
+  for (const std::string& line : lines) {
+    const Json m = parse_json(line);
+    ASSERT_EQ(m["receipt"].kind, Json::Kind::kString) << line;
+    EXPECT_EQ(m["receipt"].text.rfind("0:" + std::to_string(m["offset"].u64()) + ":", 0), 0u) << line;
+    receipts.push_back(m["receipt"].text);
+  }
+  CliResult ack = cli({"queue", "ack", "jobs", receipts[0], receipts[1]});
+  EXPECT_EQ(ack.code, 0) << ack.err;
+  const Json s = stats("jobs");
+  EXPECT_EQ(s["total"]["acked"].u64(), 2u);
+  EXPECT_EQ(s["total"]["depth"].u64(), 0u);
+
+  // One good and one settled receipt: the good one is settled, exit 1 says how many failed.
+  publish("jobs", "z\n");
+  const auto z = receipts_of(receive("jobs", {"--no-ack"}));
+  ASSERT_EQ(z.size(), 1u);
+  CliResult mixed = cli({"queue", "ack", "jobs", receipts[0], z[0].first});
+  EXPECT_EQ(mixed.code, kExitError);
+  expect_one_error_line(mixed, "1 of 2 receipts failed");
+  EXPECT_EQ(stats("jobs")["total"]["acked"].u64(), 3u);
+}
+
+TEST_F(CliQueue, AnExpiredReceiptIsALostLease) {
+  create({"jobs"});
+  publish("jobs", "x\n");
+  const auto got = receipts_of(receive("jobs", {"--no-ack", "--lease-ms", "50"}));
+  ASSERT_EQ(got.size(), 1u);
+  // After 50 ms the message is offered again (the lease is detached: only
+  // its deadline ends it, not this process's exit).
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (line.empty() && std::chrono::steady_clock::now() < deadline)
+    line = receive("jobs", {"--no-ack", "--wait-ms", "500", "--format", "json"}).out;
+  ASSERT_FALSE(line.empty()) << "the expired lease never came back";
+  const Json m = parse_json(line);
+  EXPECT_EQ(m["attempt"].u64(), 2u);
+  CliResult late = cli({"queue", "ack", "jobs", got[0].first});
+  EXPECT_EQ(late.code, kExitError);
+  expect_one_error_line(late, "lease lost");
+  CliResult ok = cli({"queue", "ack", "jobs", m["receipt"].text});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(stats("jobs")["total"]["depth"].u64(), 0u);
+}
+
+TEST_F(CliQueue, RejectByReceiptDeadLettersWithTypeAndMessage) {
+  create({"orders"});
+  publish("orders", "bad\n", {"-H", "trace=t9"});
+  const auto got = receipts_of(receive("orders", {"--no-ack"}));
+  ASSERT_EQ(got.size(), 1u);
+  CliResult r = cli({"queue", "reject", "orders", got[0].first, "--type", "BadInput", "--message", "no total"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(stats("orders")["total"]["dead_lettered"].u64(), 1u);
+  const Json dead = parse_json(receive("orders.dlq", {"--format", "json"}).out);
+  EXPECT_EQ(dead["value"].text, "bad");
+  EXPECT_EQ(header(dead, "sluice.dlq.error_type"), "BadInput");
+  EXPECT_EQ(header(dead, "sluice.dlq.error_message"), "no total");
+  EXPECT_EQ(header(dead, "trace"), "t9");
+}
+
+TEST_F(CliQueue, PurgeRemovesEverythingLeasedOrNot) {
+  create({"jobs"});
+  publish("jobs", "1\n2\n3\n4\n5\n");
+  const auto held = receipts_of(receive("jobs", {"--no-ack"}));
+  ASSERT_EQ(held.size(), 1u);
+  CliResult r = cli({"queue", "purge", "jobs"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "purged 5 messages from jobs\n");
+  const Json s = stats("jobs");
+  EXPECT_EQ(s["total"]["depth"].u64(), 0u);
+  EXPECT_EQ(s["total"]["in_flight"].u64(), 0u);
+  EXPECT_EQ(receive("jobs", {"--max", "10"}).out, "");
+  CliResult ack = cli({"queue", "ack", "jobs", held[0].first});
+  EXPECT_EQ(ack.code, kExitError) << "a purged lease is lost";
+  expect_one_error_line(ack, "lease");
+  r = cli({"queue", "purge", "jobs"});
+  EXPECT_EQ(r.out, "purged 0 messages from jobs\n");
+  publish("jobs", "after\n");
+  EXPECT_EQ(receive("jobs").out, "after\n") << "the queue works on after a purge";
+}
+
+TEST_F(CliQueue, BadReceiptCommandsAreUsageErrors) {
+  create({"jobs"});
+  publish("jobs", "x\n");
+  for (auto args : std::vector<std::vector<std::string>>{{"queue", "receive", "jobs", "--lease-ms", "100"},
+                                                         {"queue", "receive", "jobs", "--no-ack", "--nack"},
+                                                         {"queue", "receive", "jobs", "--no-ack", "--reject-as", "X"},
+                                                         {"queue", "receive", "jobs", "--no-ack", "--lease-ms", "0"},
+                                                         {"queue", "ack", "jobs", "nonsense"},
+                                                         {"queue", "ack", "jobs", "0:1"},
+                                                         {"queue", "nack", "jobs", "-1:0:ab"},
+                                                         {"queue", "ack", "jobs", "0:0:0x1f"},
+                                                         {"queue", "ack", "jobs"},
+                                                         {"queue", "reject", "jobs", "0:0:1"},
+                                                         {"queue", "reject", "jobs", "0:0:1", "--type", ""}}) {
+    CliResult r = cli(args);
+    EXPECT_EQ(r.code, kExitUsage) << args[1] << " " << args.back();
+    EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  EXPECT_EQ(stats("jobs")["total"]["received"].u64(), 0u) << "no bad command took the message";
+  CliResult r = cli({"queue", "ack", "nope", "0:0:1"});
+  EXPECT_EQ(r.code, kExitError);
+  expect_one_error_line(r, "unknown queue nope");
+  r = cli({"queue", "purge", "nope"});
+  EXPECT_EQ(r.code, kExitError);
+  expect_one_error_line(r, "unknown queue nope");
+  r = cli({"queue", "ack", "jobs", "0:0:1"});
+  EXPECT_EQ(r.code, kExitError) << "a well-formed receipt of no lease";
+  expect_one_error_line(r, "lease");
+  // A real lease word with an offset past the log's end (65536 shares the
+  // slot of offset 0): still one line that says what is wrong.
+  const auto got = receipts_of(receive("jobs", {"--no-ack"}));
+  ASSERT_EQ(got.size(), 1u);
+  const std::string word = got[0].first.substr(got[0].first.rfind(':') + 1);
+  r = cli({"queue", "ack", "jobs", "0:65536:" + word});
+  EXPECT_EQ(r.code, kExitError);
+  expect_one_error_line(r, "no message of the queue is leased there");
+  EXPECT_EQ(cli({"queue", "ack", "jobs", got[0].first}).code, 0);
+}
+
 TEST(CliQueueUsage, EveryQueueSubcommandHasHelp) {
   CliResult top = run_cli({"--help"});
   EXPECT_EQ(top.code, 0);
   EXPECT_NE(top.out.find("queue"), std::string::npos);
-  for (const char* sub : {"create", "list", "describe", "stats", "publish", "receive", "delete"}) {
+  for (const char* sub :
+       {"create", "list", "describe", "stats", "publish", "receive", "ack", "nack", "reject", "purge", "delete"}) {
     CliResult r = run_cli({"queue", sub, "--help"});
     EXPECT_EQ(r.code, 0) << sub;
     EXPECT_NE(r.out.find("Usage: sluice queue " + std::string(sub)), std::string::npos) << r.out;

@@ -28,7 +28,8 @@ void expect_one_error_line(const CliResult& r, const std::string& needle) {
 TEST(CliUsage, HelpExitsZeroAndListsSubcommands) {
   CliResult r = run_cli({"--help"});
   EXPECT_EQ(r.code, 0);
-  for (const char* sub : {"init", "topic", "produce", "consume", "group", "verify", "dump", "bench", "demo"})
+  for (const char* sub :
+       {"init", "topic", "produce", "consume", "group", "queue", "dlq", "verify", "dump", "bench", "demo"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
   EXPECT_EQ(r.out.find("demo-worker"), std::string::npos) << "internal subcommand must stay hidden";
   EXPECT_TRUE(r.err.empty());

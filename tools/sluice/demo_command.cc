@@ -3,22 +3,28 @@
 // two consumer groups (one process each) read everything and check per-key
 // order, one producer is SIGKILLed while it holds an uncommitted zero-copy
 // claim (its partition must be repaired and go on), then one group is
-// rewound to the beginning and a new process replays the log. Every wait is
-// bounded by one deadline, so the demo ends in under 20 seconds whatever
-// happens.
+// rewound to the beginning and a new process replays the log. Then a work
+// queue: jobs handled by competing worker processes, some failing
+// transiently (retried with backoff) or for good (dead-lettered), one worker
+// SIGKILLed holding leases (its jobs go to the others), every job accounted
+// for as acked or dead-lettered. Every wait is bounded by a deadline, so the
+// demo ends in about 20 seconds at most whatever happens.
 #include <signal.h>
 #include <stdlib.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "commands.h"
+#include "dead_letters.h"
 #include "demo_processes.h"
 #include "demo_protocol.h"
 
@@ -33,6 +39,8 @@ struct DemoArgs {
   uint32_t producers = 3;      // besides the one that is killed
   uint64_t records = 100'000;  // per producer
   uint64_t rate = 50'000;      // records/s per producer; 0: unpaced
+  uint64_t jobs = 2000;        // the work-queue act's jobs
+  uint32_t queue_workers = 4;  // its worker processes, one of them SIGKILLed
   bool keep = false;
 };
 
@@ -89,6 +97,202 @@ GroupResult finish_consumer(WorkerProcess& w, SteadyClock::time_point deadline) 
   if (!line.empty()) g.report = Report::parse(line);
   g.ok = exited && w.exit_code() == 0 && !line.empty();
   return g;
+}
+
+// ---- the work-queue act ------------------------------------------------------
+
+// What happened to the jobs, from the workers' topic and the dead letters.
+struct JobLedger {
+  std::vector<uint8_t> done, dead;  // per job id: times reported done / dead-lettered (capped at 255)
+  uint64_t unknown = 0;             // records or letters naming no job of this run
+};
+
+// Creates the jobs queue (and its topic of completed jobs) afresh.
+Status fresh_queue(Bus& bus) {
+  if (auto names = bus.list_queues(); names) {
+    for (std::string_view q : {kJobsQueue, kJobsDeadLetters})
+      if (std::find(names->begin(), names->end(), q) != names->end())
+        if (auto ok = bus.delete_queue(q); !ok) return ok;
+  }
+  if (auto names = bus.list_topics(); names && std::find(names->begin(), names->end(), kJobsDone) != names->end())
+    if (auto ok = bus.delete_topic(kJobsDone); !ok) return ok;
+  TopicOptions done;
+  done.partitions = 1;
+  done.segment_bytes = 1u << 20;
+  if (auto ok = bus.create_topic(kJobsDone, done); !ok) return ok;
+  QueueOptions q;
+  q.lease_ns = 10'000'000'000;  // long: what brings a killed worker's jobs back is its death, not the lease
+  q.retry.max_receives = 3;
+  q.retry.base_delay_ns = 20'000'000;
+  q.retry.multiplier = 2;
+  q.retry.jitter_ns = 10'000'000;
+  q.segment_bytes = 1u << 20;
+  return bus.create_queue(kJobsQueue, q);
+}
+
+// Reads every completed-job report from the start of the topic.
+Status read_done(Bus& bus, JobLedger& ledger) {
+  auto consumer = bus.create_consumer(kJobsDone, "");  // standalone: commits nothing
+  if (!consumer) return std::unexpected(consumer.error());
+  std::vector<RecordView> batch(512);
+  for (;;) {
+    auto n = consumer->poll(batch, 50'000'000);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return {};
+    for (size_t i = 0; i < *n; ++i) {
+      uint64_t id = 0;
+      const std::string_view k = batch[i].key;
+      auto [p, ec] = std::from_chars(k.data(), k.data() + k.size(), id);
+      if (ec != std::errc{} || p != k.data() + k.size() || id >= ledger.done.size())
+        ++ledger.unknown;
+      else
+        ledger.done[id] = static_cast<uint8_t>(std::min(ledger.done[id] + 1, 255));
+    }
+  }
+}
+
+int run_queue_act(Bus& bus, const std::string& dir, const DemoArgs& a, SteadyClock::time_point deadline,
+                  Checks& checks) {
+  const auto act_started = SteadyClock::now();
+  if (auto ok = fresh_queue(bus); !ok) return fail(ok.error());
+  std::printf("\nwork queue %s: %llu jobs, %u worker processes, max 3 receives, retry after 20 ms x 2^n\n",
+              std::string(kJobsQueue).c_str(), (unsigned long long)a.jobs, a.queue_workers);
+
+  // 1. The worker to be killed starts alone, so that it surely gets jobs:
+  // it handles a few, then leases more and holds them.
+  std::vector<WorkerProcess> workers;
+  const uint32_t victim_id = a.queue_workers - 1;
+  const auto spawn = [&](uint32_t id, bool victim) -> bool {
+    std::vector<std::string> args{"--dir", dir, "demo-worker", "queue-worker", "--id", std::to_string(id),
+                                  "--records", std::to_string(a.jobs), "--timeout-ms", ms_left(deadline)};
+    if (victim)
+      args.insert(args.end(), {"--hold-after", std::to_string(std::max<uint64_t>(a.jobs / (8 * a.queue_workers), 1))});
+    auto w = WorkerProcess::spawn("queue worker " + std::to_string(id), args);
+    if (!w) return fail(w.error()), false;
+    workers.push_back(std::move(*w));
+    std::string line;
+    if (!workers.back().wait_line("ready", deadline, &line))
+      return fail("demo: queue worker " + std::to_string(id) + " did not start"), false;
+    return true;
+  };
+  if (!spawn(victim_id, true)) return kExitError;
+
+  // 2. The jobs.
+  {
+    auto publisher = bus.create_queue_publisher(kJobsQueue);
+    if (!publisher) return fail(publisher.error());
+    for (uint64_t id = 0; id < a.jobs; ++id) {
+      const std::string value = "job-" + std::to_string(id);
+      QueueMessage m;
+      m.value = value;
+      const PublishResult r = publisher->publish(m);
+      if (!r.ok())
+        return fail("demo: publishing job " + std::to_string(id) + ": " + publisher->last_error().to_string());
+    }
+  }
+  std::string holding_line;
+  if (!workers[0].wait_line("holding", deadline, &holding_line))
+    return fail("demo: the queue worker to kill never held leases");
+  const Report holding = Report::parse(holding_line);
+  const uint64_t held = static_cast<uint64_t>(holding.num("leases"));
+
+  // 3. The others join, and the first one is SIGKILLed while they work.
+  for (uint32_t id = 0; id < victim_id; ++id)
+    if (!spawn(id, false)) return kExitError;
+  WorkerProcess& victim = workers.front();
+  std::printf("  queue worker %u handled %lld jobs alone, then leased %llu more; workers 0-%u started\n", victim_id,
+              (long long)holding.num("handled"), (unsigned long long)held, victim_id - 1);
+  if (held > 0) {
+    victim.kill_now(SIGKILL);
+    std::printf("  queue worker %u SIGKILLed holding %llu leases (offsets %s)\n", victim_id, (unsigned long long)held,
+                holding.text("offsets").c_str());
+  } else {
+    std::printf("  queue worker %u found nothing left to hold: not killed\n", victim_id);
+  }
+
+  // 4. The survivors stop once the queue is empty: every job settled.
+  uint64_t survivors_ok = 0, lease_lost = 0;
+  for (size_t i = 1; i < workers.size(); ++i) {
+    WorkerProcess& w = workers[i];
+    const bool exited = w.wait_exit(deadline);
+    const Report r = Report::parse(w.last_line("result"));
+    if (exited && w.exit_code() == 0 && r.tag() == "result") ++survivors_ok;
+    lease_lost += static_cast<uint64_t>(r.num("lease_lost"));
+  }
+  if (held == 0) (void)victim.wait_exit(deadline);
+  auto stats = bus.queue_stats(kJobsQueue);
+  if (!stats) return fail(stats.error());
+  const QueueLevelStats t = stats->total();
+
+  // 5. Where each job ended: the workers' reports and the dead letters.
+  JobLedger ledger;
+  ledger.done.assign(a.jobs, 0);
+  ledger.dead.assign(a.jobs, 0);
+  if (auto ok = read_done(bus, ledger); !ok) return fail(ok.error());
+  std::map<std::string, uint64_t> by_type;
+  std::string example;  // one dead letter as JSON, preferably one that used up its receives
+  uint64_t letters = 0;
+  if (auto names = bus.list_queues();
+      names && std::find(names->begin(), names->end(), kJobsDeadLetters) != names->end()) {
+    auto scan = DeadLetterScan::take(bus, kJobsDeadLetters);
+    if (!scan) return fail(scan.error());
+    for (Delivery& d : scan->letters()) {
+      ++letters;
+      const std::string type(dead_letter_field(d.headers(), "error_type").value_or("?"));
+      ++by_type[type];
+      const int64_t id = parse_job(d.value());
+      if (id < 0 || static_cast<uint64_t>(id) >= a.jobs)
+        ++ledger.unknown;
+      else
+        ledger.dead[static_cast<size_t>(id)] = static_cast<uint8_t>(std::min(ledger.dead[id] + 1, 255));
+      if (example.empty() ||
+          (type == "MaxReceivesExceeded" && example.find("MaxReceivesExceeded") == std::string::npos)) {
+        example.clear();
+        append_dead_letter_json(example, kJobsDeadLetters, d);
+      }
+    }
+  }
+  uint64_t done = 0, dead = 0, both = 0, neither = 0, expected_dead = 0;
+  for (uint64_t id = 0; id < a.jobs; ++id) {
+    done += ledger.done[id] > 0;
+    dead += ledger.dead[id] > 0;
+    both += ledger.done[id] > 0 && ledger.dead[id] > 0;
+    neither += ledger.done[id] == 0 && ledger.dead[id] == 0;
+    expected_dead += job_fails_permanently(id) || job_fails_always(id);
+  }
+  const double act_s = std::chrono::duration<double>(SteadyClock::now() - act_started).count();
+
+  std::printf("  %-20s %llu published, %llu acked, %llu dead-lettered, depth %llu (%.1f s)\n", "jobs",
+              (unsigned long long)t.published, (unsigned long long)t.acked, (unsigned long long)t.dead_lettered,
+              (unsigned long long)t.depth, act_s);
+  std::printf("  %-20s %llu nacked (transient failures, retried after their backoff), %llu receives in all\n",
+              "retries", (unsigned long long)t.nacked, (unsigned long long)t.received);
+  std::printf(
+      "  %-20s %llu after the SIGKILL (owner_deaths; %llu leases were held, for 10 s: the death brought them back), "
+      "%llu redelivered in all\n",
+      "redeliveries", (unsigned long long)t.owner_deaths, (unsigned long long)held, (unsigned long long)t.redelivered);
+  std::string types;
+  for (const auto& [type, n] : by_type) types += (types.empty() ? "" : ", ") + std::to_string(n) + " " + type;
+  std::printf("  %-20s %llu in %s%s%s\n", "dead letters", (unsigned long long)letters,
+              std::string(kJobsDeadLetters).c_str(), types.empty() ? "" : ": ", types.c_str());
+  if (!example.empty()) std::printf("  %-20s %s", "one dead letter", example.c_str());
+  std::printf("  %-20s %s: %llu completed + %llu dead-lettered = %llu of %llu jobs, %llu both, %llu neither\n",
+              "every job", neither == 0 && both == 0 ? "acked or dead-lettered, OK" : "NOT ACCOUNTED FOR",
+              (unsigned long long)done, (unsigned long long)dead, (unsigned long long)(done + dead),
+              (unsigned long long)a.jobs, (unsigned long long)both, (unsigned long long)neither);
+
+  checks.expect(survivors_ok + 1 == workers.size(), "every surviving queue worker finished");
+  checks.expect(t.published == a.jobs, "the queue holds every job published");
+  checks.expect(t.depth == 0, "the queue was drained (depth 0)");
+  checks.expect(t.acked + t.dead_lettered == a.jobs, "acked + dead-lettered = jobs (queue counters)");
+  checks.expect(neither == 0, "every job was completed or dead-lettered");
+  checks.expect(both == 0, "no job was both completed and dead-lettered");
+  checks.expect(ledger.unknown == 0, "no report or dead letter names an unknown job");
+  checks.expect(dead == expected_dead && letters == expected_dead,
+                "the dead letters are exactly the failing jobs (" + std::to_string(expected_dead) + ")");
+  checks.expect(done == t.acked || lease_lost > 0, "each completed job was acked once");
+  checks.expect(held == 0 || t.owner_deaths == held, "the killed worker's leases came back through its death");
+  return kExitOk;
 }
 
 int run_demo_in(const std::string& dir, const DemoArgs& a) {
@@ -218,6 +422,11 @@ int run_demo_in(const std::string& dir, const DemoArgs& a) {
   checks.expect(vp.end_offset > static_cast<uint64_t>(claimed.num("offset")) + 1, "the claimed partition went on");
   checks.expect(verified->ok(), "verify found no issue");
   checks.expect(verified->records == produced + kPartitions, "verify counted every record");
+  if (a.jobs > 0) {
+    // The queue act gets its own few seconds, whatever the log act left.
+    const auto queue_deadline = std::max(deadline, SteadyClock::now() + std::chrono::seconds(10));
+    if (int code = run_queue_act(*bus, dir, a, queue_deadline, checks); code != kExitOk) return code;
+  }
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   if (checks.failed > 0) return fail("demo: " + std::to_string(checks.failed) + " check(s) failed");
   std::printf("all checks passed in %.1f s\n", seconds);
@@ -228,6 +437,9 @@ int run_demo(const Context& ctx, const DemoArgs& a) {
   if (a.producers < 1 || a.producers + 1 > kMaxProducers)
     return fail("--producers: 1-" + std::to_string(kMaxProducers - 1), kExitUsage);
   if (a.records < 1) return fail("--records: at least 1", kExitUsage);
+  if (a.jobs > 1'000'000) return fail("--jobs: at most 1000000", kExitUsage);
+  if (a.queue_workers < 2 || a.queue_workers > kMaxProducers)
+    return fail("--queue-workers: 2-" + std::to_string(kMaxProducers), kExitUsage);
   std::string dir = ctx.dir;
   const bool fresh = dir.empty();
   if (fresh) {
@@ -256,10 +468,15 @@ int run_demo(const Context& ctx, const DemoArgs& a) {
 void add_demo_command(CLI::App& app, Context& ctx) {
   auto a = std::make_shared<DemoArgs>();
   CLI::App* d = app.add_subcommand(
-      "demo", "producers, two consumer groups, a SIGKILLed writer and a replay, as real processes (--dir optional)");
+      "demo",
+      "producers, consumer groups, a SIGKILLed writer, a replay, then a work queue with retries, dead letters and a "
+      "SIGKILLed worker, as real processes (--dir optional)");
   d->add_option("--producers", a->producers, "producer processes besides the one killed (default 3)")->type_name("N");
   d->add_option("--records", a->records, "records per producer (default 100000)")->type_name("N");
   d->add_option("--rate", a->rate, "records per second per producer, 0 for unpaced (default 50000)")->type_name("N");
+  d->add_option("--jobs", a->jobs, "jobs of the work-queue act, 0 to skip it (default 2000)")->type_name("N");
+  d->add_option("--queue-workers", a->queue_workers, "its worker processes, one SIGKILLed (default 4)")
+      ->type_name("N");
   d->add_flag("--keep", a->keep, "keep the temporary bus directory");
   d->footer("Without --dir (or SLUICE_DIR) the bus is a fresh directory under /dev/shm, removed at the end.");
   d->callback([&ctx, a] { ctx.exit_code = run_demo(ctx, *a); });

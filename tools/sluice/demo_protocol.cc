@@ -33,6 +33,16 @@ int parse_account(std::string_view key) noexcept {
   return n;
 }
 
+int64_t parse_job(std::string_view value) noexcept {
+  constexpr std::string_view kPrefix = "job-";
+  if (!value.starts_with(kPrefix)) return -1;
+  value.remove_prefix(kPrefix.size());
+  int64_t n = -1;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || ec != std::errc{} || ptr != value.data() + value.size() || n < 0) return -1;
+  return n;
+}
+
 size_t format_value(char* buf, size_t size, uint32_t producer, uint64_t seq, int64_t sent_ns) noexcept {
   const int n = std::snprintf(buf, size, "producer=%u seq=%llu sent_ns=%lld", producer, (unsigned long long)seq,
                               (long long)sent_ns);

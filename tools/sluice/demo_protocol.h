@@ -19,6 +19,21 @@ inline constexpr uint32_t kMaxProducers = 16;  // producer ids 0 .. 15
 // everything (order within a partition is strict).
 inline constexpr std::string_view kEndKey = "__end__";
 
+// The work-queue act: jobs "job-<id>" on a queue, handled by competing
+// worker processes that report each job they completed on a topic (key: the
+// id) just before acking it. Dead letters go to kJobsQueue + ".dlq".
+inline constexpr std::string_view kJobsQueue = "demo-jobs";
+inline constexpr std::string_view kJobsDeadLetters = "demo-jobs.dlq";
+inline constexpr std::string_view kJobsDone = "demo.jobs.done";
+// How a job's handler fails: on its first attempt only (a retry succeeds),
+// on every attempt (dead-lettered after max_receives), or permanently
+// (dead-lettered at once).
+inline bool job_fails_first_attempt(uint64_t id) { return id % 10 == 3; }
+inline bool job_fails_always(uint64_t id) { return id % 500 == 250; }
+inline bool job_fails_permanently(uint64_t id) { return id % 97 == 0; }
+// "job-<id>"; returns -1 for anything else.
+int64_t parse_job(std::string_view value) noexcept;
+
 // "account-<n>"; returns -1 for any other key.
 int parse_account(std::string_view key) noexcept;
 

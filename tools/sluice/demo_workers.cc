@@ -4,7 +4,13 @@
 //   victim    sends records, then takes a zero-copy claim it never commits
 //             and reports it: the orchestrator SIGKILLs it there;
 //   consumer  reads as a group until the end marker of every partition,
-//             checking per-key order, and reports counts and latencies.
+//             checking per-key order, and reports counts and latencies;
+//   queue-worker  a competing worker of the jobs queue: fails some jobs
+//             transiently or permanently (demo_protocol.h), reports each
+//             job it completed on a topic before acking it, and stops once
+//             --records jobs were published and all are settled. With --hold-after N it stops after N jobs
+//             instead, leases a few more, reports them and waits to be
+//             SIGKILLed holding them.
 // Reports are one line on stdout (demo_protocol.h); errors one line on stderr.
 
 #include <array>
@@ -30,6 +36,7 @@ struct WorkerArgs {
   uint64_t rate = 0;  // records/s; 0: as fast as possible
   std::string group;
   int64_t timeout_ms = 15000;
+  uint64_t hold_after = 0;  // queue-worker: jobs to handle before holding leases (0: never)
 };
 
 int64_t now_ns(const Bus& bus) { return bus.clock().now_ns(); }
@@ -168,6 +175,78 @@ int run_consumer(Bus& bus, const WorkerArgs& a) {
   return order_errors == 0 && key_errors == 0 ? kExitOk : kExitError;
 }
 
+int run_queue_worker(Bus& bus, const WorkerArgs& a) {
+  WorkerOptions options;
+  options.wait = WaitStrategy::kBlock;
+  auto worker = bus.create_worker(kJobsQueue, options);
+  if (!worker) return fail(worker.error());
+  auto done = bus.create_producer(kJobsDone);
+  if (!done) return fail(done.error());
+  const std::string me = "worker=" + std::to_string(a.id);
+  uint64_t handled = 0;
+  const Handler handler = [&](const Delivery& d) {
+    const int64_t id = parse_job(d.value());
+    if (id < 0) throw PermanentError("not a demo job: " + std::string(d.value().substr(0, 40)));
+    if (job_fails_permanently(static_cast<uint64_t>(id)))
+      throw PermanentError("job " + std::to_string(id) + ": the input cannot be parsed");
+    if (job_fails_always(static_cast<uint64_t>(id)))
+      throw TransientError("job " + std::to_string(id) + ": the downstream service timed out");
+    if (job_fails_first_attempt(static_cast<uint64_t>(id)) && d.attempt() == 1)
+      throw TransientError("job " + std::to_string(id) + ": the downstream service is busy");
+    // Done: say so before the ack (a job reported twice is harmless, one
+    // acked and never reported would fail the orchestrator's check).
+    const std::string key = std::to_string(id);
+    const std::string value = me + " attempt=" + std::to_string(d.attempt());
+    if (!done->send(Message{key, value}).ok()) throw TransientError(done->last_error().to_string());
+    ++handled;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+  auto next_check = std::chrono::steady_clock::now();
+  bool empty = false;
+  const auto stop = [&] {
+    if (a.hold_after > 0 && handled >= a.hold_after) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return true;
+    if (now < next_check) return false;
+    next_check = now + std::chrono::milliseconds(20);  // queue_stats maps the state file: not per message
+    // Empty once every job was published (the orchestrator publishes after
+    // the workers are ready) and settled.
+    auto s = bus.queue_stats(kJobsQueue);
+    empty = s && s->total().published >= a.records && s->total().depth == 0;
+    return empty;
+  };
+  say(Report("ready"));
+  auto ran = worker->run(handler, stop);
+  if (!ran) return fail("demo queue worker " + std::to_string(a.id) + ": " + ran.error().to_string());
+  if (a.hold_after > 0 && handled >= a.hold_after) {
+    // Lease a few jobs and keep them: the orchestrator SIGKILLs us now.
+    std::array<Delivery, 16> held;
+    auto n = worker->receive(held, 1'000'000'000);
+    if (!n) return fail("demo queue worker " + std::to_string(a.id) + ": " + n.error().to_string());
+    std::string offsets;
+    for (size_t i = 0; i < *n; ++i) offsets += (i ? "," : "") + std::to_string(held[i].offset());
+    say(Report("holding")
+            .set("leases", uint64_t{*n})
+            .set("handled", handled)
+            .set("offsets", offsets.empty() ? "-" : offsets));
+    if (*n > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.timeout_ms));
+      return fail("demo queue worker " + std::to_string(a.id) + ": was not killed");
+    }
+  }
+  if (!empty && std::chrono::steady_clock::now() >= deadline)
+    return fail("demo queue worker " + std::to_string(a.id) + ": timed out");
+  const WorkerStats& st = worker->stats();
+  say(Report("result")
+          .set("handled", handled)
+          .set("received", st.received)
+          .set("acked", st.acked)
+          .set("nacked", st.nacked)
+          .set("dead_lettered", st.dead_lettered)
+          .set("lease_lost", st.lease_lost));
+  return kExitOk;
+}
+
 int run_worker(const Context& ctx, const WorkerArgs& a) {
   if (a.id >= kMaxProducers)
     return fail("demo-worker: --id must be below " + std::to_string(kMaxProducers), kExitUsage);
@@ -176,6 +255,7 @@ int run_worker(const Context& ctx, const WorkerArgs& a) {
   if (a.role == "producer") return run_producer(*bus, a);
   if (a.role == "victim") return run_victim(*bus, a);
   if (a.role == "consumer") return run_consumer(*bus, a);
+  if (a.role == "queue-worker") return run_queue_worker(*bus, a);
   return fail("demo-worker: unknown role '" + a.role + "'", kExitUsage);
 }
 
@@ -185,12 +265,13 @@ void add_demo_worker_command(CLI::App& app, Context& ctx) {
   auto a = std::make_shared<WorkerArgs>();
   CLI::App* w = app.add_subcommand("demo-worker", "a process of `sluice demo` (internal)");
   w->group("");  // hidden from --help
-  w->add_option("role", a->role, "producer | victim | consumer")->required();
+  w->add_option("role", a->role, "producer | victim | consumer | queue-worker")->required();
   w->add_option("--id", a->id, "producer id (0-15)");
-  w->add_option("--records", a->records, "records to send");
+  w->add_option("--records", a->records, "records to send (queue-worker: jobs to expect)");
   w->add_option("--rate", a->rate, "records per second (0: unpaced)");
   w->add_option("--group", a->group, "consumer group");
   w->add_option("--timeout-ms", a->timeout_ms, "give up after this long");
+  w->add_option("--hold-after", a->hold_after, "queue-worker: after N jobs, hold leases until killed");
   w->callback([&ctx, a] { ctx.exit_code = run_worker(ctx, *a); });
 }
 

@@ -1,5 +1,5 @@
-// `sluice queue create|list|describe|stats|publish|receive|delete`: work
-// queues (docs/queues.md) from the command line.
+// `sluice queue create|list|describe|stats|publish|receive|ack|nack|reject|
+// purge|delete`: work queues (docs/queues.md) from the command line.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -58,6 +58,15 @@ struct ReceiveArgs {
   std::string format = "value";
   bool nack = false;
   std::optional<std::string> reject_as;
+  bool no_ack = false;           // print receipts, settle nothing (detached leases)
+  std::optional<std::string> lease_ms;
+};
+
+// `queue ack|nack|reject NAME RECEIPT...`
+struct SettleArgs {
+  std::string name;
+  std::vector<std::string> receipts;
+  std::string type, message;  // reject only
 };
 
 // A decimal integer option in [lo, hi]; the error names the option and the range.
@@ -367,13 +376,22 @@ int run_publish(const Context& ctx, const PublishArgs& a) {
 // ---- receive -------------------------------------------------------------------
 
 // {"priority":..,"offset":..,"attempt":..,"timestamp":ns,"value":..,"headers":[{"name":..,"value":..}]}
-void append_delivery_line(std::string& out, const Delivery& d, bool json) {
+// With `receipt`, the value line is "<receipt>\t<value>" and the JSON object
+// carries "receipt" first.
+void append_delivery_line(std::string& out, const Delivery& d, bool json, bool receipt) {
   if (!json) {
+    if (receipt) out += d.receipt() + '\t';
     out.append(d.value());
     out += '\n';
     return;
   }
-  out += "{\"priority\":" + std::to_string(d.priority());
+  out += '{';
+  if (receipt) {
+    out += "\"receipt\":";
+    append_json_string(out, d.receipt());
+    out += ',';
+  }
+  out += "\"priority\":" + std::to_string(d.priority());
   out += ",\"offset\":" + std::to_string(d.offset());
   out += ",\"attempt\":" + std::to_string(d.attempt());
   out += ",\"timestamp\":" + std::to_string(d.timestamp_ns());
@@ -402,11 +420,20 @@ int run_receive(const Context& ctx, const ReceiveArgs& a) {
   auto wait_ms = parse_u64(a.wait_ms, "--wait-ms");
   if (!wait_ms) return fail(wait_ms.error(), kExitUsage);
   if (a.reject_as && a.reject_as->empty()) return fail("--reject-as: the error type may not be empty", kExitUsage);
+  WorkerOptions options;
+  options.wait = WaitStrategy::kBlock;  // a long --wait-ms sleeps instead of spinning
+  if (a.lease_ms) {
+    if (!a.no_ack) return fail("--lease-ms: only with --no-ack (other receives settle at once)", kExitUsage);
+    auto v = parse_range(*a.lease_ms, "--lease-ms", 1, kMaxDelayMs);
+    if (!v) return fail(v.error(), kExitUsage);
+    options.lease_ns = static_cast<int64_t>(*v * kNsPerMs);
+  }
+  // --no-ack: leases that outlive this process, settled later by receipt
+  // (queue ack|nack|reject) or ended by their deadline.
+  options.detached_leases = a.no_ack;
 
   auto bus = open_bus(ctx);
   if (!bus) return fail(bus.error());
-  WorkerOptions options;
-  options.wait = WaitStrategy::kBlock;  // a long --wait-ms sleeps instead of spinning
   auto worker = bus->create_worker(a.name, options);
   if (!worker) return fail(worker.error());
 
@@ -429,8 +456,16 @@ int run_receive(const Context& ctx, const ReceiveArgs& a) {
   }
 
   std::string out;
-  for (const Delivery& d : got) append_delivery_line(out, d, a.format == "json");
+  for (const Delivery& d : got) append_delivery_line(out, d, a.format == "json", a.no_ack);
   const bool written = std::fwrite(out.data(), 1, out.size(), stdout) == out.size() && std::fflush(stdout) == 0;
+
+  if (a.no_ack && written) {
+    // Nothing settled: the printed receipts name the leases.
+    got.clear();
+    if (receive_error)
+      return fail(*receive_error, receive_error->code == Errc::kCorruption ? kExitCorrupt : kExitError);
+    return kExitOk;
+  }
 
   // Settle everything received: a lease left behind would only come back
   // once this process is gone (or the lease expired).
@@ -464,11 +499,69 @@ int run_receive(const Context& ctx, const ReceiveArgs& a) {
   return kExitOk;
 }
 
+// ---- ack, nack, reject, purge ----------------------------------------------
+
+// "<priority>:<offset>:<lease word, hex>" (Delivery::receipt), strictly: the
+// engine's own parser also takes signs, spaces and a 0x prefix.
+bool is_receipt(std::string_view r) {
+  const auto digits = [](std::string_view s, bool hex) {
+    if (s.empty() || s.size() > (hex ? 16u : 20u)) return false;
+    for (char c : s)
+      if (!((c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))))) return false;
+    return true;
+  };
+  const size_t a = r.find(':');
+  if (a == std::string_view::npos) return false;
+  const size_t b = r.find(':', a + 1);
+  if (b == std::string_view::npos) return false;
+  return digits(r.substr(0, a), false) && r.substr(0, a).size() <= 2 && digits(r.substr(a + 1, b - a - 1), false) &&
+         digits(r.substr(b + 1), true);
+}
+
+int run_settle(const Context& ctx, const SettleArgs& a, Settle how) {
+  const char* verb = how == Settle::kAck ? "ack" : how == Settle::kNack ? "nack" : "reject";
+  if (auto ok = check_name(a.name, "queue"); !ok) return fail(ok.error());
+  for (const std::string& r : a.receipts)
+    if (!is_receipt(r))
+      return fail("queue " + std::string(verb) + ": '" + r + "' is not a receipt (PRIORITY:OFFSET:LEASE, as printed by "
+                  "queue receive --no-ack)", kExitUsage);
+  if (how == Settle::kReject && a.type.empty()) return fail("--type: the error type may not be empty", kExitUsage);
+  auto bus = open_bus(ctx);
+  if (!bus) return fail(bus.error());
+  // Unknown queues are reported as such, not as a lost lease per receipt.
+  if (auto s = bus->queue_stats(a.name); !s) return fail(s.error());
+  const Failure why{a.type, a.message.empty() ? "rejected with sluice queue reject" : a.message, ""};
+  size_t failed = 0;
+  std::optional<Error> first;
+  for (const std::string& r : a.receipts) {
+    if (auto ok = bus->settle_receipt(a.name, r, how, why); !ok) {
+      ++failed;
+      if (!first) first = ok.error();
+    }
+  }
+  if (failed == 0) return kExitOk;
+  if (a.receipts.size() == 1) return fail(*first);
+  return fail("queue " + std::string(verb) + ": " + std::to_string(failed) + " of " +
+              std::to_string(a.receipts.size()) + " receipts failed, the first: " + first->to_string());
+}
+
+int run_purge(const Context& ctx, const std::string& name) {
+  if (auto ok = check_name(name, "queue"); !ok) return fail(ok.error());
+  auto bus = open_bus(ctx);
+  if (!bus) return fail(bus.error());
+  auto removed = bus->purge_queue(name);
+  if (!removed) return fail(removed.error());
+  std::printf("purged %llu %s from %s\n", static_cast<unsigned long long>(*removed),
+              *removed == 1 ? "message" : "messages", name.c_str());
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_queue_commands(CLI::App& app, Context& ctx) {
-  CLI::App* queue = app.add_subcommand(
-      "queue", "work queues: create, list, describe and delete them, publish, receive and settle messages");
+  CLI::App* queue = app.add_subcommand("queue",
+                                       "work queues: create, list, describe, purge and delete them; publish, receive "
+                                       "and settle messages (also by receipt)");
   queue->require_subcommand(1);
 
   auto create = std::make_shared<CreateArgs>();
@@ -542,7 +635,42 @@ void add_queue_commands(CLI::App& app, Context& ctx) {
                                       "dead-letter instead of ack, recording TYPE as sluice.dlq.error_type")
                             ->type_name("TYPE");
   nack->excludes(reject);
+  CLI::Option* no_ack = r->add_flag("--no-ack", receive->no_ack,
+                                    "settle nothing: print each message's receipt (value format: RECEIPT<TAB>VALUE) "
+                                    "for queue ack|nack|reject; the lease outlives this process");
+  no_ack->excludes(nack);
+  no_ack->excludes(reject);
+  r->add_option("--lease-ms", receive->lease_ms,
+                "with --no-ack: how long the receipts hold (default: the queue's lease)")
+      ->type_name("MS");
   r->callback([&ctx, receive] { ctx.exit_code = run_receive(ctx, *receive); });
+
+  for (Settle how : {Settle::kAck, Settle::kNack, Settle::kReject}) {
+    auto settle = std::make_shared<SettleArgs>();
+    const char* name = how == Settle::kAck ? "ack" : how == Settle::kNack ? "nack" : "reject";
+    const char* what = how == Settle::kAck    ? "ack messages by receipt (from queue receive --no-ack)"
+                       : how == Settle::kNack ? "nack messages by receipt: retried after the queue's backoff"
+                                              : "dead-letter messages by receipt, recording --type and --message";
+    CLI::App* s = queue->add_subcommand(name, what);
+    s->add_option("name", settle->name, "queue name")->type_name("NAME")->required();
+    s->add_option("receipt", settle->receipts, "receipts printed by queue receive --no-ack")
+        ->type_name("RECEIPT")
+        ->required();
+    if (how == Settle::kReject) {
+      s->add_option("--type", settle->type, "error type recorded as sluice.dlq.error_type")
+          ->type_name("TYPE")
+          ->required();
+      s->add_option("--message", settle->message, "error message recorded as sluice.dlq.error_message")
+          ->type_name("TEXT");
+    }
+    s->callback([&ctx, settle, how] { ctx.exit_code = run_settle(ctx, *settle, how); });
+  }
+
+  auto purge_name = std::make_shared<std::string>();
+  CLI::App* pu = queue->add_subcommand(
+      "purge", "remove every message published so far, leased ones included; print how many were removed");
+  pu->add_option("name", *purge_name, "queue name")->type_name("NAME")->required();
+  pu->callback([&ctx, purge_name] { ctx.exit_code = run_purge(ctx, *purge_name); });
 
   auto delete_name = std::make_shared<std::string>();
   CLI::App* del = queue->add_subcommand("delete", "delete a queue and its messages (not its dead-letter queue)");
