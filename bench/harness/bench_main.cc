@@ -1,6 +1,7 @@
 // `sluice bench`: runs the workloads in a fixed order (pingpong, then
-// throughput, each size, the ring first), then memcpy bandwidth, and prints
-// the report. Progress goes to stderr, one line per run.
+// throughput, each size, the ring first; then the queue workload, Boost
+// first), then memcpy bandwidth, and prints the report. Progress goes to
+// stderr, one line per run.
 #include "bench/harness/bench_main.h"
 
 #include <cerrno>
@@ -116,12 +117,60 @@ int run(int argc, char** argv) {
       }
     }
   }
-  if (options.run_ring) report.memcpy = run_memcpy_bandwidth(4096, 256u << 20, 4ull << 30);
+  if (options.queue) {
+    auto rtt_done = [&](int64_t t0) {
+      const LatencyResult& l = report.queue_latency.back();
+      progress("queue-rtt", 64, l.system, l.ok, l.error, t0);
+    };
+    auto tput_done = [&](int64_t t0) {
+      const QueueThroughputResult& q = report.queue_throughput.back();
+      progress("queue", 64, q.system + "/" + q.wait + " x" + std::to_string(q.workers), q.ok, q.error, t0);
+    };
+    const ipc::WaitStrategy waits[] = {ipc::WaitStrategy::kBusySpin, ipc::WaitStrategy::kBlock};
+    if (options.run_ring) {
+      const int64_t t0 = steady_ns();
+      report.queue_latency.push_back(run_boost_mq_latency(options));
+      rtt_done(t0);
+    }
+    for (ipc::WaitStrategy wait : waits) {
+      if (!options.run_sluice) break;
+      const int64_t t0 = steady_ns();
+      const std::string dir = run_dir(root, std::string("queue-rtt-") + wait_name(wait));
+      report.queue_latency.push_back(run_sluice_queue_latency(options, wait, dir));
+      remove_run_dir(dir);
+      rtt_done(t0);
+    }
+    for (uint32_t workers : options.queue_workers) {
+      if (options.run_ring) {
+        const int64_t t0 = steady_ns();
+        report.queue_throughput.push_back(run_boost_mq_throughput(options, workers));
+        tput_done(t0);
+      }
+      for (ipc::WaitStrategy wait : waits) {
+        if (!options.run_sluice) break;
+        const int64_t t0 = steady_ns();
+        const std::string dir = run_dir(root, "queue-" + std::to_string(workers) + "-" + wait_name(wait));
+        report.queue_throughput.push_back(run_sluice_queue_throughput(options, workers, wait, dir));
+        remove_run_dir(dir);
+        tput_done(t0);
+      }
+    }
+  }
+  if (options.run_ring && (options.pingpong || options.throughput))
+    report.memcpy = run_memcpy_bandwidth(4096, 256u << 20, 4ull << 30);
   for (const auto& l : report.pingpong) {
     all_ok = all_ok && l.ok;
     report.pinned = report.pinned && l.pinned;
   }
   for (const auto& t : report.throughput) {
+    all_ok = all_ok && t.ok;
+    report.pinned = report.pinned && t.pinned;
+  }
+  for (const auto& l : report.queue_latency) {
+    all_ok = all_ok && l.ok;
+    report.pinned = report.pinned && l.pinned;
+  }
+  for (const auto& t : report.queue_throughput) {
     all_ok = all_ok && t.ok;
     report.pinned = report.pinned && t.pinned;
   }

@@ -13,12 +13,12 @@ bool parse_u64(std::string_view s, uint64_t* out) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-bool parse_sizes(std::string_view s, std::vector<uint32_t>* out) {
+bool parse_list(std::string_view s, uint64_t min, uint64_t max, std::vector<uint32_t>* out) {
   out->clear();
   while (!s.empty()) {
     const size_t comma = s.find(',');
     uint64_t v;
-    if (!parse_u64(s.substr(0, comma), &v) || v < 8 || v > (16u << 20)) return false;
+    if (!parse_u64(s.substr(0, comma), &v) || v < min || v > max) return false;
     out->push_back(static_cast<uint32_t>(v));
     s = comma == std::string_view::npos ? std::string_view{} : s.substr(comma + 1);
   }
@@ -43,17 +43,20 @@ const char* wait_name(ipc::WaitStrategy w) {
 }
 
 const char* bench_usage() {
-  return "usage: sluice bench [--workload pingpong|throughput|all] [--sizes 64,4096]\n"
+  return "usage: sluice bench [--workload pingpong|throughput|queue|all] [--sizes 64,4096]\n"
          "                    [--samples N] [--warmup N] [--messages N] [--wait spin|yield|block]\n"
+         "                    [--queue-messages N] [--queue-samples N] [--queue-workers 1,2,4]\n"
          "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault]\n"
          "                    [--systems ring,sluice]\n"
          "\n"
          "Two real processes (fork; pinned to two CPUs when allowed) exchange records\n"
          "through sluice and, in the same run, through a bare SPSC shared-memory ring\n"
          "that publishes its tail after every message; memcpy bandwidth is measured too.\n"
-         "sluice's figures are printed as ratios to the ring's.\n"
+         "sluice's figures are printed as ratios to the ring's. The queue workload runs\n"
+         "sluice's work queue against Boost.Interprocess message_queue between the same\n"
+         "processes (64 B messages; one publisher and W workers, and a round trip).\n"
          "\n"
-         "  --workload W      pingpong, throughput or all (default all)\n"
+         "  --workload W      pingpong, throughput, queue or all (default all)\n"
          "  --sizes LIST      value sizes in bytes (default 64,4096)\n"
          "  --samples N       pingpong round trips measured, every one kept (default 200000)\n"
          "  --warmup N        pingpong round trips before measuring (default 20000)\n"
@@ -61,15 +64,24 @@ const char* bench_usage() {
          "                    larger values move the same value bytes: N x 64 / size\n"
          "                    records (312500 at 4096 B by default)\n"
          "  --wait W          how the receiving side waits: spin (default), yield, block\n"
+         "                    (pingpong and throughput; the queue workload runs spin and block)\n"
+         "  --queue-messages N  queue throughput: timed messages per run (default 2000000)\n"
+         "  --queue-samples N   queue latency: round trips measured per system (default\n"
+         "                    50000), after 40960 unmeasured ones (the queues then run on\n"
+         "                    recycled segments)\n"
+         "  --queue-workers LIST  queue throughput: worker processes per run (default 1,2,4;\n"
+         "                    1 to 15)\n"
          "  --json            print one JSON object on stdout (the table goes to stderr)\n"
          "  --dir DIR         parent directory of the buses (default: a fresh directory\n"
          "                    in /dev/shm, removed afterwards)\n"
-         "  --segment-bytes B sluice segment size for every run (default: pingpong, one\n"
-         "                    segment holds the whole run, up to 1 GiB, so no roll lands in\n"
-         "                    the samples; throughput, 4 MiB in a back-pressure window of\n"
-         "                    4 segments, the ring's 16 MiB, rolls recycling old segments)\n"
+         "  --segment-bytes B sluice segment size of pingpong and throughput runs (default:\n"
+         "                    pingpong, one segment holds the whole run, up to 1 GiB, so no\n"
+         "                    roll lands in the samples; throughput, 4 MiB in a back-pressure\n"
+         "                    window of 4 segments, the ring's 16 MiB, rolls recycling old\n"
+         "                    segments)\n"
          "  --no-prefault     do not prefault sluice segments when they are mapped\n"
-         "  --systems LIST    ring, sluice or both (default both; ratios need both)\n";
+         "  --systems LIST    ring, sluice or both (default both; ratios need both); ring\n"
+         "                    also stands for the other baselines (memcpy, Boost message_queue)\n";
 }
 
 bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, std::string* error) {
@@ -101,18 +113,20 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, s
     } else if (arg == "--workload") {
       if (!value(&v)) return false;
       if (v == "pingpong") {
-        out->pingpong = true, out->throughput = false;
+        out->pingpong = true, out->throughput = false, out->queue = false;
       } else if (v == "throughput") {
-        out->pingpong = false, out->throughput = true;
+        out->pingpong = false, out->throughput = true, out->queue = false;
+      } else if (v == "queue") {
+        out->pingpong = false, out->throughput = false, out->queue = true;
       } else if (v == "all") {
-        out->pingpong = out->throughput = true;
+        out->pingpong = out->throughput = out->queue = true;
       } else {
-        *error = "--workload: expected pingpong, throughput or all, got '" + std::string(v) + "'";
+        *error = "--workload: expected pingpong, throughput, queue or all, got '" + std::string(v) + "'";
         return false;
       }
     } else if (arg == "--sizes") {
       if (!value(&v)) return false;
-      if (!parse_sizes(v, &out->sizes)) {
+      if (!parse_list(v, 8, 16u << 20, &out->sizes)) {
         *error = "--sizes: expected a comma-separated list of sizes from 8 to 16777216, got '" +
                  std::string(v) + "'";
         return false;
@@ -123,6 +137,17 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, s
       if (!number(&out->warmup, 0)) return false;
     } else if (arg == "--messages") {
       if (!number(&out->messages, 2)) return false;
+    } else if (arg == "--queue-messages") {
+      if (!number(&out->queue_messages, 2)) return false;
+    } else if (arg == "--queue-samples") {
+      if (!number(&out->queue_samples, 1)) return false;
+    } else if (arg == "--queue-workers") {
+      if (!value(&v)) return false;
+      if (!parse_list(v, 1, 15, &out->queue_workers)) {
+        *error = "--queue-workers: expected a comma-separated list of counts from 1 to 15, got '" +
+                 std::string(v) + "'";
+        return false;
+      }
     } else if (arg == "--wait") {
       if (!value(&v)) return false;
       if (v == "spin") {

@@ -12,12 +12,16 @@ namespace sluice::bench {
 struct BenchOptions {
   bool pingpong = true;
   bool throughput = true;
-  bool run_ring = true;    // the baselines (ring, memcpy)
+  bool queue = true;       // the work-queue workload (against Boost.Interprocess message_queue)
+  bool run_ring = true;    // the baselines (ring, memcpy, Boost message_queue)
   bool run_sluice = true;
   std::vector<uint32_t> sizes{64, 4096};  // value bytes per record
   uint64_t samples = 200'000;             // pingpong round trips measured, per system and size
   uint64_t warmup = 20'000;               // pingpong round trips before measuring
   uint64_t messages = 20'000'000;         // throughput records at <= 64 B; see messages_for()
+  uint64_t queue_messages = 2'000'000;    // queue throughput: timed messages per run
+  uint64_t queue_samples = 50'000;        // queue latency: round trips measured per system
+  std::vector<uint32_t> queue_workers{1, 2, 4};  // queue throughput: worker processes per run
   ipc::WaitStrategy wait = ipc::WaitStrategy::kBusySpin;
   bool json = false;
   std::string dir;                        // empty: a fresh directory under /dev/shm

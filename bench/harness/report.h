@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/harness/bench_options.h"
+#include "bench/harness/queue_results.h"
 #include "bench/harness/results.h"
 
 namespace sluice::bench {
@@ -17,6 +18,8 @@ struct BenchReport {
   bool pinned = true;      // every two-process run was pinned to two CPUs
   std::vector<LatencyResult> pingpong;
   std::vector<ThroughputResult> throughput;
+  std::vector<LatencyResult> queue_latency;            // sluice/queue/{spin,block}, boost/message_queue
+  std::vector<QueueThroughputResult> queue_throughput;
   MemcpyResult memcpy;
   double wall_seconds = 0;
 };
@@ -37,6 +40,10 @@ struct Ratio {
 // Targets (MISSION.md, "Figures it must reach"): 64 B pingpong p50 <= 1.5x
 // the ring's; 64 B throughput >= 0.7x; 4 KiB throughput >= 0.6x; p99.9 <=
 // 3x p50. Other sizes and figures are reported without a target.
+// Queue workload (issue: work-queue benchmarks), against Boost.Interprocess
+// message_queue: acked throughput >= 2x its throughput (every worker count,
+// both wait strategies); round-trip p50 <= 1/50 of its p50 with spinning
+// workers, <= 1x with blocking ones.
 std::vector<Ratio> compute_ratios(const BenchReport& report);
 
 void print_table(std::FILE* out, const BenchReport& report);

@@ -8,7 +8,9 @@
 #include <string>
 
 #include "bench/harness/bench_options.h"
+#include "bench/harness/queue_results.h"
 #include "bench/harness/results.h"
+#include "ipc/wait_strategy.h"
 
 namespace sluice::bench {
 
@@ -22,6 +24,20 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
 ThroughputResult run_ring_throughput(const BenchOptions& options, uint32_t value_bytes, uint32_t publish_every);
 ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
                                        const std::string& bus_dir);
+
+// The queue workload (queue_workload.cc), 64 B values. Throughput: one
+// publisher, `workers` receivers, options.queue_messages timed messages,
+// each acknowledged once. Latency: A publishes, B receives, acks and
+// publishes it back, A receives and acks; options.queue_samples round trips
+// after queue_warmup_round_trips() (enough for the queues to recycle
+// segments; Boost gets as many).
+QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, uint32_t workers,
+                                                  ipc::WaitStrategy wait, const std::string& bus_dir);
+QueueThroughputResult run_boost_mq_throughput(const BenchOptions& options, uint32_t receivers);
+LatencyResult run_sluice_queue_latency(const BenchOptions& options, ipc::WaitStrategy wait,
+                                       const std::string& bus_dir);
+LatencyResult run_boost_mq_latency(const BenchOptions& options);
+uint64_t queue_warmup_round_trips();
 
 // One process copies block_bytes blocks into a buffer_bytes buffer, wrapping,
 // until total_bytes are copied.
