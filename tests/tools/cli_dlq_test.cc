@@ -104,13 +104,24 @@ TEST_F(CliDlq, ListShowsEveryLetterWithItsMetadataAndChangesNothing) {
   EXPECT_EQ(letters[2]["source_partition"].u64(), 1u) << "the priority level it failed at";
   EXPECT_EQ(letters[2]["source_offset"].u64(), 0u);
 
-  // Listed again (more often than the DLQ's max_receives, 5): all still
-  // there, in order, and a plain receive finds them all.
+  EXPECT_EQ(bad["state"].text, "waiting");
+  EXPECT_EQ(bad["dlq_receives"].u64(), 0u);
+
+  // Listed (and shown) again, more often than the DLQ's max_receives, 5: all
+  // still there, in order, and listing only reads: the dead-letter queue's
+  // counters and the letters' receive counts do not move.
+  const Json before = stats("orders.dlq");
   for (int i = 0; i < 6; ++i) ASSERT_EQ(list_json().size(), 3u) << "listing " << i;
+  ok({"dlq", "show", "orders.dlq", "1"});
   const Json s = stats("orders.dlq");
+  EXPECT_EQ(s["total"]["received"].u64(), before["total"]["received"].u64()) << "listing receives nothing";
+  EXPECT_EQ(s["total"]["nacked"].u64(), before["total"]["nacked"].u64()) << "listing releases nothing";
+  EXPECT_EQ(s["total"]["received"].u64(), 0u);
+  EXPECT_EQ(s["total"]["nacked"].u64(), 0u);
   EXPECT_EQ(s["total"]["depth"].u64(), 3u);
-  EXPECT_EQ(s["total"]["in_flight"].u64(), 0u) << "a listing holds nothing once done";
+  EXPECT_EQ(s["total"]["in_flight"].u64(), 0u) << "a listing holds nothing";
   EXPECT_EQ(s["total"]["dead_lettered"].u64(), 0u) << "no listing dropped a letter";
+  for (const Json& j : list_json()) EXPECT_EQ(j["dlq_receives"].u64(), 0u) << j["value"].text;
   CliResult text = ok({"dlq", "list", "orders.dlq"});
   const auto lines = text.out_lines();
   ASSERT_EQ(lines.size(), 5u) << text.out;
@@ -119,6 +130,39 @@ TEST_F(CliDlq, ListShowsEveryLetterWithItsMetadataAndChangesNothing) {
   EXPECT_NE(lines[1].find("BadInput"), std::string::npos) << lines[1];
   EXPECT_NE(lines[3].find("MaxReceivesExceeded"), std::string::npos) << lines[3];
   EXPECT_EQ(lines[4], "3 dead letters");
+  EXPECT_NE(lines[1].find("waiting"), std::string::npos) << lines[1];
+}
+
+TEST_F(CliDlq, ListAndShowSeeLettersLeasedByOthers) {
+  make_dead_letters();
+  auto bus = Bus::open(dir_.path());
+  ASSERT_TRUE(bus) << bus.error().to_string();
+  auto worker = bus->create_worker("orders.dlq");
+  ASSERT_TRUE(worker) << worker.error().to_string();
+  Delivery d;
+  ASSERT_EQ(worker->receive(std::span(&d, 1), 1'000'000'000).value_or(0), 1u);
+  ASSERT_EQ(d.value(), "bad-0");
+  const Json before = stats("orders.dlq");
+  EXPECT_EQ(before["total"]["in_flight"].u64(), 1u);
+
+  const std::vector<Json> letters = list_json();
+  ASSERT_EQ(values(letters), (std::vector<std::string>{"bad-0", "bad-1", "slow"})) << "the leased one too";
+  EXPECT_EQ(letters[0]["state"].text, "in_flight");
+  EXPECT_EQ(letters[0]["dlq_receives"].u64(), 1u);
+  EXPECT_EQ(letters[1]["state"].text, "waiting");
+  const Json shown = parse_json(ok({"dlq", "show", "orders.dlq", "0"}).out);
+  EXPECT_EQ(shown["value"].text, "bad-0");
+  EXPECT_EQ(shown["state"].text, "in_flight");
+  const auto lines = ok({"dlq", "list", "orders.dlq"}).out_lines();
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_NE(lines[1].find("in_flight"), std::string::npos) << lines[1];
+  EXPECT_EQ(lines[4], "3 dead letters; 1 of them leased by a worker now (in_flight)");
+
+  const Json after = stats("orders.dlq");
+  EXPECT_EQ(after["total"]["received"].u64(), before["total"]["received"].u64());
+  EXPECT_EQ(after["total"]["nacked"].u64(), before["total"]["nacked"].u64());
+  EXPECT_EQ(after["total"]["in_flight"].u64(), 1u);
+  ASSERT_TRUE(d.ack());
 }
 
 TEST_F(CliDlq, FiltersSelectByErrorTypeSourceAndTime) {
@@ -161,6 +205,9 @@ TEST_F(CliDlq, ShowPrintsOneLetter) {
   CliResult missing = cli({"dlq", "show", "orders.dlq", "7"});
   EXPECT_EQ(missing.code, kExitError);
   expect_one_error_line(missing, "no dead letter at offset 7");
+  CliResult other_level = cli({"dlq", "show", "orders.dlq", "2", "--priority", "3"});
+  EXPECT_EQ(other_level.code, kExitError);
+  expect_one_error_line(other_level, "no dead letter at offset 2 of orders.dlq priority 3");
   EXPECT_EQ(list_json().size(), 3u);
 }
 

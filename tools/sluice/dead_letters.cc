@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <span>
 #include <utility>
 
 #include "json_text.h"
@@ -51,11 +52,18 @@ std::optional<uint64_t> decimal(std::string_view s) {
   return v;
 }
 
-std::optional<std::string_view> meta(const HeadersView& h, std::string_view field) {
-  return dead_letter_field(h, field);
+template <typename Headers>
+std::optional<std::string_view> field_of(const Headers& h, std::string_view field) {
+  for (Header x : h)
+    if (x.name.size() == kDlqHeaderPrefix.size() + field.size() && x.name.starts_with(kDlqHeaderPrefix) &&
+        x.name.substr(kDlqHeaderPrefix.size()) == field)
+      return x.value;
+  return std::nullopt;
 }
 
-void append_meta_string(std::string& out, const HeadersView& h, std::string_view field) {
+std::optional<std::string_view> meta(std::span<const Header> h, std::string_view field) { return field_of(h, field); }
+
+void append_meta_string(std::string& out, std::span<const Header> h, std::string_view field) {
   out += ",\"";
   out += field;
   out += "\":";
@@ -66,7 +74,7 @@ void append_meta_string(std::string& out, const HeadersView& h, std::string_view
 }
 
 // A number when the header is a decimal number, else its text (or null).
-void append_meta_number(std::string& out, const HeadersView& h, std::string_view field) {
+void append_meta_number(std::string& out, std::span<const Header> h, std::string_view field) {
   out += ",\"";
   out += field;
   out += "\":";
@@ -99,11 +107,11 @@ std::string cell_text(std::string_view s, size_t max) {
 }  // namespace
 
 std::optional<std::string_view> dead_letter_field(const HeadersView& h, std::string_view field) {
-  for (Header x : h)
-    if (x.name.size() == kDlqHeaderPrefix.size() + field.size() && x.name.starts_with(kDlqHeaderPrefix) &&
-        x.name.substr(kDlqHeaderPrefix.size()) == field)
-      return x.value;
-  return std::nullopt;
+  return field_of(h, field);
+}
+
+std::optional<std::string_view> dead_letter_field(std::span<const Header> h, std::string_view field) {
+  return field_of(h, field);
 }
 
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
@@ -183,38 +191,81 @@ Result<DeadLetterFilter> parse_filter(const FilterArgs& a) {
   return f;
 }
 
-bool DeadLetterFilter::matches(const HeadersView& h) const {
-  if (!error_type.empty() && meta(h, "error_type").value_or(std::string_view()) != error_type) return false;
-  if (!source.empty()) {
-    const std::string_view s = meta(h, "source").value_or(std::string_view());
-    const bool qualified = source.find(':') != std::string::npos;
-    if (qualified ? s != source : (s != "queue:" + source && s != "topic:" + source)) return false;
+template <typename Headers>
+bool filter_matches(const DeadLetterFilter& f, const Headers& h) {
+  if (!f.error_type.empty() && field_of(h, "error_type").value_or(std::string_view()) != f.error_type) return false;
+  if (!f.source.empty()) {
+    const std::string_view s = field_of(h, "source").value_or(std::string_view());
+    const bool qualified = f.source.find(':') != std::string::npos;
+    if (qualified ? s != f.source : (s != "queue:" + f.source && s != "topic:" + f.source)) return false;
   }
-  if (since_ms || until_ms) {
+  if (f.since_ms || f.until_ms) {
     // A letter without a readable failure time matches no time range.
-    const auto at = parse_rfc3339_ms(meta(h, "failed_at").value_or(std::string_view()));
+    const auto at = parse_rfc3339_ms(field_of(h, "failed_at").value_or(std::string_view()));
     if (!at) return false;
-    if (since_ms && *at < *since_ms) return false;
-    if (until_ms && *at >= *until_ms) return false;
+    if (f.since_ms && *at < *f.since_ms) return false;
+    if (f.until_ms && *at >= *f.until_ms) return false;
   }
   return true;
 }
 
-void append_dead_letter_json(std::string& out, std::string_view queue, const Delivery& d) {
-  const HeadersView& h = d.headers();
+bool DeadLetterFilter::matches(const HeadersView& h) const { return filter_matches(*this, h); }
+bool DeadLetterFilter::matches(std::span<const Header> h) const { return filter_matches(*this, h); }
+
+DeadLetter dead_letter_of(const QueueEntry& e) {
+  DeadLetter d;
+  d.priority = e.priority;
+  d.offset = e.offset;
+  d.timestamp_ns = e.timestamp_ns;
+  d.receives = e.attempts;
+  d.state = e.state;
+  d.value = e.value;
+  d.headers.reserve(e.headers.size());
+  for (const auto& [name, value] : e.headers) d.headers.push_back(Header{name, value});
+  return d;
+}
+
+DeadLetter dead_letter_of(const Delivery& x) {
+  DeadLetter d;
+  d.priority = x.priority();
+  d.offset = x.offset();
+  d.timestamp_ns = x.timestamp_ns();
+  d.receives = x.attempt();
+  d.value = x.value();
+  for (Header h : x.headers()) d.headers.push_back(h);
+  return d;
+}
+
+std::string_view queue_entry_state_name(QueueEntryState s) {
+  switch (s) {
+    case QueueEntryState::kWaiting: return "waiting";
+    case QueueEntryState::kInFlight: return "in_flight";
+    case QueueEntryState::kReady: return "ready";
+    case QueueEntryState::kDelayed: return "delayed";
+    case QueueEntryState::kBlocked: return "blocked";
+  }
+  return "unknown";
+}
+
+void append_dead_letter_json(std::string& out, std::string_view queue, const DeadLetter& d) {
+  const std::span<const Header> h = d.headers;
   out += "{\"queue\":";
   append_json_string(out, queue);
-  out += ",\"priority\":" + std::to_string(d.priority());
-  out += ",\"offset\":" + std::to_string(d.offset());
-  out += ",\"timestamp\":" + std::to_string(d.timestamp_ns());
-  out += ",\"dlq_receives\":" + std::to_string(d.attempt());
+  out += ",\"priority\":" + std::to_string(d.priority);
+  out += ",\"offset\":" + std::to_string(d.offset);
+  out += ",\"timestamp\":" + std::to_string(d.timestamp_ns);
+  out += ",\"dlq_receives\":" + std::to_string(d.receives);
+  if (d.state) {
+    out += ",\"state\":";
+    append_json_string(out, queue_entry_state_name(*d.state));
+  }
   for (std::string_view f : {"error_type", "error_message", "stack_trace", "failed_at", "source"})
     append_meta_string(out, h, f);
   for (std::string_view f : {"source_partition", "source_offset", "attempts", "worker", "pid"})
     append_meta_number(out, h, f);
   for (std::string_view f : {"consumer_group", "group"}) append_meta_string(out, h, f);
   out += ",\"value\":";
-  append_json_string(out, d.value());
+  append_json_string(out, d.value);
   out += ",\"headers\":[";
   bool first = true;
   for (Header x : h) {
@@ -229,15 +280,19 @@ void append_dead_letter_json(std::string& out, std::string_view queue, const Del
   out += "]}\n";
 }
 
+void append_dead_letter_json(std::string& out, std::string_view queue, const Delivery& d) {
+  append_dead_letter_json(out, queue, dead_letter_of(d));
+}
+
 void append_dead_letter_title(std::string& out) {
   char line[160];
-  std::snprintf(line, sizeof line, "%-8s %-24s %-8s %-32s %-22s %s\n", "OFFSET", "FAILED_AT", "ATTEMPTS",
+  std::snprintf(line, sizeof line, "%-8s %-9s %-24s %-8s %-32s %-22s %s\n", "OFFSET", "STATE", "FAILED_AT", "ATTEMPTS",
                 "SOURCE@PARTITION:OFFSET", "ERROR_TYPE", "ERROR_MESSAGE");
   out += line;
 }
 
-void append_dead_letter_row(std::string& out, const Delivery& d) {
-  const HeadersView& h = d.headers();
+void append_dead_letter_row(std::string& out, const DeadLetter& d) {
+  const std::span<const Header> h = d.headers;
   const auto text = [&](std::string_view f, size_t max) {
     auto v = meta(h, f);
     return v ? cell_text(*v, max) : std::string("-");
@@ -246,8 +301,9 @@ void append_dead_letter_row(std::string& out, const Delivery& d) {
   if (meta(h, "source_partition") || meta(h, "source_offset"))
     source += "@" + text("source_partition", 12) + ":" + text("source_offset", 24);
   char head[128];
-  std::snprintf(head, sizeof head, "%-8llu %-24s %-8s ", static_cast<unsigned long long>(d.offset()),
-                text("failed_at", 24).c_str(), text("attempts", 8).c_str());
+  const std::string_view state = d.state ? queue_entry_state_name(*d.state) : std::string_view("-");
+  std::snprintf(head, sizeof head, "%-8llu %-9.*s %-24s %-8s ", static_cast<unsigned long long>(d.offset),
+                static_cast<int>(state.size()), state.data(), text("failed_at", 24).c_str(), text("attempts", 8).c_str());
   out += head;
   std::string rest = source;
   rest.resize(std::max<size_t>(rest.size(), 32), ' ');
@@ -255,6 +311,24 @@ void append_dead_letter_row(std::string& out, const Delivery& d) {
   rest = text("error_type", 64);
   rest.resize(std::max<size_t>(rest.size(), 22), ' ');
   out += rest + ' ' + text("error_message", 100) + '\n';
+}
+
+// ---- the browse ----------------------------------------------------------------
+
+Status browse_dead_letters(const Bus& bus, std::string_view queue, uint32_t levels,
+                           const std::function<bool(const QueueEntry&)>& fn) {
+  for (uint32_t p = 0; p < levels; ++p) {
+    uint64_t from = 0;
+    for (;;) {
+      auto page = bus.browse_queue(queue, p, from, kBrowsePage);
+      if (!page) return std::unexpected(page.error());
+      for (const QueueEntry& e : *page)
+        if (!fn(e)) return {};
+      if (page->size() < kBrowsePage) break;
+      from = page->back().offset + 1;
+    }
+  }
+  return {};
 }
 
 // ---- the scan ----------------------------------------------------------------

@@ -1,17 +1,20 @@
 // `sluice dlq list|show|redrive|replay|purge`: the dead letters of a
 // dead-letter queue (docs/queues.md, section 7).
 //
-// How they are read: see dead_letters.h. Every command scans the queue
-// (leasing what it can see), acts on the letters that match its filters,
-// and releases the rest where they were. Redrive re-publishes a letter and
+// How they are read: see dead_letters.h. list and show browse the queue,
+// changing nothing. redrive, replay and purge (with filters) scan it
+// (leasing what they can see), act on the letters that match their filters,
+// and release the rest where they were. Redrive re-publishes a letter and
 // acks it only once the publish succeeded: a redrive killed between the two
 // leaves the letter in the dead-letter queue as well (at least once), and its
 // leases come back when it dies.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,14 +61,17 @@ constexpr auto kExtendEvery = std::chrono::seconds(10);
 // Refuses queues that have a dead-letter queue of their own: `dlq purge
 // orders` must not empty the work queue itself. Dead-letter queues have
 // none (and so do queues created with --dead-letter-queue -).
-Status check_dead_letter_queue(Bus& bus, const std::string& name) {
+// Its stats when it is one.
+Result<QueueStats> check_dead_letter_queue(Bus& bus, const std::string& name) {
   auto s = bus.queue_stats(name);
   if (!s) return std::unexpected(s.error());
   if (!s->dead_letter_queue.empty())
     return make_error(Errc::kInvalidArgument,
                       "queue " + name + " is not a dead-letter queue: its dead letters go to " + s->dead_letter_queue);
-  return {};
+  return s;
 }
+
+int fail_read(const Error& e) { return fail(e, e.code == Errc::kCorruption ? kExitCorrupt : kExitError); }
 
 Result<uint64_t> parse_max(const std::string& text) {
   if (text.empty()) return UINT64_MAX;
@@ -86,12 +92,26 @@ int open_and_scan(const Context& ctx, const std::string& name, Opened* o) {
   o->bus.emplace(std::move(*bus));
   if (auto ok = check_dead_letter_queue(*o->bus, name); !ok) return fail(ok.error());
   auto scan = DeadLetterScan::take(*o->bus, name);
-  if (!scan) return fail(scan.error(), scan.error().code == Errc::kCorruption ? kExitCorrupt : kExitError);
+  if (!scan) return fail_read(scan.error());
   o->scan.emplace(std::move(*scan));
   return kExitOk;
 }
 
 // ---- list, show ----------------------------------------------------------------
+// Read with Bus::browse_queue: no lease, no counter or receive count moves,
+// and letters leased by others (state in_flight) or delayed are seen too.
+
+// Opens the bus and checks that `name` is a dead-letter queue; prints the
+// error. Its priority levels in *levels.
+int open_for_browse(const Context& ctx, const std::string& name, std::optional<Bus>* bus, uint32_t* levels) {
+  auto b = open_bus(ctx);
+  if (!b) return fail(b.error());
+  bus->emplace(std::move(*b));
+  auto stats = check_dead_letter_queue(**bus, name);
+  if (!stats) return fail(stats.error());
+  *levels = std::max<uint32_t>(stats->options.priorities, static_cast<uint32_t>(stats->levels.size()));
+  return kExitOk;
+}
 
 int run_list(const Context& ctx, const ListArgs& a) {
   if (auto ok = check_name(a.name, "queue"); !ok) return fail(ok.error());
@@ -101,30 +121,33 @@ int run_list(const Context& ctx, const ListArgs& a) {
   if (!filter) return fail(filter.error(), kExitUsage);
   auto max = parse_max(a.max);
   if (!max) return fail(max.error(), kExitUsage);
-  Opened o;
-  if (int code = open_and_scan(ctx, a.name, &o); code != kExitOk) return code;
+  std::optional<Bus> bus;
+  uint32_t levels = 1;
+  if (int code = open_for_browse(ctx, a.name, &bus, &levels); code != kExitOk) return code;
   const bool json = a.format == "json";
   std::string out;
   if (!json) append_dead_letter_title(out);
-  uint64_t shown = 0;
-  for (Delivery& d : o.scan->letters()) {
-    if (shown >= *max) break;
-    if (!filter->matches(d.headers())) continue;
+  uint64_t shown = 0, seen = 0, leased = 0;
+  auto ok = browse_dead_letters(*bus, a.name, levels, [&](const QueueEntry& e) {
+    ++seen;
+    if (shown >= *max) return true;  // on, to count what is seen
+    const DeadLetter d = dead_letter_of(e);
+    if (!filter->matches(std::span<const Header>(d.headers))) return true;
     if (json)
       append_dead_letter_json(out, a.name, d);
     else
       append_dead_letter_row(out, d);
     ++shown;
-  }
+    leased += e.state == QueueEntryState::kInFlight;
+    return true;
+  });
+  if (!ok) return fail_read(ok.error());
   if (!json) {
     out += letters(shown);
-    if (!filter->empty()) out += " matched, of " + std::to_string(o.scan->letters().size()) + " seen";
-    if (o.scan->held_elsewhere() > 0)
-      out += "; " + std::to_string(o.scan->held_elsewhere()) + " more leased by other workers, not shown";
+    if (!filter->empty()) out += " matched, of " + std::to_string(seen) + " seen";
+    if (leased > 0) out += "; " + std::to_string(leased) + " of them leased by a worker now (in_flight)";
     out += '\n';
   }
-  // Released before printing: a slow reader of stdout must not hold them.
-  (void)o.scan->release_all();  // a failure means the lease ended: the letter is back anyway
   if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0)
     return fail("dlq list: cannot write to stdout");
   return kExitOk;
@@ -136,16 +159,19 @@ int run_show(const Context& ctx, const ShowArgs& a) {
   if (!offset) return fail(offset.error(), kExitUsage);
   auto priority = parse_u64(a.priority, "--priority");
   if (!priority) return fail(priority.error(), kExitUsage);
-  Opened o;
-  if (int code = open_and_scan(ctx, a.name, &o); code != kExitOk) return code;
+  std::optional<Bus> bus;
+  uint32_t levels = 1;
+  if (int code = open_for_browse(ctx, a.name, &bus, &levels); code != kExitOk) return code;
   std::string out;
-  for (Delivery& d : o.scan->letters())
-    if (d.offset() == *offset && d.priority() == *priority) append_dead_letter_json(out, a.name, d);
-  (void)o.scan->release_all();
+  if (*priority < levels) {
+    auto found = bus->browse_queue(a.name, static_cast<uint32_t>(*priority), *offset, 1);
+    if (!found) return fail_read(found.error());
+    if (!found->empty() && found->front().offset == *offset)
+      append_dead_letter_json(out, a.name, dead_letter_of(found->front()));
+  }
   if (out.empty())
     return fail("dlq show: no dead letter at offset " + a.offset + " of " + a.name +
-                (*priority != 0 ? " priority " + a.priority : std::string()) +
-                " (settled, leased by another worker, or never there)");
+                (*priority != 0 ? " priority " + a.priority : std::string()) + " (settled, or never there)");
   if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0)
     return fail("dlq show: cannot write to stdout");
   return kExitOk;
@@ -364,17 +390,18 @@ void add_dlq_commands(CLI::App& app, Context& ctx) {
       "dlq", "dead-letter queues: list and show dead letters, redrive (or replay) them to their source, purge them");
   dlq->require_subcommand(1);
   dlq->footer(
-      "NAME is a dead-letter queue (by default SOURCE.dlq). Reading one leases its letters for a moment and\n"
-      "releases them where they were: its received and nacked counters grow, and so does each letter's receive\n"
-      "count (dlq_receives). These commands never drop a letter for that count; an ordinary receive does: an\n"
-      "engine-made dead-letter queue has max-receives 5, and `sluice queue receive Q.dlq` drops (counts as\n"
-      "dead-lettered) a letter already received 5 times.");
+      "NAME is a dead-letter queue (by default SOURCE.dlq). list and show only read it: they change nothing\n"
+      "and also show letters a worker holds now (state in_flight). redrive, replay and purge with a filter\n"
+      "lease its letters for a moment and release those they leave where they were: its received and nacked\n"
+      "counters grow, and so does each such letter's receive count (dlq_receives). These commands never drop a\n"
+      "letter for that count; an ordinary receive does: an engine-made dead-letter queue has max-receives 5, and\n"
+      "`sluice queue receive Q.dlq` drops (counts as dead-lettered) a letter already received 5 times.");
 
   auto list = std::make_shared<ListArgs>();
   CLI::App* l = dlq->add_subcommand("list", "list dead letters with where they came from and why they failed");
   l->add_option("name", list->name, "dead-letter queue name")->type_name("NAME")->required();
   l->add_option("--format", list->format,
-                "text (a table: offset, failed at, attempts, source@partition:offset, error) or json (one object "
+                "text (a table: offset, state, failed at, attempts, source@partition:offset, error) or json (one object "
                 "per line, as dlq show)")
       ->type_name("FORMAT");
   add_filter_options(l, list->filter);
