@@ -32,4 +32,17 @@ Result<Bus> open_bus(const Context& ctx, bool create) {
 
 Status check_name(std::string_view name, std::string_view what) { return validate_name(name, what); }
 
+Result<std::vector<Header>> parse_header_args(const std::vector<std::string>& text, bool engine_names_reserved) {
+  std::vector<Header> headers;
+  for (const std::string& h : text) {
+    const size_t eq = h.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return make_error(Errc::kInvalidArgument, "--header: '" + h + "' is not NAME=VALUE");
+    if (engine_names_reserved && h.starts_with("sluice."))
+      return make_error(Errc::kInvalidArgument, "--header: names starting with 'sluice.' are reserved");
+    headers.push_back(Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
+  }
+  return headers;
+}
+
 }  // namespace sluice::cli

@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::cli {
 
@@ -36,5 +37,12 @@ Result<Bus> open_bus(const Context& ctx, bool create = false);
 // Checks a topic or group name with the library's rule before anything
 // touches the file system, so the error is the same with or without a bus.
 Status check_name(std::string_view name, std::string_view what);
+
+// Parses --header NAME=VALUE arguments. The headers view into `text`, which
+// must outlive them. `engine_names_reserved`: names starting with "sluice."
+// are refused (the engine reads its own back, e.g. a queue's
+// sluice.not_before and a dead letter's sluice.dlq.*). The error names the
+// bad argument.
+Result<std::vector<Header>> parse_header_args(const std::vector<std::string>& text, bool engine_names_reserved);
 
 }  // namespace sluice::cli

@@ -42,14 +42,9 @@ std::string send_failure(const Producer& producer, const SendResult& r) {
 
 int run_produce(const Context& ctx, const ProduceArgs& a) {
   if (auto ok = check_name(a.topic, "topic"); !ok) return fail(ok.error());
-  // Header storage must outlive every send: names and values view into it.
-  std::vector<std::string> header_text = a.headers;
-  std::vector<Header> headers;
-  for (const std::string& h : header_text) {
-    const size_t eq = h.find('=');
-    if (eq == std::string::npos || eq == 0) return fail("--header: '" + h + "' is not NAME=VALUE", kExitUsage);
-    headers.push_back(Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
-  }
+  auto parsed = parse_header_args(a.headers, false);  // views into a.headers, which outlives every send
+  if (!parsed) return fail(parsed.error().message, kExitUsage);
+  const std::vector<Header> headers = std::move(*parsed);
   auto wait_ms = parse_u64(a.wait_ms, "--wait-ms");
   if (!wait_ms) return fail(wait_ms.error(), kExitUsage);
   auto parsed_partition = parse_partition(a.partition);

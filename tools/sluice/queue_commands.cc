@@ -316,17 +316,9 @@ std::string publish_failure(const QueuePublisher& publisher, const PublishResult
 
 int run_publish(const Context& ctx, const PublishArgs& a) {
   if (auto ok = check_name(a.name, "queue"); !ok) return fail(ok.error());
-  // Header storage must outlive every publish: names and values view into it.
-  std::vector<std::string> header_text = a.headers;
-  std::vector<Header> headers;
-  for (const std::string& h : header_text) {
-    const size_t eq = h.find('=');
-    if (eq == std::string::npos || eq == 0) return fail("--header: '" + h + "' is not NAME=VALUE", kExitUsage);
-    // The engine reads its own headers back (sluice.not_before delays a
-    // message, sluice.dlq.* describe a dead letter): users may not forge them.
-    if (h.starts_with("sluice.")) return fail("--header: names starting with 'sluice.' are reserved", kExitUsage);
-    headers.push_back(Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
-  }
+  auto parsed = parse_header_args(a.headers, true);  // views into a.headers, which outlives every publish
+  if (!parsed) return fail(parsed.error().message, kExitUsage);
+  const std::vector<Header> headers = std::move(*parsed);
   auto priority = parse_u64(a.priority, "--priority");  // its range is the queue's, checked below
   if (!priority) return fail(priority.error(), kExitUsage);
   auto delay_ms = parse_range(a.delay_ms, "--delay-ms", 0, kMaxDelayMs);
