@@ -328,12 +328,9 @@ int run_publish(const Context& ctx, const PublishArgs& a) {
   if (!bus) return fail(bus.error());
   auto publisher = bus->create_queue_publisher(a.name);
   if (!publisher) return fail(publisher.error());
-  // The publisher only says a priority is out of range on a publish: check
-  // before reading stdin, so an empty input fails the same way.
-  auto stats = bus->queue_stats(a.name);
-  if (!stats) return fail(stats.error());
-  if (*priority >= stats->levels.size())
-    return fail("--priority: queue " + a.name + " has priorities 0-" + std::to_string(stats->levels.size() - 1),
+  // Checked before reading stdin, so an empty input fails the same way.
+  if (*priority >= publisher->priorities())
+    return fail("--priority: queue " + a.name + " has priorities 0-" + std::to_string(publisher->priorities() - 1),
                 kExitUsage);
 
   char* line = nullptr;
