@@ -287,6 +287,61 @@ TEST_F(QueueFixture, HigherPrioritiesAreServedFirst) {
   }
 }
 
+TEST_F(QueueFixture, CompetingWorkersBothServeHigherPrioritiesFirstAndNeitherTakesADelayedMessageEarly) {
+  QueueOptions o = options();
+  o.priorities = 3;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  publish("jobs", "later", 2, clock.now_ns() + 5 * kSec);
+  for (int i = 0; i < 4; ++i) {
+    publish("jobs", "low" + std::to_string(i), 0);
+    publish("jobs", "high" + std::to_string(i), 2);
+  }
+  Worker a = worker("jobs");
+  Worker b = worker("jobs");
+  // The workers alternate; whichever asks gets the best message waiting.
+  std::vector<std::string> order;
+  for (int i = 0; i < 8; ++i) {
+    Delivery d = take(i % 2 == 0 ? a : b);
+    ASSERT_TRUE(d.valid()) << "receive " << i;
+    order.emplace_back(d.value());
+    ASSERT_TRUE(d.ack());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"high0", "high1", "high2", "high3", "low0", "low1", "low2", "low3"}));
+  // The delayed message has the highest priority but is not due.
+  EXPECT_FALSE(take(a).valid());
+  EXPECT_FALSE(take(b).valid());
+  clock.advance_ns(5 * kSec + 2 * kMs);
+  Delivery later = take(b);
+  ASSERT_TRUE(later.valid());
+  EXPECT_EQ(later.value(), "later");
+  EXPECT_FALSE(take(a).valid()) << "a due message goes to one worker only";
+  ASSERT_TRUE(later.ack());
+  EXPECT_EQ(bus->queue_stats("jobs")->total().acked, 9u);
+}
+
+TEST_F(QueueFixture, AMessageLargerThanASegmentIsRefusedAndTheQueueGoesOn) {
+  QueueOptions o = options();
+  o.segment_bytes = 64 << 10;
+  o.max_depth_bytes = 256 << 10;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  auto p = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(p) << p.error().to_string();
+  const std::string huge(o.segment_bytes, 'x');
+  QueueMessage m;
+  m.value = huge;
+  EXPECT_FALSE(p->publish(m).ok());
+  EXPECT_EQ(p->last_error().code, Errc::kTooLarge) << p->last_error().to_string();
+  EXPECT_NE(p->last_error().message.find("segment"), std::string::npos) << p->last_error().message;
+  publish("jobs", "small");
+  Worker w = worker("jobs");
+  Delivery d = take(w);
+  ASSERT_TRUE(d.valid());
+  EXPECT_EQ(d.value(), "small");
+  ASSERT_TRUE(d.ack());
+  EXPECT_FALSE(take(w).valid()) << "the refused message left nothing behind";
+  EXPECT_EQ(bus->queue_stats("jobs")->total().acked, 1u);
+}
+
 TEST_F(QueueFixture, AtMostOnceWorkersHaveMessagesAckedOnReceipt) {
   ASSERT_TRUE(bus->create_queue("jobs", options()));
   publish("jobs", "x");
