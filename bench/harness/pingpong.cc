@@ -22,18 +22,6 @@ bool check_echo(PairChannel& ch, const void* data, uint32_t length, uint32_t wan
   return true;
 }
 
-LatencyResult finish(const char* system, uint32_t value_bytes, const PairOutcome& outcome,
-                     std::vector<uint64_t>& ticks, double ns_per_tick) {
-  LatencyResult r;
-  r.system = system;
-  r.value_bytes = value_bytes;
-  r.pinned = outcome.pinned;
-  r.ok = outcome.ok;
-  r.error = outcome.error;
-  if (r.ok) summarize_latency(ticks, ns_per_tick, &r);
-  return r;
-}
-
 }  // namespace
 
 LatencyResult run_ring_pingpong(const BenchOptions& options, uint32_t value_bytes) {
@@ -93,7 +81,7 @@ LatencyResult run_ring_pingpong(const BenchOptions& options, uint32_t value_byte
     return ch.sync(2);
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
-  return finish("ring", value_bytes, outcome, ticks, cal.ns_per_tick());
+  return latency_result("ring", value_bytes, outcome, ticks, cal.ns_per_tick());
 }
 
 LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
@@ -153,7 +141,7 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
     return ch.sync(3);
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
-  return finish(sluice_system_name(exclusive), value_bytes, outcome, ticks, cal.ns_per_tick());
+  return latency_result(sluice_system_name(exclusive), value_bytes, outcome, ticks, cal.ns_per_tick());
 }
 
 }  // namespace sluice::bench

@@ -199,18 +199,6 @@ uint64_t seq_of(std::string_view v) {
   return s;
 }
 
-LatencyResult finish_latency(const std::string& system, const PairOutcome& outcome, std::vector<uint64_t>& ticks,
-                             double ns_per_tick) {
-  LatencyResult r;
-  r.system = system;
-  r.value_bytes = kValueBytes;
-  r.pinned = outcome.pinned;
-  r.ok = outcome.ok;
-  r.error = outcome.error;
-  if (r.ok) summarize_latency(ticks, ns_per_tick, &r);
-  return r;
-}
-
 }  // namespace
 
 uint64_t queue_warmup_round_trips() { return (kLatencyMaxDepthBytes + 3 * kLatencySegmentBytes) / kFrameBytes; }
@@ -482,7 +470,7 @@ LatencyResult run_sluice_queue_latency(const BenchOptions& options, ipc::WaitStr
     return ch.sync(3);
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
-  return finish_latency(std::string("sluice/queue/") + wait_name(wait), outcome, ticks, cal.ns_per_tick());
+  return latency_result(std::string("sluice/queue/") + wait_name(wait), kValueBytes, outcome, ticks, cal.ns_per_tick());
 }
 
 LatencyResult run_boost_mq_latency(const BenchOptions& options) {
@@ -529,7 +517,7 @@ LatencyResult run_boost_mq_latency(const BenchOptions& options) {
     return ch.sync(3);
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
-  return finish_latency("boost/message_queue", outcome, ticks, cal.ns_per_tick());
+  return latency_result("boost/message_queue", kValueBytes, outcome, ticks, cal.ns_per_tick());
 }
 
 }  // namespace sluice::bench

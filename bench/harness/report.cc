@@ -285,6 +285,22 @@ void print_table(std::FILE* out, const BenchReport& r) {
   std::fprintf(out, "\ntotal %.1f s\n", r.wall_seconds);
 }
 
+namespace {
+// The elements of a JSON array of latency results (the brackets are the caller's).
+void print_latency_json(std::FILE* out, const std::vector<LatencyResult>& rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& l = rows[i];
+    std::fprintf(out,
+                 "%s\n    {\"system\": %s, \"value_bytes\": %u, \"ok\": %s, \"error\": %s, \"samples\": %llu, "
+                 "\"min_ns\": %.1f, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f, "
+                 "\"mean_ns\": %.1f}",
+                 i ? "," : "", json_string(l.system).c_str(), l.value_bytes, l.ok ? "true" : "false",
+                 json_string(l.error).c_str(), static_cast<unsigned long long>(l.samples), l.min_ns, l.p50_ns,
+                 l.p99_ns, l.p999_ns, l.max_ns, l.mean_ns);
+  }
+}
+}  // namespace
+
 void print_json(std::FILE* out, const BenchReport& r) {
   const BenchOptions& o = r.options;
   std::fprintf(out, "{\n  \"config\": {\"wait\": \"%s\", \"pinned\": %s, \"dir\": %s, \"samples\": %llu, "
@@ -296,16 +312,7 @@ void print_json(std::FILE* out, const BenchReport& r) {
                static_cast<unsigned>(kRingBytes));
   for (size_t i = 0; i < o.sizes.size(); ++i) std::fprintf(out, "%s%u", i ? ", " : "", o.sizes[i]);
   std::fprintf(out, "]},\n  \"pingpong\": [");
-  for (size_t i = 0; i < r.pingpong.size(); ++i) {
-    const auto& l = r.pingpong[i];
-    std::fprintf(out,
-                 "%s\n    {\"system\": %s, \"value_bytes\": %u, \"ok\": %s, \"error\": %s, \"samples\": %llu, "
-                 "\"min_ns\": %.1f, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f, "
-                 "\"mean_ns\": %.1f}",
-                 i ? "," : "", json_string(l.system).c_str(), l.value_bytes, l.ok ? "true" : "false",
-                 json_string(l.error).c_str(), static_cast<unsigned long long>(l.samples), l.min_ns, l.p50_ns,
-                 l.p99_ns, l.p999_ns, l.max_ns, l.mean_ns);
-  }
+  print_latency_json(out, r.pingpong);
   std::fprintf(out, "\n  ],\n  \"throughput\": [");
   for (size_t i = 0; i < r.throughput.size(); ++i) {
     const auto& t = r.throughput[i];
@@ -321,16 +328,7 @@ void print_json(std::FILE* out, const BenchReport& r) {
                "\"warmup\": %llu, \"latency\": [",
                static_cast<unsigned long long>(o.queue_messages), static_cast<unsigned long long>(o.queue_samples),
                static_cast<unsigned long long>(queue_warmup_round_trips()));
-  for (size_t i = 0; i < r.queue_latency.size(); ++i) {
-    const auto& l = r.queue_latency[i];
-    std::fprintf(out,
-                 "%s\n    {\"system\": %s, \"value_bytes\": %u, \"ok\": %s, \"error\": %s, \"samples\": %llu, "
-                 "\"min_ns\": %.1f, \"p50_ns\": %.1f, \"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f, "
-                 "\"mean_ns\": %.1f}",
-                 i ? "," : "", json_string(l.system).c_str(), l.value_bytes, l.ok ? "true" : "false",
-                 json_string(l.error).c_str(), static_cast<unsigned long long>(l.samples), l.min_ns, l.p50_ns,
-                 l.p99_ns, l.p999_ns, l.max_ns, l.mean_ns);
-  }
+  print_latency_json(out, r.queue_latency);
   std::fprintf(out, "\n  ], \"throughput\": [");
   for (size_t i = 0; i < r.queue_throughput.size(); ++i) {
     const auto& t = r.queue_throughput[i];

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "bench/harness/process_pair.h"
+
 namespace sluice::bench {
 
 void summarize_latency(std::vector<uint64_t>& ticks, double ns_per_tick, LatencyResult* out) {
@@ -23,6 +25,18 @@ void summarize_latency(std::vector<uint64_t>& ticks, double ns_per_tick, Latency
   out->p99_ns = at(0.99);
   out->p999_ns = at(0.999);
   out->max_ns = static_cast<double>(ticks.back()) * ns_per_tick;
+}
+
+LatencyResult latency_result(std::string system, uint32_t value_bytes, const PairOutcome& outcome,
+                             std::vector<uint64_t>& ticks, double ns_per_tick) {
+  LatencyResult r;
+  r.system = std::move(system);
+  r.value_bytes = value_bytes;
+  r.pinned = outcome.pinned;
+  r.ok = outcome.ok;
+  r.error = outcome.error;
+  if (r.ok) summarize_latency(ticks, ns_per_tick, &r);
+  return r;
 }
 
 }  // namespace sluice::bench

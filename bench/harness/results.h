@@ -44,4 +44,10 @@ struct MemcpyResult {
 // Sorts `ticks` and fills the percentiles (nearest rank) in ns.
 void summarize_latency(std::vector<uint64_t>& ticks, double ns_per_tick, LatencyResult* out);
 
+struct PairOutcome;
+// A round-trip run's result: the pair's outcome and, when it went well, the
+// percentiles of `ticks` (sorted in place).
+LatencyResult latency_result(std::string system, uint32_t value_bytes, const PairOutcome& outcome,
+                             std::vector<uint64_t>& ticks, double ns_per_tick);
+
 }  // namespace sluice::bench

@@ -1,6 +1,7 @@
 #include "cli_common.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace sluice::cli {
 
@@ -43,6 +44,28 @@ Result<std::vector<Header>> parse_header_args(const std::vector<std::string>& te
     headers.push_back(Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
   }
   return headers;
+}
+
+int for_each_stdin_line(std::string_view what, const std::function<std::optional<std::string>(std::string_view)>& send,
+                        uint64_t* sent) {
+  char* line = nullptr;
+  size_t capacity = 0;
+  *sent = 0;
+  int code = kExitOk;
+  for (;;) {
+    const ssize_t n = ::getline(&line, &capacity, stdin);
+    if (n < 0) break;
+    std::string_view text(line, static_cast<size_t>(n));
+    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+    if (auto error = send(text)) {
+      code = fail(std::string(what) + ": line " + std::to_string(*sent + 1) + ": " + *error);
+      break;
+    }
+    ++*sent;
+  }
+  std::free(line);
+  if (code == kExitOk && std::ferror(stdin)) code = fail(std::string(what) + ": cannot read stdin");
+  return code;
 }
 
 }  // namespace sluice::cli

@@ -4,6 +4,9 @@
 
 #include <sluice/sluice.h>
 
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,5 +47,11 @@ Status check_name(std::string_view name, std::string_view what);
 // sluice.not_before and a dead letter's sluice.dlq.*). The error names the
 // bad argument.
 Result<std::vector<Header>> parse_header_args(const std::vector<std::string>& text, bool engine_names_reserved);
+
+// Hands each line of stdin (without its newline) to `send` until it returns
+// an error message. Returns kExitOk, or fail()s with "<what>: line N:
+// <error>" (or a read error). *sent: the lines sent.
+int for_each_stdin_line(std::string_view what, const std::function<std::optional<std::string>(std::string_view)>& send,
+                        uint64_t* sent);
 
 }  // namespace sluice::cli

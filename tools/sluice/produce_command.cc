@@ -62,15 +62,8 @@ int run_produce(const Context& ctx, const ProduceArgs& a) {
         "--partition: topic " + a.topic + " has partitions 0-" + std::to_string(producer->partition_count() - 1),
         kExitUsage);
 
-  char* line = nullptr;
-  size_t capacity = 0;
   uint64_t sent = 0;
-  int code = kExitOk;
-  for (;;) {
-    const ssize_t n = ::getline(&line, &capacity, stdin);
-    if (n < 0) break;
-    std::string_view text(line, static_cast<size_t>(n));
-    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  const int code = for_each_stdin_line("produce", [&](std::string_view text) -> std::optional<std::string> {
     Message m;
     m.headers = headers;
     m.value = text;
@@ -85,14 +78,9 @@ int run_produce(const Context& ctx, const ProduceArgs& a) {
       }
     }
     const SendResult r = producer->send(m, partition);
-    if (!r.ok()) {
-      code = fail("produce: line " + std::to_string(sent + 1) + ": " + send_failure(*producer, r));
-      break;
-    }
-    ++sent;
-  }
-  std::free(line);
-  if (code == kExitOk && std::ferror(stdin)) code = fail("produce: cannot read stdin");
+    if (!r.ok()) return send_failure(*producer, r);
+    return std::nullopt;
+  }, &sent);
   if (code == kExitOk && a.verbose)
     std::fprintf(stderr, "produced %llu records to %s\n", (unsigned long long)sent, a.topic.c_str());
   return code;

@@ -333,15 +333,8 @@ int run_publish(const Context& ctx, const PublishArgs& a) {
     return fail("--priority: queue " + a.name + " has priorities 0-" + std::to_string(publisher->priorities() - 1),
                 kExitUsage);
 
-  char* line = nullptr;
-  size_t capacity = 0;
   uint64_t sent = 0;
-  int code = kExitOk;
-  for (;;) {
-    const ssize_t n = ::getline(&line, &capacity, stdin);
-    if (n < 0) break;
-    std::string_view text(line, static_cast<size_t>(n));
-    if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  const int code = for_each_stdin_line("queue publish", [&](std::string_view text) -> std::optional<std::string> {
     QueueMessage m;
     m.value = text;
     m.headers = headers;
@@ -349,14 +342,9 @@ int run_publish(const Context& ctx, const PublishArgs& a) {
     if (*delay_ms > 0)
       m.deliver_at_unix_ns = bus->clock().now_ns() + static_cast<int64_t>(*delay_ms * kNsPerMs);
     const PublishResult r = publisher->publish(m);
-    if (!r.ok()) {
-      code = fail("queue publish: line " + std::to_string(sent + 1) + ": " + publish_failure(*publisher, r));
-      break;
-    }
-    ++sent;
-  }
-  std::free(line);
-  if (code == kExitOk && std::ferror(stdin)) code = fail("queue publish: cannot read stdin");
+    if (!r.ok()) return publish_failure(*publisher, r);
+    return std::nullopt;
+  }, &sent);
   if (code == kExitOk && a.verbose)
     std::fprintf(stderr, "published %llu messages to %s\n", (unsigned long long)sent, a.name.c_str());
   return code;
