@@ -18,6 +18,9 @@ const char* file_kind_name(FileKind kind) noexcept {
     case FileKind::kGroupOffsets: return "group offsets";
     case FileKind::kQueueState: return "queue state";
     case FileKind::kQueueDedup: return "queue de-duplication table";
+    case FileKind::kProducerTable: return "producer table";
+    case FileKind::kPartitionProducers: return "partition producer table";
+    case FileKind::kProcessedIds: return "processed-id store";
   }
   return "unknown";
 }

@@ -52,6 +52,9 @@ enum class FileKind : uint32_t {
   kGroupOffsets = 7,    // groups/<g>/<t>.offsets
   kQueueState = 8,      // queues/<q>/state
   kQueueDedup = 9,      // queues/<q>/dedup
+  kProducerTable = 10,  // producers/table (docs/exactly-once.md)
+  kPartitionProducers = 11,  // topics/<t>/<p>/producers
+  kProcessedIds = 12,   // processed/<store>
 };
 const char* file_kind_name(FileKind kind) noexcept;
 
