@@ -37,10 +37,10 @@ uint64_t header_checksum(const std::byte* base, uint32_t header_bytes) {
 }  // namespace
 
 void write_file_header(std::byte* base, FileKind kind, uint32_t data_offset, uint64_t file_bytes,
-                       const void* params, uint32_t params_bytes) {
+                       const void* params, uint32_t params_bytes, uint32_t format_version) {
   FileHeader h{};
   h.magic = kFileMagic;
-  h.format_version = kFormatVersion;
+  h.format_version = format_version != 0 ? format_version : format_versions(kind).current;
   h.kind = static_cast<uint32_t>(kind);
   h.header_bytes = static_cast<uint32_t>(kFileHeaderBytes + params_bytes);
   h.data_offset = data_offset;
@@ -64,10 +64,18 @@ Status validate_file_header(const std::byte* base, uint64_t mapped_bytes, FileKi
   FileHeader h;
   std::memcpy(&h, base, sizeof h);
   if (h.magic != kFileMagic) return make_error(Errc::kCorruption, what + " is not a sluice file (bad magic)");
-  if (h.format_version != kFormatVersion)
+  // The version is checked before anything else the version could change,
+  // and against the kind the file says it is: a file of the wrong kind is
+  // reported as that (below), not as a version mismatch.
+  const bool known_kind = h.kind >= static_cast<uint32_t>(FileKind::kBus) &&
+                          h.kind <= static_cast<uint32_t>(FileKind::kProcessedIds);
+  const FormatVersions v = format_versions(known_kind ? static_cast<FileKind>(h.kind) : kind);
+  if (h.format_version < v.oldest || h.format_version > v.current)
     return make_error(Errc::kVersionMismatch,
-                      what + " has format version " + std::to_string(h.format_version) +
-                          "; this build reads version " + std::to_string(kFormatVersion));
+                      what + " has format version " + std::to_string(h.format_version) + "; this build reads " +
+                          (v.oldest == v.current ? "version " + std::to_string(v.current)
+                                                 : "versions " + std::to_string(v.oldest) + " to " +
+                                                       std::to_string(v.current)));
   if (h.header_bytes != kFileHeaderBytes + params_bytes || h.header_bytes > mapped_bytes ||
       h.data_offset < h.header_bytes)
     return make_error(Errc::kCorruption, what + " has a damaged header (layout sizes)");

@@ -40,7 +40,6 @@
 namespace sluice::ipc {
 
 inline constexpr uint64_t kFileMagic = 0x00'1A'45'43'49'55'4C'53ull;  // "SLUICE\x1a\0"
-inline constexpr uint32_t kFormatVersion = 1;
 
 enum class FileKind : uint32_t {
   kBus = 1,             // bus.meta
@@ -54,9 +53,23 @@ enum class FileKind : uint32_t {
   kQueueDedup = 9,      // queues/<q>/dedup
   kProducerTable = 10,  // producers/table (docs/exactly-once.md)
   kPartitionProducers = 11,  // topics/<t>/<p>/producers
-  kProcessedIds = 12,   // processed/<store>
+  kProcessedIds = 12,   // processed/<store> (the last: validate_file_header knows the range)
 };
 const char* file_kind_name(FileKind kind) noexcept;
+
+// Each kind's format versions: this build writes `current` and reads
+// `oldest`..`current`. A kind's version moves when its bytes change meaning.
+//   kSegment 2: the PREPARED claim state (transactions, docs/exactly-once.md).
+//               A version-1 segment holds no PREPARED word: read as it is.
+// Older builds refuse newer files with kVersionMismatch, so processes of
+// builds with different versions must not share a bus.
+struct FormatVersions {
+  uint32_t oldest;
+  uint32_t current;
+};
+constexpr FormatVersions format_versions(FileKind kind) noexcept {
+  return kind == FileKind::kSegment ? FormatVersions{1, 2} : FormatVersions{1, 1};
+}
 
 struct FileHeader {
   uint64_t magic;
@@ -73,9 +86,10 @@ static_assert(sizeof(FileHeader) == kFileHeaderBytes);
 static_assert(offsetof(FileHeader, header_checksum) == 40);
 
 // Writes the header and `params` (a POD of `params_bytes`) at `base`, which
-// must be zero-filled, and seals it with the checksum.
+// must be zero-filled, and seals it with the checksum. `format_version` 0
+// means the kind's current one (others: tests that make older files).
 void write_file_header(std::byte* base, FileKind kind, uint32_t data_offset, uint64_t file_bytes,
-                       const void* params, uint32_t params_bytes);
+                       const void* params, uint32_t params_bytes, uint32_t format_version = 0);
 
 // Checks magic, version, kind, sizes and checksum of the header at `base` in a
 // mapping of `mapped_bytes`, and that the parameters are `params_bytes` long.

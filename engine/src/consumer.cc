@@ -153,7 +153,7 @@ Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view g
     if (p >= (*t)->options.partitions)
       return make_error(Errc::kInvalidArgument, "partition " + std::to_string(p) + " out of range for topic " +
                                                     std::string(topic));
-    s->parts.push_back(ConsumerState::Assigned{PartitionCursor(*(*t)->partitions[p], options.verify_checksums)});
+    s->parts.push_back(ConsumerState::Assigned{PartitionCursor(*(*t)->partitions[p], options.verify_checksums, options.isolation)});
     if (auto ok = s->position_initially(s->parts.back()); !ok) return std::unexpected(ok.error());
   }
   s->assignment = std::move(parts);

@@ -142,8 +142,11 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
     const uint32_t len = claim_length(w);
     const uint32_t count = claim_count(w);
     if (len < kFrameHeaderBytes || static_cast<uint64_t>(frame_pos_) + len > segment_->capacity() ||
-        count == 0 || state > kAborted)
+        count == 0 || !is_frame_state(state))
       return corrupt("invalid frame word");
+    // Read committed: an undecided transaction's frame is the last stable
+    // offset. Its decision (a flip of this word) wakes us like a commit.
+    if (state == kPrepared && !uncommitted_) return Step::kPending;
     if (state == kClaimed) {
       switch (partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) {
         case Partition::Stall::kPending: return Step::kPending;
@@ -181,7 +184,7 @@ uint64_t PartitionCursor::skip_corrupt() {
   const uint64_t w = word_in_bounds ? segment_->word(frame_pos_).load(std::memory_order_acquire) : 0;
   const uint32_t len = claim_length(w);
   if (frame_count_ != 0 || (len >= kFrameHeaderBytes && static_cast<uint64_t>(frame_pos_) + len <= segment_->capacity() &&
-                            claim_count(w) > 0 && claim_state(w) <= kAborted && claim_state(w) >= kClaimed)) {
+                            claim_count(w) > 0 && is_frame_state(claim_state(w)))) {
     // The frame's word is sane: skip the whole frame.
     const uint64_t frame_first = next_offset_ - rec_index_;
     next_offset_ = frame_first + claim_count(w);
@@ -230,7 +233,8 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
     const uint32_t count = claim_count(w);
     if (len < kFrameHeaderBytes || static_cast<uint64_t>(frame_pos_) + len > segment_->capacity()) break;
     if (next_offset_ + count > offset) {
-      if (claim_state(w) != kCommitted) break;  // land on the frame; next() handles it
+      const bool readable = claim_state(w) == kCommitted || (uncommitted_ && claim_state(w) == kPrepared);
+      if (!readable) break;  // land on the frame; next() handles it
       // Inside a committed batch: step over its first records.
       const FrameHeader* f = segment_->frame(frame_pos_);
       frame_len_ = len;

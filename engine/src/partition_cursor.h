@@ -3,6 +3,7 @@
 // with acquire, and on COMMITTED decodes records in place.
 #pragma once
 
+#include <sluice/options.h>
 #include <sluice/record.h>
 #include <sluice/status.h>
 
@@ -16,13 +17,14 @@ namespace sluice {
 
 class PartitionCursor {
  public:
-  PartitionCursor(Partition& partition, bool verify_checksums)
-      : partition_(&partition), verify_(verify_checksums) {}
+  PartitionCursor(Partition& partition, bool verify_checksums, Isolation isolation = Isolation::kReadCommitted)
+      : partition_(&partition), verify_(verify_checksums), uncommitted_(isolation == Isolation::kReadUncommitted) {}
 
   enum class Step : uint8_t {
     kRecord,     // *out holds the next record
     kEmpty,      // nothing committed past the position yet
-    kPending,    // the next frame is claimed and not yet committed
+    kPending,    // the next frame is claimed and not yet committed, or (read
+                 // committed) its transaction is not decided yet
     kCorrupt,    // the next frame failed validation; see error()
     kOutOfRange, // the position is below the log start (retention)
   };
@@ -62,6 +64,7 @@ class PartitionCursor {
  private:
   Partition* partition_;
   bool verify_;
+  bool uncommitted_;  // Isolation::kReadUncommitted: PREPARED frames are read
   std::shared_ptr<Segment> segment_;
   std::vector<std::shared_ptr<Segment>> left_;  // see release_left_segments()
   uint32_t frame_pos_ = 0;   // start of the current frame in segment_

@@ -24,7 +24,7 @@ struct FrameVerdict {
   std::string what;
 };
 
-// Validates the COMMITTED frame at `pos` whose first offset should be
+// Validates the COMMITTED (or PREPARED) frame at `pos` whose first offset should be
 // `expected_offset`: chaining, every record's bounds and checksum.
 FrameVerdict check_committed_frame(const Segment& seg, uint32_t pos, uint64_t word, uint64_t expected_offset) {
   const FrameHeader* f = seg.frame(pos);
@@ -49,7 +49,7 @@ FrameVerdict check_committed_frame(const Segment& seg, uint32_t pos, uint64_t wo
 bool word_is_sane(const Segment& seg, uint32_t pos, uint64_t w) {
   const uint32_t len = claim_length(w);
   const ClaimState st = claim_state(w);
-  return st >= kClaimed && st <= kAborted && len >= kFrameHeaderBytes && claim_count(w) > 0 &&
+  return is_frame_state(st) && len >= kFrameHeaderBytes && claim_count(w) > 0 &&
          static_cast<uint64_t>(pos) + len <= seg.capacity();
 }
 
@@ -130,7 +130,7 @@ std::vector<ScannedFrame> scan_segment(const Segment& s, bool check_records, Rec
     }
     ++report.frames_checked;
     bool valid = true;
-    if (check_records && claim_state(w) == kCommitted) {
+    if (check_records && (claim_state(w) == kCommitted || claim_state(w) == kPrepared)) {
       FrameVerdict v = check_committed_frame(s, pos, w, offset);
       if (v.check != FrameCheck::kValid) {
         valid = false;
@@ -279,10 +279,11 @@ Status verify_partition(Partition& part, VerifyReport& report) {
         break;
       }
       ++report.frames;
-      if (claim_state(w) == kCommitted) {
+      if (claim_state(w) == kCommitted || claim_state(w) == kPrepared) {
         FrameVerdict v = check_committed_frame(s, pos, w, offset);
         if (v.check != FrameCheck::kValid) issue(s.path(), pos, offset, v.what);
-        else report.records += claim_count(w);
+        else if (claim_state(w) == kCommitted) report.records += claim_count(w);
+        else ++report.prepared_frames;
       } else if (claim_state(w) == kAborted) {
         ++report.aborted_frames;
       }

@@ -186,7 +186,7 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
     }
     const uint32_t len = claim_length(cur);
     const ClaimState st = claim_state(cur);
-    if (len < kFrameHeaderBytes || st < kClaimed || st > kAborted ||
+    if (len < kFrameHeaderBytes || !is_frame_state(st) ||
         static_cast<uint64_t>(pos) + len > capacity()) {
       *position = pos;
       *count_before = idx;

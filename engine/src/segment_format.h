@@ -38,7 +38,8 @@
 //
 // Claim word, the only field written atomically:
 //
-//   bits  0..2   state: 1 CLAIMED, 2 COMMITTED, 3 ABORTED, 4 END_OF_SEGMENT
+//   bits  0..2   state: 1 CLAIMED, 2 COMMITTED, 3 ABORTED, 4 END_OF_SEGMENT,
+//                5 PREPARED (format version 2)
 //   bits  0..31  frame length in bytes (a multiple of 8, so its low 3 bits
 //                are free and hold the state)
 //   bits 32..47  record count (1..65535; 0 for END_OF_SEGMENT)
@@ -49,6 +50,13 @@
 // 0 -> COMMITTED; length, count and owner never change after the first
 // transition, so a reader or writer that sees a non-zero word can always
 // step over the frame, even one whose writer died.
+//
+// PREPARED (transactions, docs/exactly-once.md): the frame is written and
+// checksummed but its transaction's outcome is not decided. It moves
+// CLAIMED -> PREPARED (exclusive writers 0 -> PREPARED), then PREPARED ->
+// COMMITTED | ABORTED by whoever carries the decision out. Read-committed
+// readers stop at it as at a CLAIMED frame; read-uncommitted ones deliver it.
+// Version-1 segments never hold it.
 //
 // Record, 32-byte header, then key, headers block, value (unaligned); the
 // next record starts at the next multiple of 8:
@@ -111,6 +119,7 @@ enum ClaimState : uint64_t {
   kCommitted = 2,
   kAborted = 3,
   kEndOfSegment = 4,
+  kPrepared = 5,
 };
 
 // Frame attributes (u16). Reserved now so later features need no new version.
@@ -128,6 +137,10 @@ constexpr uint32_t claim_length(uint64_t w) { return static_cast<uint32_t>(w) & 
 constexpr uint32_t claim_count(uint64_t w) { return static_cast<uint32_t>(w >> 32) & 0xFFFFu; }
 constexpr uint16_t claim_owner(uint64_t w) { return static_cast<uint16_t>(w >> 48); }
 constexpr uint64_t with_state(uint64_t w, ClaimState s) { return (w & ~uint64_t{7}) | s; }
+// The states of a claimed frame (anything a walker steps over by its length).
+constexpr bool is_frame_state(ClaimState s) {
+  return s == kClaimed || s == kCommitted || s == kAborted || s == kPrepared;
+}
 constexpr uint32_t align_up(uint32_t n) { return (n + kFrameAlign - 1) & ~(kFrameAlign - 1); }
 
 struct FrameHeader {

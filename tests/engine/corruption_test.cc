@@ -410,7 +410,7 @@ TEST(Corruption, DamagedSegmentHeaderIsAClearErrorNamingTheFile) {
 TEST(Corruption, SegmentOfAnotherFormatVersionIsAVersionMismatchNamingTheFile) {
   test::TempDir dir;
   const std::string seg = fill(dir.path());
-  const uint32_t other = ipc::kFormatVersion + 1;
+  const uint32_t other = ipc::format_versions(ipc::FileKind::kSegment).current + 1;
   write_at(seg, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
   expect_bad_segment_reported(dir.path(), seg, Errc::kVersionMismatch);
 }
@@ -461,7 +461,7 @@ TEST(Corruption, TopicFileOfAnotherFormatVersionIsAVersionMismatch) {
   test::TempDir dir;
   fill(dir.path());
   const std::string path = dir.path() + "/topics/" + kTopic + "/topic";
-  const uint32_t other = ipc::kFormatVersion + 7;
+  const uint32_t other = ipc::format_versions(ipc::FileKind::kTopic).current + 7;
   write_at(path, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
   expect_topic_unusable(dir.path(), path, Errc::kVersionMismatch);
 }
@@ -470,7 +470,7 @@ TEST(Corruption, BusOfAnotherFormatVersionIsRefusedAtOpen) {
   test::TempDir dir;
   fill(dir.path());
   const std::string path = dir.path() + "/bus.meta";
-  const uint32_t other = ipc::kFormatVersion + 1;
+  const uint32_t other = ipc::format_versions(ipc::FileKind::kBus).current + 1;
   write_at(path, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
   auto bus = Bus::open(dir.path());
   ASSERT_FALSE(bus);
@@ -487,7 +487,7 @@ TEST(Corruption, GroupOffsetsOfAnotherFormatVersionAreAVersionMismatch) {
     ASSERT_TRUE(c);
   }
   const std::string path = dir.path() + "/groups/g/" + kTopic + ".offsets";
-  const uint32_t other = ipc::kFormatVersion + 1;
+  const uint32_t other = ipc::format_versions(ipc::FileKind::kGroupOffsets).current + 1;
   write_at(path, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
   auto bus = Bus::open(dir.path());
   ASSERT_TRUE(bus);

@@ -607,7 +607,7 @@ TEST_F(QueueFixture, DamagedQueueFilesAreRefusedNamingTheFile) {
     EXPECT_FALSE(bus->queue_stats(queue));
   };
   for (const char* q : {"a", "b", "c", "d"}) ASSERT_TRUE(bus->create_queue(q, options()));
-  const uint32_t other = ipc::kFormatVersion + 1;
+  const uint32_t other = ipc::format_versions(ipc::FileKind::kQueueState).current + 1;
   const std::string a_state = dir.path() + "/queues/a/state";
   write_at(a_state, offsetof(ipc::FileHeader, format_version), &other, sizeof other);
   expect_refused("a", Errc::kVersionMismatch, a_state);

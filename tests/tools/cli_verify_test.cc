@@ -110,7 +110,7 @@ TEST_F(CliVerify, TopicFileOfAnotherVersionIsAOneLineError) {
   const std::string path = dir_.path() + "/topics/t/topic";
   const int fd = ::open(path.c_str(), O_RDWR);
   ASSERT_GE(fd, 0);
-  const uint32_t other_version = ipc::kFormatVersion + 1;
+  const uint32_t other_version = ipc::format_versions(ipc::FileKind::kTopic).current + 1;
   ASSERT_EQ(::pwrite(fd, &other_version, sizeof other_version, offsetof(ipc::FileHeader, format_version)),
             static_cast<ssize_t>(sizeof other_version));
   ::close(fd);

@@ -31,9 +31,11 @@ int run_verify(const Context& ctx, const std::string& topic) {
   for (const std::string& note : rec.notes) std::printf("recovery: %s\n", note.c_str());
   auto report = bus->verify(topic);
   if (!report) return fail(report.error(), report.error().code == Errc::kCorruption ? kExitCorrupt : kExitError);
-  std::printf("verified %s: %llu segments, %llu frames (%llu aborted), %llu records, %llu bytes\n",
+  const std::string prepared =
+      report->prepared_frames > 0 ? ", " + std::to_string(report->prepared_frames) + " in open transactions" : "";
+  std::printf("verified %s: %llu segments, %llu frames (%llu aborted%s), %llu records, %llu bytes\n",
               topic.empty() ? "all topics" : ("topic " + topic).c_str(), (unsigned long long)report->segments,
-              (unsigned long long)report->frames, (unsigned long long)report->aborted_frames,
+              (unsigned long long)report->frames, (unsigned long long)report->aborted_frames, prepared.c_str(),
               (unsigned long long)report->records, (unsigned long long)report->bytes);
   for (const VerifyIssue& i : report->issues)
     std::printf("issue: %s/%u offset %llu position %llu in %s: %s\n", i.topic.c_str(), i.partition,

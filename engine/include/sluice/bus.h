@@ -83,6 +83,9 @@ struct VerifyIssue {
 
 struct VerifyReport {
   uint64_t segments = 0, frames = 0, records = 0, aborted_frames = 0, bytes = 0;
+  // Frames of transactions not decided yet (their records are checked, not
+  // counted in `records`).
+  uint64_t prepared_frames = 0;
   std::vector<VerifyIssue> issues;
   bool ok() const { return issues.empty(); }
 };

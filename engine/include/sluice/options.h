@@ -96,8 +96,19 @@ struct ConsumerEvent {
   std::string message;
 };
 
+// What a reader sees of records written in transactions (docs/exactly-once.md).
+enum class Isolation : uint8_t {
+  // Records of committed transactions only: the reader stops at the first
+  // undecided one (the partition's last stable offset) and never sees an
+  // aborted one. Costs nothing on topics without transactions (default).
+  kReadCommitted,
+  // Also records of transactions not decided yet, some of which may abort.
+  kReadUncommitted,
+};
+
 struct ConsumerOptions {
   Guarantee guarantee = Guarantee::kAtLeastOnce;
+  Isolation isolation = Isolation::kReadCommitted;
   // Commit the positions handed out so far every auto_commit_interval_ns,
   // checked on poll (at-least-once: positions of records returned by earlier
   // polls). false: call commit_sync()/commit_async().
