@@ -12,12 +12,14 @@
 #include "ipc/file_lock.h"
 #include "ipc/mapped_file.h"
 #include "ipc/process_registry.h"
+#include "producer_table.h"
 #include "topic_format.h"
 
 namespace sluice {
 
 class Partition;
 struct BusState;
+
 
 struct TopicState {
   BusState* bus = nullptr;
@@ -50,6 +52,10 @@ struct BusState {
 
   std::mutex mu;
   std::map<std::string, std::shared_ptr<TopicState>, std::less<>> topics;
+  std::unique_ptr<ProducerTable> producer_table;  // opened on first use, under mu
+
+  // The bus's producer table (producer_table.h), opened on first use.
+  Result<ProducerTable*> producers();
 
   std::string topic_dir(std::string_view topic) const { return dir + "/topics/" + std::string(topic); }
   std::string group_dir(std::string_view group) const { return dir + "/groups/" + std::string(group); }

@@ -5,6 +5,7 @@
 #include <sluice/producer.h>
 #include <sluice/status.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "bus_state.h"
+#include "producer_format.h"
 #include "segment.h"
 #include "topic_format.h"
 
@@ -70,6 +72,7 @@ class Partition {
     Segment* segment = nullptr;
     uint32_t position = 0;
     uint64_t offset = 0;
+    uint32_t partition = 0;  // set by ProducerState::reserve()
   };
   // Claims a frame in the newest segment, rolling to a new segment when full.
   // `*cached` is the caller's cached newest segment (updated on roll).
@@ -113,6 +116,12 @@ class Partition {
   // producer), cleaning up after a dead exclusive writer first.
   Result<ipc::FileLock> lock_writer(bool exclusive);
 
+  // The entry of `pid` in this partition's producer file (producer_format.h),
+  // made on first use; the file too. `exists` tells whether a pid still names
+  // an identity (stale entries are reused). *made: the entry is new.
+  Result<format::ProducerEntry*> producer_entry(uint64_t pid, const std::function<bool(uint64_t)>& exists,
+                                                bool* made);
+
  private:
   TopicState* topic_ = nullptr;
   uint32_t index_ = 0;
@@ -121,6 +130,7 @@ class Partition {
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Segment>> segments_;
   std::shared_ptr<MappingPool> pool_;
+  ipc::MappedFile producers_;  // opened on first use, under mu_
 
   // Spare (retired, recyclable) segment files kept per partition.
   static constexpr size_t kMaxSpares = 2;

@@ -23,6 +23,7 @@ constexpr uint64_t kPrefetchAheadBytes = 1024;
 }  // namespace
 
 ProducerState::~ProducerState() {
+  if (idem) idem->table->close_identity(idem->id);
   for (size_t p = 0; p < writers.size(); ++p) {
     Writer& w = writers[p];
     if (!w.ready || !options.exclusive) continue;
@@ -114,6 +115,16 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
                                            std::to_string(topic->options.segment_bytes) + " bytes"});
   Writer* w;
   if (SendStatus s = writer(partition, &w); s != SendStatus::kOk) return s;
+  if (idem) [[unlikely]] {
+    if (idem->fenced) return fenced_error();
+    if (idem->claim_open)  // it holds the next sequence
+      return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "an idempotent producer's open Claim must be "
+                                                                    "committed or aborted before the next send"});
+    // After the writer lock: an exclusive partition's previous instance has
+    // closed or died, so nothing of ours is appended behind the walk.
+    if (!idem->parts[partition].ready)
+      if (SendStatus s = take_over(partition); s != SendStatus::kOk) return s;
+  }
   if (topic->options.retention_mode == RetentionMode::kBackPressure)
     if (SendStatus s = check_back_pressure(partition, frame_length, *w); s != SendStatus::kOk) return s;
   Partition& part = *topic->partitions[partition];
@@ -154,12 +165,19 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
     w->tail_position = end;
     w->tail_count += count;
   }
+  out->partition = partition;
   FrameHeader* f = out->segment->frame(out->position);
   f->base_offset = out->offset;
-  f->producer_id = 0;
-  f->producer_epoch = 0;
   f->attributes = options.exclusive ? kAttrExclusiveWriter : 0;
-  f->base_sequence = 0;
+  if (idem) [[unlikely]] {
+    f->producer_id = idem->id.pid;
+    f->producer_epoch = idem->id.epoch;
+    f->base_sequence = idem->parts[partition].next_seq;
+  } else {
+    f->producer_id = 0;
+    f->producer_epoch = 0;
+    f->base_sequence = 0;
+  }
   return SendStatus::kOk;
 }
 
@@ -167,6 +185,10 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
                                   uint32_t count, int64_t first_timestamp_ns) {
   Segment& seg = *r.segment;
   FrameHeader* f = seg.frame(r.position);
+  // The writer's side of the fencing handshake: after our claim (seq_cst),
+  // before publishing (docs/exactly-once.md, section 3).
+  if (idem && !idem->table->holds(idem->id)) [[unlikely]]
+    return fenced(r, frame_length, count);
   const uint64_t seed = frame_seed(f);
   std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
   seal_record(rec, seed, 0);
@@ -192,6 +214,8 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
       return fail(SendStatus::kAborted, Error{Errc::kAborted, "claim at offset " + std::to_string(r.offset) +
                                                                   " was aborted as stalled before its commit"});
   }
+  if (idem) [[unlikely]]
+    record_committed(r.partition, r.offset, f->base_sequence, count);
   ipc::notify(topic->control().wakeup);
   // Ask for the lines the next frames will use now, for writing: the
   // publishing store above is a full barrier that waits for this frame's
@@ -219,7 +243,12 @@ Producer ProducerAccess::make(std::shared_ptr<BusState> bus, std::shared_ptr<Top
 Result<Producer> Bus::create_producer(std::string_view topic, const ProducerOptions& options) {
   auto t = state_->topic(topic);
   if (!t) return std::unexpected(t.error());
-  return ProducerAccess::make(state_, std::move(*t), options);
+  if (!options.idempotent && !options.producer_name.empty())
+    return make_error(Errc::kInvalidArgument, "a producer_name needs idempotent = true");
+  Producer p = ProducerAccess::make(state_, std::move(*t), options);
+  if (options.idempotent)
+    if (auto ok = ProducerAccess::make_idempotent(p, options.producer_name); !ok) return std::unexpected(ok.error());
+  return p;
 }
 
 Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
@@ -258,6 +287,7 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   Partition::Reservation r;
   result.status = s.reserve(result.partition, frame, 1, &r);
   if (result.status != SendStatus::kOk) return result;
+  if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
   encode_record(r.segment->data() + r.position + kFrameHeaderBytes, m.key, m.headers, hb, m.value.data(),
                 static_cast<uint32_t>(m.value.size()), ts);
@@ -292,6 +322,7 @@ SendResult Producer::send_batch(std::span<const Message> batch, std::optional<ui
   const uint32_t count = static_cast<uint32_t>(batch.size());
   result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r);
   if (result.status != SendStatus::kOk) return result;
+  if (s.idem) [[unlikely]] result.sequence = s.idem->parts[p].next_seq;
   int64_t now = 0;
   for (const Message& m : batch)
     if (m.timestamp_ns == 0) {
@@ -333,6 +364,7 @@ SendStatus Producer::try_claim(const ClaimSpec& spec, Claim& out) noexcept {
   out.partition_ = p;
   out.offset_ = r.offset;
   out.producer_ = state_.get();
+  if (s.idem) s.idem->claim_open = true;
   return SendStatus::kOk;
 }
 
@@ -359,11 +391,12 @@ Claim::~Claim() { abort(); }
 SendStatus Claim::commit() noexcept {
   if (frame_ == nullptr) return SendStatus::kError;
   auto* seg = static_cast<Segment*>(keep_alive_.get());
-  Partition::Reservation r{seg, static_cast<uint32_t>(frame_ - seg->data()), offset_};
+  Partition::Reservation r{seg, static_cast<uint32_t>(frame_ - seg->data()), offset_, partition_};
   RecordHeader h;
   std::memcpy(&h, frame_ + kFrameHeaderBytes, sizeof h);
   const uint32_t frame = kFrameHeaderBytes + align_up(h.length);
   SendStatus st = producer_->publish(r, frame, 1, h.timestamp_ns);
+  if (producer_->idem) producer_->idem->claim_open = false;
   frame_ = nullptr;
   keep_alive_.reset();
   return st;
@@ -386,6 +419,7 @@ void Claim::abort() noexcept {
     word.compare_exchange_strong(expected, aborted, std::memory_order_seq_cst, std::memory_order_relaxed);
   }
   ipc::notify(producer_->topic->control().wakeup);
+  if (producer_->idem) producer_->idem->claim_open = false;  // the sequence is given again
   frame_ = nullptr;
   keep_alive_.reset();
 }

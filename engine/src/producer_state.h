@@ -10,6 +10,7 @@
 #include "bus_state.h"
 #include "ipc/file_lock.h"
 #include "partition.h"
+#include "producer_table.h"
 #include "segment.h"
 
 namespace sluice {
@@ -34,6 +35,23 @@ struct ProducerState {
   uint32_t keyless_partition = 0;
   uint32_t keyless_left = 0;
   Error last_error{Errc::kInvalidArgument, ""};
+
+  // Idempotent producers only (docs/exactly-once.md, section 2).
+  struct Idempotence {
+    ProducerTable* table = nullptr;  // owned by the bus state
+    ProducerIdentity id;
+    std::string name;
+    bool fenced = false;
+    bool claim_open = false;  // a zero-copy Claim holds the next sequence
+    struct Part {
+      bool ready = false;  // taken over: next_seq is exact
+      format::ProducerEntry* entry = nullptr;
+      uint32_t next_seq = 0;
+      uint64_t head = 0;  // our copy of entry->head
+    };
+    std::vector<Part> parts;
+  };
+  std::unique_ptr<Idempotence> idem;
 
   ~ProducerState();
   // Locks the partition for writing on first use.
@@ -67,12 +85,37 @@ struct ProducerState {
   SendStatus publish(const Partition::Reservation& r, uint32_t frame_length,
                      uint32_t count, int64_t first_timestamp_ns);
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
+
+  // Idempotence. Learns the partition's next sequence from its producer
+  // entry and the log after it (waiting out claims in flight), once per
+  // partition and instance.
+  SendStatus take_over(uint32_t partition);
+  // After a frame of ours was committed.
+  void record_committed(uint32_t partition, uint64_t offset, uint32_t sequence, uint32_t count) noexcept {
+    Idempotence::Part& st = idem->parts[partition];
+    format::ProducerRingItem& it = st.entry->ring[st.head % format::kProducerRingItems];
+    // relaxed: published by the release store of head.
+    it.offset.store(offset, std::memory_order_relaxed);
+    it.word.store(format::make_ring_word(sequence, count, idem->id.epoch), std::memory_order_relaxed);
+    // release: pairs with the acquire load in take_over().
+    st.entry->head.store(++st.head, std::memory_order_release);
+    st.next_seq = sequence + count;
+  }
+  // The offset of sequence `sequence` in `partition` if still known, else kNoOffset.
+  uint64_t find_original(uint32_t partition, uint32_t sequence);
+  // Our frame at `r` was claimed after a newer instance opened the identity:
+  // abort it and stop appending (drops the writer locks, so that the new
+  // instance can take exclusive partitions).
+  SendStatus fenced(const Partition::Reservation& r, uint32_t frame_length, uint32_t count);
+  SendStatus fenced_error();
 };
 
 // Producers for topics the engine opens itself (a queue's internal topic).
 struct ProducerAccess {
   static Producer make(std::shared_ptr<BusState> bus, std::shared_ptr<TopicState> topic,
                        const ProducerOptions& options);
+  // Opens the producer's identity (`name`, or a fresh unnamed one).
+  static Status make_idempotent(Producer& p, std::string_view name);
 };
 
 }  // namespace sluice

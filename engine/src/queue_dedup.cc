@@ -2,6 +2,7 @@
 #include <chrono>
 #include <thread>
 
+#include "ipc/owner_lock.h"
 #include "queue_state.h"
 #include "record_codec.h"
 
@@ -12,41 +13,6 @@ using namespace format;
 namespace {
 
 constexpr auto kWaitForPending = std::chrono::seconds(5);
-
-// The bucket lock: OwnerId + 1 of the holder. Held only while looking up and
-// claiming, never across an append, so waiting for it is short; bounded all
-// the same (a holder stopped by SIGSTOP holds it until resumed).
-class BucketLock {
- public:
-  BucketLock(DedupBucket& b, const ipc::ProcessRegistry& registry, std::chrono::steady_clock::time_point deadline)
-      : b_(b) {
-    const uint64_t me = uint64_t{registry.self()} + 1;
-    for (uint32_t spins = 0;; ++spins) {
-      uint64_t cur = b_.lock.load(std::memory_order_acquire);
-      // acquire (success): the previous holder's entry writes happen before ours.
-      if (cur == 0 && b_.lock.compare_exchange_weak(cur, me, std::memory_order_acquire)) break;
-      // A holder that died inside: take the lock over (its writes were
-      // single atomic stores, each entry stays consistent).
-      if (cur != 0 && cur != me && !registry.is_alive(static_cast<uint16_t>(cur - 1)) &&
-          b_.lock.compare_exchange_strong(cur, me, std::memory_order_acquire))
-        break;
-      if (spins > 64) {
-        if (std::chrono::steady_clock::now() >= deadline) return;
-        std::this_thread::yield();
-      }
-    }
-    held_ = true;
-  }
-  // release: our entry writes happen before the next holder's reads.
-  ~BucketLock() {
-    if (held_) b_.lock.store(0, std::memory_order_release);
-  }
-  bool held() const { return held_; }
-
- private:
-  DedupBucket& b_;
-  bool held_ = false;
-};
 
 }  // namespace
 
@@ -61,7 +27,7 @@ Result<std::optional<DedupHit>> dedup_claim(QueueState& q, std::string_view id, 
   const auto deadline = std::chrono::steady_clock::now() + kWaitForPending;
   for (;;) {
     {
-      BucketLock lock(b, registry, deadline);
+      ipc::OwnerLock lock(b.lock, registry, deadline);  // never held across an append
       if (!lock.held())
         return make_error(Errc::kBusy, "queue " + q.name + ": a de-duplication bucket stayed locked for 5 s");
       DedupEntry* reusable = nullptr;

@@ -162,10 +162,13 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
       const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
                         static_cast<uint64_t>(idx) + count <= UINT32_MAX;
       const uint64_t next = fits ? desired : make_claim_word(kEndOfSegment, 0, 0, owner);
-      // acq_rel on success: the claim is ordered before our writes into the
-      // frame (acquire) and after the walk (release, for advance_hint users).
+      // seq_cst on success: the claim is ordered before our writes into the
+      // frame (acquire) and after the walk (release, for advance_hint users),
+      // and an idempotent writer's load of its producer slot after it takes
+      // part in the fencing handshake (docs/exactly-once.md, section 3; on
+      // x86 the same locked instruction as acq_rel).
       // acquire on failure: as for the load above.
-      if (w.compare_exchange_strong(cur, next, std::memory_order_acq_rel,
+      if (w.compare_exchange_strong(cur, next, std::memory_order_seq_cst,
                                     std::memory_order_acquire)) {
         *position = pos;
         *count_before = idx;

@@ -23,6 +23,8 @@ std::string_view errc_name(Errc code) noexcept {
     case Errc::kOffsetOutOfRange: return "offset out of range";
     case Errc::kClosed: return "closed";
     case Errc::kLeaseLost: return "lease lost";
+    case Errc::kFenced: return "fenced";
+    case Errc::kOutOfOrderSequence: return "out-of-order sequence";
   }
   return "unknown error";
 }

@@ -223,6 +223,23 @@ TEST_F(NoAlloc, ExclusiveSendAllocatesNothingPerRecord) {
   EXPECT_NO_ALLOCATIONS(w);
 }
 
+TEST_F(NoAlloc, IdempotentSendAndSendSequencedAllocateNothingPerRecord) {
+  ProducerOptions o;
+  o.idempotent = true;
+  o.producer_name = "ingest";
+  for (bool exclusive : {false, true}) {
+    o.exclusive = exclusive;
+    auto p = bus_->create_producer("t", o);  // fences the previous round's instance
+    ASSERT_TRUE(p) << p.error().to_string();
+    ASSERT_TRUE(p->send(Message{{}, value_}).ok());  // warm-up: the takeover walk
+    AllocationWindow w;
+    for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(p->send(Message{{}, value_}).ok());
+    uint32_t next = *p->next_sequence(0);
+    for (int i = 0; i < kCalls; ++i) ASSERT_TRUE(p->send_sequenced(Message{{}, value_}, next++, 0).ok());
+    EXPECT_NO_ALLOCATIONS(w);
+  }
+}
+
 TEST_F(NoAlloc, SendBatchAllocatesNothingPerBatch) {
   Producer p = producer();
   std::array<Message, 16> batch;

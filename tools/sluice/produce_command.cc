@@ -34,6 +34,8 @@ std::string send_failure(const Producer& producer, const SendResult& r) {
       return "the record's claim was aborted as stalled";
     case SendStatus::kTooLarge:
     case SendStatus::kError:
+    case SendStatus::kFenced:
+    case SendStatus::kOutOfOrderSequence:
     case SendStatus::kOk:
       break;
   }

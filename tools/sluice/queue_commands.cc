@@ -308,6 +308,8 @@ std::string publish_failure(const QueuePublisher& publisher, const PublishResult
     case SendStatus::kBusy:
     case SendStatus::kTooLarge:
     case SendStatus::kError:
+    case SendStatus::kFenced:
+    case SendStatus::kOutOfOrderSequence:
     case SendStatus::kOk:
       break;
   }

@@ -71,6 +71,14 @@ struct ProducerOptions {
   // kBackPressure topics: how long send() waits for room before it returns
   // SendStatus::kBackPressured. 0: fail at once.
   int64_t back_pressure_timeout_ns = 0;
+  // Idempotence (docs/exactly-once.md): the bus gives the producer an id
+  // and an epoch, and every record a sequence number per partition.
+  bool idempotent = false;
+  // With `idempotent`: the identity's name. Opening a name again (after a
+  // crash, or from another process) continues its sequences and fences the
+  // previous instance (its sends fail with kFenced). Empty: a fresh identity
+  // that de-duplicates within its own life only.
+  std::string producer_name;
 };
 
 // The delivery guarantee of a consumer (when it commits relative to

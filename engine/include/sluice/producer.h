@@ -23,12 +23,20 @@ enum class SendStatus : uint8_t {
   kAborted,        // our claim was aborted as stalled before we committed
   kBusy,           // an exclusive producer owns the partition
   kError,          // I/O or corruption; see last_error()
+  kFenced,         // idempotent: a newer instance of this identity was opened;
+                   // this one appends nothing more
+  kOutOfOrderSequence,  // send_sequenced() skipped sequence numbers
 };
 
 struct SendResult {
   SendStatus status = SendStatus::kError;
   uint32_t partition = 0;
-  uint64_t offset = 0;  // of the (first) record
+  uint64_t offset = 0;  // of the (first) record; kNoOffset for a duplicate too old to tell
+  // Idempotent producers: the (first) record's sequence in its partition, and
+  // whether the send was a duplicate of one already appended (nothing was
+  // appended; `offset` is the original's).
+  uint32_t sequence = 0;
+  bool duplicate = false;
   bool ok() const noexcept { return status == SendStatus::kOk; }
 };
 
@@ -86,7 +94,26 @@ class Producer {
   SendResult send_batch(std::span<const Message> batch,
                         std::optional<uint32_t> partition = {}) noexcept;
   // Reserves room for one record whose value the caller writes in place.
+  // Idempotent producers: one open Claim at a time.
   SendStatus try_claim(const ClaimSpec& spec, Claim& out) noexcept;
+
+  // Idempotent producers (ProducerOptions::idempotent). Every record gets
+  // the next sequence number of its partition; after a crash, a restarted
+  // instance of the same identity resends from next_sequence() with
+  // send_sequenced(), and what the log already holds is not appended twice.
+  //
+  // Appends `message` as sequence `sequence` of its partition: equal to
+  // next_sequence(), it is appended; below, it is a duplicate: nothing is
+  // appended, `duplicate` is set and `offset` is the original's (kNoOffset if
+  // it is older than the producer's last 32 frames in the partition); above,
+  // kOutOfOrderSequence.
+  SendResult send_sequenced(const Message& message, uint32_t sequence,
+                            std::optional<uint32_t> partition = {}) noexcept;
+  // The sequence the next record sent to `partition` gets.
+  Result<uint32_t> next_sequence(uint32_t partition) noexcept;
+  // The identity: pid (0 for a plain producer) and this instance's epoch.
+  uint64_t producer_id() const noexcept;
+  uint16_t producer_epoch() const noexcept;
 
   uint32_t partition_for_key(std::string_view key) const noexcept;
   uint32_t partition_count() const noexcept;

@@ -27,6 +27,8 @@ enum class Errc : uint16_t {
   kOffsetOutOfRange,     // the position was removed by retention
   kClosed,
   kLeaseLost,            // a queue message's lease expired and it went to another worker
+  kFenced,               // a newer instance of this producer identity was opened
+  kOutOfOrderSequence,   // an idempotent send skipped sequence numbers
 };
 
 std::string_view errc_name(Errc code) noexcept;

@@ -1,0 +1,161 @@
+// Producer identities and their per-partition sequence state: the one
+// authoritative description of these bytes (docs/exactly-once.md explains the
+// design). All integers little-endian.
+//
+// ---- <dir>/producers/table (kind kProducerTable) -------------------------
+//
+//   [0, 48)          FileHeader
+//   [48, 56)         ProducerTableParams: slot_count u32 | reserved u32
+//   [1024, 1032)     assign lock (atomic u64): OwnerId + 1 of the process
+//                    assigning a slot, 0 when free; a dead holder's is taken
+//                    over (ipc/owner_lock.h)
+//   [4096 + 4096 s)  ProducerSlot s, s < slot_count
+//
+// ProducerSlot, 4 KiB (the second half is for transactions, not built yet):
+//
+//   +0    control      (atomic u64)  the word below; every decision CASes it
+//   +8    reserved     56 bytes              -- line 0: written by the holder
+//   +64   generation   (atomic u32)  +1 each time the slot gets a new identity;
+//                                     0: never used (ends a name's probe chain)
+//   +68   kind         (u8)  1 named, 2 unnamed (freed when its process dies)
+//   +69   reserved     (u8, u16)
+//   +72   name_hash    (u64) XXH3-64(name) | 1; 0 for unnamed
+//   +80   reserved     48 bytes              -- line 1: identity, written under
+//                                               the assign lock
+//   +128  name[208]    NUL-padded
+//   +336  counters     8 x atomic u64 (relaxed statistics): opens, fenced
+//                      sends, duplicates returned, takeovers walked, records
+//                      walked in takeovers, reserved x 3
+//   +400  reserved to 4096
+//
+// Control word:
+//
+//   bits  0..2   state: 0 FREE, 2 READY (3 ONGOING, 4 COMMITTING, 5 ABORTING:
+//                transactions, docs/exactly-once.md)
+//   bits  3..18  epoch of the holder: +1 at every open of the identity
+//   bits 19..34  owner: ipc::OwnerId of the holder's process
+//   bits 35..63  txn: transaction number (transactions)
+//
+// pid = generation << 32 | slot: one identity forever (a reused slot gets a
+// new generation); 0 is "no producer" in frame headers.
+//
+// ---- <dir>/topics/<t>/<p>/producers (kind kPartitionProducers) ------------
+//
+//   [0, 48)          FileHeader
+//   [48, 56)         PartitionProducersParams: entries u32 (a power of two) |
+//                    reserved u32
+//   [4096 + 576 i)   ProducerEntry i, found from pid by linear probing
+//
+// ProducerEntry, 576 bytes: what one pid appended to this partition, as a
+// hint for the next instance's takeover walk (the log is the truth):
+//
+//   +0    pid          (atomic u64)  0 = empty; claimed by CAS 0 -> pid
+//   +8    head         (atomic u64)  ring items written so far
+//   +16   origin       (atomic u64)  the partition's end offset when the entry
+//                                     was made: the pid has no frame below it
+//   +24   reserved     40 bytes
+//   +64   ring[32]     the pid's last committed frames here, 16 bytes each:
+//                        offset (atomic u64): the frame's first offset
+//                        word   (atomic u64): base_sequence u32 | count u16 |
+//                                              epoch u16
+//
+// Only the pid's live instance writes its entry, after each committed frame:
+// item (head % 32) relaxed, then head (release). A fenced instance that has
+// not noticed yet may still write one item late; every item names a real
+// committed frame of the pid, and any such frame gives a consistent starting
+// point (sequences grow along the log), so a takeover may start from any item
+// it can verify against the log and walks forward from there.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::format {
+
+inline constexpr uint32_t kProducerSlots = 1024;
+inline constexpr uint64_t kProducerAssignLockOffset = 1024;
+inline constexpr uint64_t kProducerSlotsOffset = 4096;
+inline constexpr uint32_t kProducerNameBytes = 208;  // NUL-padded; names are at most 200
+
+inline constexpr uint32_t kProducerEntriesDefault = 128;
+inline constexpr uint64_t kProducerEntriesOffset = 4096;
+inline constexpr uint32_t kProducerRingItems = 32;
+
+struct ProducerTableParams {
+  uint32_t slot_count;
+  uint32_t reserved;
+};
+static_assert(sizeof(ProducerTableParams) == 8);
+
+enum ProducerSlotState : uint64_t {
+  kProducerFree = 0,
+  kProducerReady = 2,
+};
+enum ProducerKind : uint8_t { kProducerNamed = 1, kProducerUnnamed = 2 };
+
+struct ProducerSlot {
+  std::atomic<uint64_t> control;
+  uint8_t reserved0[56];
+  std::atomic<uint32_t> generation;
+  uint8_t kind;
+  uint8_t reserved1[3];
+  uint64_t name_hash;
+  uint8_t reserved2[48];
+  char name[kProducerNameBytes];
+  std::atomic<uint64_t> opens;
+  std::atomic<uint64_t> fenced_sends;
+  std::atomic<uint64_t> duplicates;
+  std::atomic<uint64_t> takeovers;
+  std::atomic<uint64_t> records_walked;
+  std::atomic<uint64_t> reserved_counters[3];
+  uint8_t reserved3[4096 - 400];
+};
+static_assert(sizeof(ProducerSlot) == 4096);
+static_assert(offsetof(ProducerSlot, generation) == 64);
+static_assert(offsetof(ProducerSlot, name_hash) == 72);
+static_assert(offsetof(ProducerSlot, name) == 128);
+static_assert(offsetof(ProducerSlot, opens) == 336);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
+
+constexpr uint64_t make_producer_control(ProducerSlotState state, uint16_t epoch, uint16_t owner, uint32_t txn) {
+  return uint64_t{state} | (uint64_t{epoch} << 3) | (uint64_t{owner} << 19) | (uint64_t{txn & 0x1FFFFFFFu} << 35);
+}
+constexpr ProducerSlotState producer_state(uint64_t c) { return static_cast<ProducerSlotState>(c & 7u); }
+constexpr uint16_t producer_epoch(uint64_t c) { return static_cast<uint16_t>(c >> 3); }
+constexpr uint16_t producer_owner(uint64_t c) { return static_cast<uint16_t>(c >> 19); }
+constexpr uint32_t producer_txn(uint64_t c) { return static_cast<uint32_t>(c >> 35); }
+
+constexpr uint64_t make_pid(uint32_t generation, uint32_t slot) { return (uint64_t{generation} << 32) | slot; }
+constexpr uint32_t pid_slot(uint64_t pid) { return static_cast<uint32_t>(pid); }
+constexpr uint32_t pid_generation(uint64_t pid) { return static_cast<uint32_t>(pid >> 32); }
+
+struct PartitionProducersParams {
+  uint32_t entries;
+  uint32_t reserved;
+};
+static_assert(sizeof(PartitionProducersParams) == 8);
+
+struct ProducerRingItem {
+  std::atomic<uint64_t> offset;
+  std::atomic<uint64_t> word;
+};
+
+struct ProducerEntry {
+  std::atomic<uint64_t> pid;
+  std::atomic<uint64_t> head;
+  std::atomic<uint64_t> origin;
+  uint8_t reserved[40];
+  ProducerRingItem ring[kProducerRingItems];
+};
+static_assert(sizeof(ProducerEntry) == 576);
+static_assert(offsetof(ProducerEntry, ring) == 64);
+
+constexpr uint64_t make_ring_word(uint32_t base_sequence, uint32_t count, uint16_t epoch) {
+  return uint64_t{base_sequence} | (uint64_t{count & 0xFFFFu} << 32) | (uint64_t{epoch} << 48);
+}
+constexpr uint32_t ring_sequence(uint64_t w) { return static_cast<uint32_t>(w); }
+constexpr uint32_t ring_count(uint64_t w) { return static_cast<uint32_t>(w >> 32) & 0xFFFFu; }
+constexpr uint16_t ring_epoch(uint64_t w) { return static_cast<uint16_t>(w >> 48); }
+
+}  // namespace sluice::format

@@ -1,0 +1,170 @@
+#include "producer_table.h"
+
+#include <sluice/bus.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "ipc/file_header.h"
+#include "ipc/filesystem.h"
+#include "ipc/owner_lock.h"
+#include "record_codec.h"
+
+namespace sluice {
+
+using namespace format;
+
+namespace {
+constexpr auto kAssignLockWait = std::chrono::seconds(5);
+
+uint64_t name_hash_of(std::string_view name) { return key_hash(name) | 1; }
+
+bool same_name(const ProducerSlot& s, std::string_view name) {
+  return std::string_view(s.name, strnlen(s.name, kProducerNameBytes)) == name;
+}
+}  // namespace
+
+Result<ipc::MappedFile> open_or_create_control_file(const std::string& path, ipc::FileKind kind, uint32_t data_offset,
+                                                    uint64_t bytes, const void* params, uint32_t params_bytes) {
+  if (!ipc::path_exists(path)) {
+    auto f = ipc::MappedFile::create_temp(path, bytes, {});
+    if (!f) return std::unexpected(f.error());
+    ipc::write_file_header(f->data(), kind, data_offset, bytes, params, params_bytes);
+    if (auto pub = f->publish(); !pub) return std::unexpected(pub.error());  // lost a race: the winner's is as good
+  }
+  auto f = ipc::MappedFile::open(path, {});
+  if (!f) return std::unexpected(f.error());
+  if (auto ok = ipc::validate_file_header(f->data(), f->size(), kind, params_bytes, path); !ok)
+    return std::unexpected(ok.error());
+  return std::move(*f);
+}
+
+Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& bus_dir) {
+  const std::string dir = bus_dir + "/producers";
+  if (auto ok = ipc::make_dirs(dir); !ok) return std::unexpected(ok.error());
+  const std::string path = dir + "/table";
+  const ProducerTableParams params{kProducerSlots, 0};
+  const uint64_t bytes = kProducerSlotsOffset + uint64_t{kProducerSlots} * sizeof(ProducerSlot);
+  auto f = open_or_create_control_file(path, ipc::FileKind::kProducerTable, static_cast<uint32_t>(kProducerSlotsOffset),
+                                       bytes, &params, sizeof params);
+  if (!f) return std::unexpected(f.error());
+  const auto& p = ipc::file_params<ProducerTableParams>(f->data());
+  if (p.slot_count == 0 || p.slot_count > (1u << 20) ||
+      f->size() != kProducerSlotsOffset + uint64_t{p.slot_count} * sizeof(ProducerSlot))
+    return make_error(Errc::kCorruption, "producer table " + path + " has a damaged slot count");
+  auto t = std::make_unique<ProducerTable>();
+  t->slots_ = p.slot_count;
+  t->file_ = std::move(*f);
+  t->path_ = path;
+  return t;
+}
+
+Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, const ipc::ProcessRegistry& registry) {
+  const bool named = !name.empty();
+  if (named) {
+    if (auto ok = validate_name(name, "producer"); !ok) return std::unexpected(ok.error());
+  }
+  auto& lock_word = *reinterpret_cast<std::atomic<uint64_t>*>(file_.data() + kProducerAssignLockOffset);
+  ipc::OwnerLock lock(lock_word, registry, std::chrono::steady_clock::now() + kAssignLockWait);
+  if (!lock.held()) return make_error(Errc::kBusy, "producer table " + path_ + ": the assign lock stayed held for 5 s");
+
+  // Under the lock, every identity field below is written by us alone; the
+  // fields are read without it only through the control word and the
+  // generation (atomics), so plain and relaxed accesses suffice here.
+  const uint64_t h = named ? name_hash_of(name) : 0;
+  const uint32_t start = named ? static_cast<uint32_t>(h % slots_) : registry.self_slot() % slots_;
+  int64_t found = -1, reusable = -1;
+  for (uint32_t i = 0; i < slots_; ++i) {
+    const uint32_t s = (start + i) % slots_;
+    ProducerSlot& slot = this->slot(s);
+    const uint32_t gen = slot.generation.load(std::memory_order_relaxed);
+    const bool never_used = gen == 0;
+    if (named && !never_used && slot.name_hash == h && same_name(slot, name)) {
+      found = s;
+      break;
+    }
+    // An unnamed identity's slot is reusable once freed or once its
+    // process is gone. Named identities are kept.
+    const uint64_t c = slot.control.load(std::memory_order_acquire);
+    const bool unnamed_gone = !never_used && slot.kind == kProducerUnnamed &&
+                              (producer_state(c) == kProducerFree || !registry.is_alive(producer_owner(c)));
+    if (reusable < 0 && (never_used || unnamed_gone)) reusable = s;
+    if (never_used || (!named && reusable >= 0)) break;  // the end of a name's probe chain
+  }
+  if (found < 0) {
+    if (reusable < 0)
+      return make_error(Errc::kBusy, "producer table " + path_ + " is full (" + std::to_string(slots_) +
+                                         " identities)");
+    ProducerSlot& slot = this->slot(static_cast<uint32_t>(reusable));
+    slot.kind = named ? kProducerNamed : kProducerUnnamed;
+    slot.name_hash = h;
+    std::memset(slot.name, 0, kProducerNameBytes);
+    std::memcpy(slot.name, name.data(), name.size());
+    for (auto* c : {&slot.opens, &slot.fenced_sends, &slot.duplicates, &slot.takeovers, &slot.records_walked})
+      c->store(0, std::memory_order_relaxed);
+    // relaxed: read with the control word's acquire (holds(), exists()).
+    const uint32_t gen = slot.generation.load(std::memory_order_relaxed) + 1;
+    slot.generation.store(gen == 0 ? 1 : gen, std::memory_order_relaxed);  // 0 is "never used"
+    found = reusable;
+  }
+  ProducerSlot& slot = this->slot(static_cast<uint32_t>(found));
+  ProducerIdentity id;
+  id.slot = static_cast<uint32_t>(found);
+  id.generation = slot.generation.load(std::memory_order_relaxed);
+  id.pid = make_pid(id.generation, id.slot);
+  id.named = named;
+  // The epoch bump: fences every earlier instance. seq_cst: the opener's side
+  // of the fencing handshake (docs/exactly-once.md, section 3): it precedes
+  // our takeover walks, which must find any claim a zombie made before it
+  // read this word, in the single order of seq_cst operations.
+  uint64_t cur = slot.control.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    id.epoch = static_cast<uint16_t>(producer_epoch(cur) + 1);
+    next = make_producer_control(kProducerReady, id.epoch, registry.self(), producer_txn(cur));
+  } while (!slot.control.compare_exchange_weak(cur, next, std::memory_order_seq_cst, std::memory_order_relaxed));
+  slot.opens.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  return id;
+}
+
+void ProducerTable::close_identity(const ProducerIdentity& id) noexcept {
+  if (id.named) return;
+  ProducerSlot& s = slot(id.slot);
+  uint64_t cur = s.control.load(std::memory_order_relaxed);
+  // release: our uses of the slot happen before its next assignment. Only if
+  // still ours (same epoch).
+  while (producer_epoch(cur) == id.epoch && producer_state(cur) != kProducerFree &&
+         !s.control.compare_exchange_weak(cur, make_producer_control(kProducerFree, id.epoch, 0, producer_txn(cur)),
+                                          std::memory_order_release, std::memory_order_relaxed)) {
+  }
+}
+
+bool ProducerTable::exists(uint64_t pid) const noexcept {
+  const uint32_t s = pid_slot(pid);
+  return s < slots_ && slot(s).generation.load(std::memory_order_acquire) == pid_generation(pid);
+}
+
+std::vector<ProducerInfo> ProducerTable::list(const ipc::ProcessRegistry& registry) const {
+  std::vector<ProducerInfo> out;
+  for (uint32_t i = 0; i < slots_; ++i) {
+    const ProducerSlot& s = slot(i);
+    const uint32_t gen = s.generation.load(std::memory_order_acquire);
+    if (gen == 0) continue;
+    const uint64_t c = s.control.load(std::memory_order_acquire);
+    if (s.kind == kProducerUnnamed && producer_state(c) == kProducerFree) continue;
+    ProducerInfo info;
+    info.pid = make_pid(gen, i);
+    info.name = std::string(s.name, strnlen(s.name, kProducerNameBytes));
+    info.epoch = producer_epoch(c);
+    info.alive = producer_state(c) != kProducerFree && registry.is_alive(producer_owner(c));
+    info.opens = s.opens.load(std::memory_order_relaxed);
+    info.fenced_sends = s.fenced_sends.load(std::memory_order_relaxed);
+    info.duplicates = s.duplicates.load(std::memory_order_relaxed);
+    info.takeovers = s.takeovers.load(std::memory_order_relaxed);
+    info.records_walked = s.records_walked.load(std::memory_order_relaxed);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+}  // namespace sluice

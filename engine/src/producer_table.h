@@ -1,0 +1,80 @@
+// Producer identities (docs/exactly-once.md, section 1): the bus-wide table
+// that gives each idempotent or transactional producer its pid and epoch,
+// and the per-partition entries that remember what each pid appended.
+// Layouts: producer_format.h.
+#pragma once
+
+#include <sluice/status.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ipc/file_header.h"
+#include "ipc/mapped_file.h"
+#include "ipc/process_registry.h"
+#include "producer_format.h"
+
+namespace sluice {
+
+struct BusState;
+
+// One opened instance of an identity.
+struct ProducerIdentity {
+  uint64_t pid = 0;
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+  uint16_t epoch = 0;
+  bool named = false;
+};
+
+struct ProducerInfo {
+  uint64_t pid;
+  std::string name;  // empty: unnamed
+  uint16_t epoch;
+  bool alive;        // the process that opened the last instance is attached
+  uint64_t opens, fenced_sends, duplicates, takeovers, records_walked;
+};
+
+class ProducerTable {
+ public:
+  // Opens the bus's table, creating it if needed.
+  static Result<std::unique_ptr<ProducerTable>> open(const std::string& bus_dir);
+
+  // Opens an identity: `name`'s slot (found, or assigned on first use), or a
+  // fresh unnamed one when `name` is empty. Bumps the epoch, which fences
+  // every earlier instance: their next publish fails with kFenced.
+  Result<ProducerIdentity> open_identity(std::string_view name, const ipc::ProcessRegistry& registry);
+  // An unnamed identity's slot is free again once its instance closes.
+  void close_identity(const ProducerIdentity& id) noexcept;
+
+  // Whether `id` still holds its slot: same generation and epoch. seq_cst:
+  // the writer's side of the fencing handshake (docs/exactly-once.md,
+  // section 3), loaded after its claim CAS.
+  bool holds(const ProducerIdentity& id) const noexcept {
+    const format::ProducerSlot& s = slot(id.slot);
+    return format::producer_epoch(s.control.load(std::memory_order_seq_cst)) == id.epoch &&
+           s.generation.load(std::memory_order_relaxed) == id.generation;
+  }
+  // Whether `pid` names an identity that still exists (its slot was not
+  // given to another one).
+  bool exists(uint64_t pid) const noexcept;
+  format::ProducerSlot& slot(uint32_t s) const noexcept {
+    return *reinterpret_cast<format::ProducerSlot*>(file_.data() + format::kProducerSlotsOffset +
+                                                    uint64_t{s} * sizeof(format::ProducerSlot));
+  }
+  std::vector<ProducerInfo> list(const ipc::ProcessRegistry& registry) const;
+
+ private:
+  ipc::MappedFile file_;
+  std::string path_;
+  uint32_t slots_ = 0;
+};
+
+// Opens (creating if needed) a small control file of `kind` whose layout is
+// `Params` then zeros up to `bytes`; validates it and its parameters' size.
+Result<ipc::MappedFile> open_or_create_control_file(const std::string& path, ipc::FileKind kind, uint32_t data_offset,
+                                                    uint64_t bytes, const void* params, uint32_t params_bytes);
+
+}  // namespace sluice
