@@ -17,9 +17,14 @@ namespace {
 constexpr uint32_t kValueBytes = 64;
 const std::string kValue(kValueBytes, 'v');
 
-std::optional<Producer> make_producer(benchmark::State& state, MicroBus& env, bool exclusive) {
+ProducerOptions options(bool exclusive, bool idempotent = false) {
   ProducerOptions o;
   o.exclusive = exclusive;
+  o.idempotent = idempotent;
+  return o;
+}
+
+std::optional<Producer> make_producer(benchmark::State& state, MicroBus& env, const ProducerOptions& o) {
   auto p = env.bus().create_producer(env.topic(), o);
   if (!p) {
     skip(state, "create_producer: " + p.error().to_string());
@@ -33,7 +38,7 @@ std::optional<Producer> make_producer(benchmark::State& state, MicroBus& env, bo
 // and mapping) is not timed, nor is moving to a fresh topic when the
 // segment is about to fill.
 template <class Append>
-void append_loop(benchmark::State& state, const std::string& key, bool exclusive, uint32_t records,
+void append_loop(benchmark::State& state, const std::string& key, const ProducerOptions& opts, uint32_t records,
                  Append&& append) {
   MicroBus& env = MicroBus::get(key);
   const uint64_t bytes = frame_bytes(kValueBytes, records);
@@ -41,7 +46,7 @@ void append_loop(benchmark::State& state, const std::string& key, bool exclusive
   auto start_topic = [&] {
     producer.reset();
     env.next_topic();
-    producer = make_producer(state, env, exclusive);
+    producer = make_producer(state, env, opts);
     if (!producer) return false;
     (void)env.room_for(bytes);
     if (!append(*producer)) return skip(state, "append: " + producer->last_error().to_string());
@@ -49,7 +54,7 @@ void append_loop(benchmark::State& state, const std::string& key, bool exclusive
   };
   if (!env.room_for(bytes * 2) && !start_topic()) return;
   if (!producer) {
-    producer = make_producer(state, env, exclusive);
+    producer = make_producer(state, env, opts);
     if (!producer) return;
     if (!append(*producer)) return (void)skip(state, "append: " + producer->last_error().to_string());
   }
@@ -71,14 +76,22 @@ void append_loop(benchmark::State& state, const std::string& key, bool exclusive
 
 bool send_copy(Producer& p) { return p.send(Message{{}, kValue}).ok(); }
 
-void BM_Append_Copy_1producer(benchmark::State& state) { append_loop(state, "copy", false, 1, send_copy); }
-void BM_Append_Exclusive(benchmark::State& state) { append_loop(state, "exclusive", true, 1, send_copy); }
+void BM_Append_Copy_1producer(benchmark::State& state) { append_loop(state, "copy", options(false), 1, send_copy); }
+void BM_Append_Exclusive(benchmark::State& state) { append_loop(state, "exclusive", options(true), 1, send_copy); }
+// Idempotent producers: the same sends with a pid, an epoch check after the
+// claim and the partition entry's ring updated per frame.
+void BM_Append_Idempotent(benchmark::State& state) {
+  append_loop(state, "idempotent", options(false, true), 1, send_copy);
+}
+void BM_Append_IdempotentExclusive(benchmark::State& state) {
+  append_loop(state, "idempotent-exclusive", options(true, true), 1, send_copy);
+}
 
 void BM_Append_ZeroCopy(benchmark::State& state) {
   Claim claim;
   ClaimSpec spec;
   spec.value_bytes = kValueBytes;
-  append_loop(state, "zerocopy", false, 1, [&](Producer& p) {
+  append_loop(state, "zerocopy", options(false), 1, [&](Producer& p) {
     if (p.try_claim(spec, claim) != SendStatus::kOk) return false;
     std::memcpy(claim.value().data(), kValue.data(), kValueBytes);
     return claim.commit() == SendStatus::kOk;
@@ -88,7 +101,7 @@ void BM_Append_ZeroCopy(benchmark::State& state) {
 void BM_Append_Batch16(benchmark::State& state) {
   std::array<Message, 16> batch;
   for (Message& m : batch) m.value = kValue;
-  append_loop(state, "batch16", false, 16, [&](Producer& p) { return p.send_batch(batch).ok(); });
+  append_loop(state, "batch16", options(false), 16, [&](Producer& p) { return p.send_batch(batch).ok(); });
 }
 
 // Several threads append to one partition at once, each with its own
@@ -102,7 +115,7 @@ void append_copy_threads(benchmark::State& state, int threads) {
   if (!env.room_for(0) || env.used() > kSegmentBytes / 2) env.next_topic();
   std::vector<Producer> producers;
   for (int t = 0; t < threads; ++t) {
-    std::optional<Producer> p = make_producer(state, env, false);
+    std::optional<Producer> p = make_producer(state, env, options(false));
     if (!p) return;
     if (!send_copy(*p)) return (void)skip(state, "send: " + p->last_error().to_string());
     producers.push_back(std::move(*p));
@@ -150,6 +163,8 @@ void append_copy_threads(benchmark::State& state, int threads) {
   benchmark::RegisterBenchmark("BM_Append_ZeroCopy/64B", BM_Append_ZeroCopy);
   benchmark::RegisterBenchmark("BM_Append_Batch16/64B", BM_Append_Batch16);
   benchmark::RegisterBenchmark("BM_Append_Exclusive/64B", BM_Append_Exclusive);
+  benchmark::RegisterBenchmark("BM_Append_Idempotent/64B", BM_Append_Idempotent);
+  benchmark::RegisterBenchmark("BM_Append_IdempotentExclusive/64B", BM_Append_IdempotentExclusive);
   return true;
 }();
 

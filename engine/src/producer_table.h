@@ -49,13 +49,13 @@ class ProducerTable {
   // An unnamed identity's slot is free again once its instance closes.
   void close_identity(const ProducerIdentity& id) noexcept;
 
-  // Whether `id` still holds its slot: same generation and epoch. seq_cst:
-  // the writer's side of the fencing handshake (docs/exactly-once.md,
-  // section 3), loaded after its claim CAS.
+  // Whether `id` is still the instance holding its identity: the epoch is
+  // unchanged. (The generation need not be checked: a slot gets a new
+  // identity only once free, and an instance's slot is not free while the
+  // instance lives.) seq_cst: the writer's side of the fencing handshake
+  // (docs/exactly-once.md, section 3), loaded after its claim CAS.
   bool holds(const ProducerIdentity& id) const noexcept {
-    const format::ProducerSlot& s = slot(id.slot);
-    return format::producer_epoch(s.control.load(std::memory_order_seq_cst)) == id.epoch &&
-           s.generation.load(std::memory_order_relaxed) == id.generation;
+    return format::producer_epoch(slot(id.slot).control.load(std::memory_order_seq_cst)) == id.epoch;
   }
   // Whether `pid` names an identity that still exists (its slot was not
   // given to another one).
