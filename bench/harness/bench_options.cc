@@ -43,7 +43,7 @@ const char* wait_name(ipc::WaitStrategy w) {
 }
 
 const char* bench_usage() {
-  return "usage: sluice bench [--workload pingpong|throughput|queue|all] [--sizes 64,4096]\n"
+  return "usage: sluice bench [--workload pingpong|throughput|queue|eos|all] [--sizes 64,4096]\n"
          "                    [--samples N] [--warmup N] [--messages N] [--wait spin|yield|block]\n"
          "                    [--queue-messages N] [--queue-samples N] [--queue-workers 1,2,4]\n"
          "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault]\n"
@@ -55,8 +55,10 @@ const char* bench_usage() {
          "sluice's figures are printed as ratios to the ring's. The queue workload runs\n"
          "sluice's work queue against Boost.Interprocess message_queue between the same\n"
          "processes (64 B messages; one publisher and W workers, and a round trip).\n"
+         "The eos workload runs the 64 B throughput workload with an idempotent\n"
+         "producer against a plain one (shared and exclusive), as ratios.\n"
          "\n"
-         "  --workload W      pingpong, throughput, queue or all (default all)\n"
+         "  --workload W      pingpong, throughput, queue, eos or all (default all)\n"
          "  --sizes LIST      value sizes in bytes (default 64,4096)\n"
          "  --samples N       pingpong round trips measured, every one kept (default 200000)\n"
          "  --warmup N        pingpong round trips before measuring (default 20000)\n"
@@ -112,16 +114,12 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, s
       return true;
     } else if (arg == "--workload") {
       if (!value(&v)) return false;
-      if (v == "pingpong") {
-        out->pingpong = true, out->throughput = false, out->queue = false;
-      } else if (v == "throughput") {
-        out->pingpong = false, out->throughput = true, out->queue = false;
-      } else if (v == "queue") {
-        out->pingpong = false, out->throughput = false, out->queue = true;
-      } else if (v == "all") {
-        out->pingpong = out->throughput = out->queue = true;
-      } else {
-        *error = "--workload: expected pingpong, throughput, queue or all, got '" + std::string(v) + "'";
+      out->pingpong = v == "pingpong" || v == "all";
+      out->throughput = v == "throughput" || v == "all";
+      out->queue = v == "queue" || v == "all";
+      out->eos = v == "eos" || v == "all";
+      if (!out->pingpong && !out->throughput && !out->queue && !out->eos) {
+        *error = "--workload: expected pingpong, throughput, queue, eos or all, got '" + std::string(v) + "'";
         return false;
       }
     } else if (arg == "--sizes") {

@@ -12,7 +12,8 @@ namespace sluice::bench {
 struct BenchOptions {
   bool pingpong = true;
   bool throughput = true;
-  bool queue = true;       // the work-queue workload (against Boost.Interprocess message_queue)
+  bool queue = true;
+  bool eos = true;         // producing with idempotence (later transactions) against plain, 64 B       // the work-queue workload (against Boost.Interprocess message_queue)
   bool run_ring = true;    // the baselines (ring, memcpy, Boost message_queue)
   bool run_sluice = true;
   std::vector<uint32_t> sizes{64, 4096};  // value bytes per record

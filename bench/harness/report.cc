@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "bench/harness/ring_side.h"
+#include "bench/harness/sluice_side.h"
 #include "bench/harness/workloads.h"  // queue_warmup_round_trips
 
 namespace sluice::bench {
@@ -134,6 +135,16 @@ std::vector<Ratio> compute_ratios(const BenchReport& report) {
       }
     }
   }
+  // The eos workload: idempotent producing against plain, 64 B.
+  for (bool exclusive : {false, true}) {
+    const ThroughputResult* plain = find_throughput(report, sluice_system_name(exclusive), 64);
+    const ThroughputResult* idem = find_throughput(report, sluice_system_name(exclusive, true), 64);
+    if (!plain || !idem || plain->msgs_per_s <= 0) continue;
+    const std::string sys = sluice_system_name(exclusive, true);
+    out.push_back(Ratio{"throughput_64B_" + key_of(sys) + "_vs_plain",
+                        "throughput, 64 B, " + sys + " / plain", idem->msgs_per_s / plain->msgs_per_s,
+                        Ratio::Goal::kAtLeast, 0.9});
+  }
   // The queue workload, against Boost.Interprocess message_queue.
   if (const LatencyResult* boost = find_queue_latency(report, "boost/message_queue"); boost && boost->p50_ns > 0) {
     for (const char* wait : {"spin", "block"}) {
@@ -198,15 +209,15 @@ void print_table(std::FILE* out, const BenchReport& r) {
     std::fprintf(out,
                  "\nthroughput: A sends as fast as it can; B times its first to its last record (A's rate:\n"
                  "A's own time to hand every record over, for diagnosis; a ring producer waits when it is full)\n");
-    std::fprintf(out, "  %6s  %-24s %10s %9s %9s %12s %12s\n", "size", "system", "records", "seconds", "Mmsg/s",
+    std::fprintf(out, "  %6s  %-28s %10s %9s %9s %12s %12s\n", "size", "system", "records", "seconds", "Mmsg/s",
                  "GB/s values", "A's Mmsg/s");
     for (const auto& t : r.throughput) {
       if (!t.ok) {
-        std::fprintf(out, "  %6s  %-24s FAILED: %s\n", size_text(t.value_bytes).c_str(), t.system.c_str(),
+        std::fprintf(out, "  %6s  %-28s FAILED: %s\n", size_text(t.value_bytes).c_str(), t.system.c_str(),
                      t.error.c_str());
         continue;
       }
-      std::fprintf(out, "  %6s  %-24s %10llu %9.3f %9.2f %12.2f %12.2f\n", size_text(t.value_bytes).c_str(),
+      std::fprintf(out, "  %6s  %-28s %10llu %9.3f %9.2f %12.2f %12.2f\n", size_text(t.value_bytes).c_str(),
                    t.system.c_str(), static_cast<unsigned long long>(t.messages), t.seconds, t.msgs_per_s / 1e6,
                    t.value_gb_per_s,
                    t.producer_seconds > 0 ? static_cast<double>(t.messages) / t.producer_seconds / 1e6 : 0.0);
@@ -272,12 +283,12 @@ void print_table(std::FILE* out, const BenchReport& r) {
                  static_cast<double>(r.memcpy.total_bytes) / (1ull << 30), r.memcpy.gb_per_s);
   const auto ratios = compute_ratios(r);
   if (!ratios.empty()) {
-    std::fprintf(out, "\nratios (same run)                                     value  target\n");
+    std::fprintf(out, "\nratios (same run)                                           value  target\n");
     for (const auto& x : ratios) {
       if (x.goal == Ratio::Goal::kNone) {
-        std::fprintf(out, "  %-50s %s\n", x.label.c_str(), number_text(x.value, 6).c_str());
+        std::fprintf(out, "  %-56s %s\n", x.label.c_str(), number_text(x.value, 6).c_str());
       } else {
-        std::fprintf(out, "  %-50s %s  %s %s  %s\n", x.label.c_str(), number_text(x.value, 6).c_str(),
+        std::fprintf(out, "  %-56s %s  %s %s  %s\n", x.label.c_str(), number_text(x.value, 6).c_str(),
                      goal_text(x.goal), target_text(x.target).c_str(), x.pass() ? "met" : "MISSED");
       }
     }

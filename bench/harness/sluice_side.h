@@ -37,7 +37,10 @@ std::optional<Bus> open_bus_or_fail(PairChannel& ch, const std::string& dir);
 size_t poll_some(Consumer& consumer, std::span<RecordView> out, const BenchOptions& options, PairChannel& ch,
                  SpinBudget& budget);
 
-// "sluice/shared" or "sluice/exclusive".
-inline const char* sluice_system_name(bool exclusive) { return exclusive ? "sluice/exclusive" : "sluice/shared"; }
+// "sluice/shared" or "sluice/exclusive", with "idempotent-" for idempotent producers.
+inline const char* sluice_system_name(bool exclusive, bool idempotent = false) {
+  if (idempotent) return exclusive ? "sluice/idempotent-exclusive" : "sluice/idempotent-shared";
+  return exclusive ? "sluice/exclusive" : "sluice/shared";
+}
 
 }  // namespace sluice::bench

@@ -137,13 +137,14 @@ ThroughputResult run_ring_throughput(const BenchOptions& options, uint32_t value
 }
 
 ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
-                                       const std::string& bus_dir) {
+                                       const std::string& bus_dir, bool idempotent) {
   const uint64_t n = messages_for(options, value_bytes);
   const uint64_t w = warmup_messages(n);
   PairRegion region(4096);
   auto* measured = reinterpret_cast<MeasuredByB*>(region.user());
   ProducerOptions popts;
   popts.exclusive = exclusive;
+  popts.idempotent = idempotent;
   popts.back_pressure_timeout_ns = 10'000'000'000;  // wait for the reader, as the ring's producer does
   int64_t producer_ns = 0;  // side A runs in this process
 
@@ -217,7 +218,7 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
   const MeasuredByB m = region.ok() ? *measured : MeasuredByB{};
-  return finish(sluice_system_name(exclusive), value_bytes, n, outcome, m, producer_ns);
+  return finish(sluice_system_name(exclusive, idempotent), value_bytes, n, outcome, m, producer_ns);
 }
 
 }  // namespace sluice::bench
