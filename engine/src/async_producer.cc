@@ -77,7 +77,10 @@ void AsyncProducerState::append(std::vector<Item*>& items, size_t begin, size_t 
   batches.fetch_add(1, std::memory_order_relaxed);
   for (size_t i = begin; i < end; ++i) {
     SendResult each = r;
-    if (r.ok()) each.offset = r.offset + (i - begin);
+    if (r.ok()) {
+      each.offset = r.offset + (i - begin);
+      each.sequence = r.sequence + static_cast<uint32_t>(i - begin);  // idempotent producers
+    }
     if (items[i]->on_complete) items[i]->on_complete(each);
     if (!r.ok()) failed.fetch_add(1, std::memory_order_relaxed);
   }

@@ -237,6 +237,29 @@ TEST_F(IdempotentProducer, TheTakeoverWalksTheLogWhenTheEntryLostItsLastFrames) 
   EXPECT_EQ(dup.offset, 9u) << "the walk refilled the entry";
 }
 
+TEST_F(IdempotentProducer, AnAsyncProducerBatchesCarryDenseSequences) {
+  AsyncProducerOptions o;
+  o.producer.idempotent = true;
+  o.producer.producer_name = "async";
+  o.max_batch_records = 16;
+  std::vector<uint32_t> completed;
+  {
+    auto a = AsyncProducer::create(*bus_, "t", o);
+    ASSERT_TRUE(a) << a.error().to_string();
+    for (int i = 0; i < 500; ++i)
+      ASSERT_EQ(a->send(Message{"", "v"}, 0, [&](const SendResult& r) { completed.push_back(r.sequence); }),
+                SendStatus::kOk);
+    ASSERT_TRUE(a->flush(10'000'000'000));
+  }
+  ASSERT_EQ(completed.size(), 500u);
+  for (uint32_t i = 0; i < 500; ++i) EXPECT_EQ(completed[i], i);
+  const auto seen = read(0);
+  ASSERT_EQ(seen.size(), 500u);
+  for (uint32_t i = 0; i < 500; ++i) EXPECT_EQ(seen[i].sequence, i);
+  Producer again = producer("async");
+  EXPECT_EQ(*again.next_sequence(0), 500u) << "the same identity continues after the async producer";
+}
+
 TEST_F(IdempotentProducer, BadUseIsRefusedWithAClearError) {
   ProducerOptions o;
   o.producer_name = "x";
