@@ -200,7 +200,10 @@ SendResult Producer::send_sequenced(const Message& message, uint32_t sequence,
   }
   auto next = next_sequence(result.partition);
   if (!next) {
-    result.status = s.last_error.code == Errc::kFenced ? SendStatus::kFenced : SendStatus::kError;
+    s.last_error = next.error();
+    result.status = next.error().code == Errc::kFenced ? SendStatus::kFenced
+                    : next.error().code == Errc::kBusy ? SendStatus::kBusy
+                                                       : SendStatus::kError;
     return result;
   }
   result.sequence = sequence;

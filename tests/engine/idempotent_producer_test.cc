@@ -164,6 +164,8 @@ TEST_F(IdempotentProducer, AFencedExclusiveInstanceLetsTheNewOneHaveThePartition
   ASSERT_TRUE(old.send(Message{"", "a"}, 0).ok());
   Producer fresh = producer("ingest", true);
   EXPECT_EQ(fresh.send(Message{"", "b"}, 0).status, SendStatus::kBusy) << "the old instance still holds the writer lock";
+  EXPECT_EQ(fresh.send_sequenced(Message{"", "b"}, 1, 0).status, SendStatus::kBusy);
+  EXPECT_EQ(fresh.last_error().code, Errc::kBusy);
   EXPECT_EQ(old.send(Message{"", "zombie"}, 0).status, SendStatus::kFenced);
   const SendResult r = fresh.send(Message{"", "b"}, 0);
   ASSERT_TRUE(r.ok()) << fresh.last_error().to_string();
