@@ -57,4 +57,26 @@ TEST(ReadmeQuickStart, WorkQueueRunsAsWritten) {
   EXPECT_EQ(bus->queue_stats("jobs")->total().acked, 1u);
 }
 
+TEST(ReadmeQuickStart, IdempotentProducerRunsAsWritten) {
+  sluice::test::TempDir dir;
+  auto bus = sluice::Bus::open(dir.sub("my-bus"));
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic("orders", sluice::TopicOptions{}));
+  for (int restart = 0; restart < 2; ++restart) {
+    sluice::ProducerOptions idem;
+    idem.idempotent = true;
+    idem.producer_name = "ingest-1";
+    auto ingest = bus->create_producer("orders", idem);
+    ASSERT_TRUE(ingest);
+    uint32_t seq = *ingest->next_sequence(0);
+    EXPECT_EQ(seq, static_cast<uint32_t>(restart));
+    auto r = ingest->send_sequenced(sluice::Message{"k", "v"}, seq, 0);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r.duplicate);
+    auto again = ingest->send_sequenced(sluice::Message{"k", "v"}, seq, 0);
+    EXPECT_TRUE(again.duplicate);
+    EXPECT_EQ(again.offset, r.offset);
+  }
+}
+
 }  // namespace
