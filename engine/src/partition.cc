@@ -255,11 +255,15 @@ Partition::Stall Partition::resolve_stall(Segment& seg, uint32_t position, uint6
     t = StallTracker{&seg, position, word, now, now, 0};
     return Stall::kPending;
   }
-  const bool timed_out = now - t.since_ns >= topic_->options.claim_timeout_ns;
+  // A PREPARED frame (read committed) has no claim timeout: its
+  // transaction's deadline, in the producer slot, bounds it.
+  const bool prepared = claim_state(word) == kPrepared;
+  const bool timed_out = !prepared && now - t.since_ns >= topic_->options.claim_timeout_ns;
   const bool check_due = now - t.last_check_ns >= kStallCheckIntervalNs || ++t.polls >= kStallPollsBeforeCheck;
   if (!timed_out && !check_due) return Stall::kPending;
   t.last_check_ns = now;
   t.polls = 0;
+  if (prepared) return resolve_prepared(seg, position, word) ? Stall::kResolved : Stall::kPending;
   if (!timed_out && topic_->bus->registry.is_alive(claim_owner(word))) return Stall::kPending;
   if (abort_claim(seg, position, word)) return Stall::kRepaired;
   return Stall::kResolved;  // the owner committed, or another reader repaired it

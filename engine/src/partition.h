@@ -91,6 +91,12 @@ class Partition {
   // Aborts the CLAIMED frame at `position` (CAS, so at most one repairer and
   // never a frame its writer committed first). True if this call did it.
   bool abort_claim(Segment& segment, uint32_t position, uint64_t word);
+  // A read-committed reader waits at the PREPARED frame at `position`: if its
+  // transaction's holder died or ran past its deadline, aborts the
+  // transaction; if it was decided, carries the decision out; if the frame is
+  // a straggler of a finished transaction, aborts the frame. True when the
+  // frame's word has moved on (transaction.cc).
+  bool resolve_prepared(Segment& segment, uint32_t position, uint64_t word);
 
   uint64_t start_offset() const noexcept {
     // acquire: pairs with the release store in retention; a reader that sees

@@ -145,9 +145,10 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
         count == 0 || !is_frame_state(state))
       return corrupt("invalid frame word");
     // Read committed: an undecided transaction's frame is the last stable
-    // offset. Its decision (a flip of this word) wakes us like a commit.
-    if (state == kPrepared && !uncommitted_) return Step::kPending;
-    if (state == kClaimed) {
+    // offset. Its decision (a flip of this word) wakes us like a commit; if
+    // its holder died or ran late, resolve_stall() has the transaction
+    // aborted, like a dead writer's claim.
+    if (state == kClaimed || (state == kPrepared && !uncommitted_)) {
       switch (partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) {
         case Partition::Stall::kPending: return Step::kPending;
         case Partition::Stall::kRepaired:

@@ -117,6 +117,9 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   if (SendStatus s = writer(partition, &w); s != SendStatus::kOk) return s;
   if (idem) [[unlikely]] {
     if (idem->fenced) return fenced_error();
+    if (txn && !txn_open()) [[unlikely]]
+      return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "a transactional producer sends inside "
+                                                                    "begin() .. commit() or abort()"});
     if (idem->claim_open)  // it holds the next sequence
       return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "an idempotent producer's open Claim must be "
                                                                     "committed or aborted before the next send"});
@@ -189,6 +192,13 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   // before publishing (docs/exactly-once.md, section 3).
   if (idem && !idem->table->holds(idem->id)) [[unlikely]]
     return fenced(r, frame_length, count);
+  // A transaction's frame: named in the producer slot before it is
+  // published, so that whoever decides the transaction finds it.
+  if (txn) [[unlikely]]
+    if (auto ok = note_txn_frame(r.partition, r.offset, f->base_sequence, count); !ok) {
+      abort_own(r, frame_length, count);
+      return fail(ok.error().code == Errc::kTooLarge ? SendStatus::kTooLarge : SendStatus::kError, ok.error());
+    }
   const uint64_t seed = frame_seed(f);
   std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
   seal_record(rec, seed, 0);
@@ -199,7 +209,9 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     seal_record(rec, seed, i);
   }
   seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
-  const uint64_t committed = make_claim_word(kCommitted, frame_length, count, owner);
+  // A transaction's frame is published PREPARED: read-committed readers wait
+  // at it until the transaction's decision flips it.
+  const uint64_t committed = make_claim_word(txn ? kPrepared : kCommitted, frame_length, count, owner);
   if (options.exclusive) {
     // seq_cst: publishes the frame (release half: pairs with the reader's
     // acquire load of the word) and orders it before notify()'s load of
@@ -214,8 +226,12 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
       return fail(SendStatus::kAborted, Error{Errc::kAborted, "claim at offset " + std::to_string(r.offset) +
                                                                   " was aborted as stalled before its commit"});
   }
-  if (idem) [[unlikely]]
-    record_committed(r.partition, r.offset, f->base_sequence, count);
+  if (idem) [[unlikely]] {
+    if (txn)  // recorded at the commit
+      idem->parts[r.partition].next_seq = f->base_sequence + count;
+    else
+      record_committed(r.partition, r.offset, f->base_sequence, count);
+  }
   ipc::notify(topic->control().wakeup);
   // Ask for the lines the next frames will use now, for writing: the
   // publishing store above is a full barrier that waits for this frame's
@@ -347,6 +363,9 @@ SendResult Producer::send_batch(std::span<const Message> batch, std::optional<ui
 SendStatus Producer::try_claim(const ClaimSpec& spec, Claim& out) noexcept {
   ProducerState& s = *state_;
   out.abort();
+  if (s.txn)
+    return s.fail(SendStatus::kError,
+                  Error{Errc::kInvalidArgument, "zero-copy claims do not join transactions; use send()"});
   const uint64_t hb = headers_block_bytes(spec.headers);
   const uint64_t rec = hb == UINT64_MAX ? UINT64_MAX : record_size(spec.key, hb, spec.value_bytes);
   if (rec >= UINT32_MAX - kFrameHeaderBytes - kFrameAlign)

@@ -11,10 +11,14 @@
 //                    over (ipc/owner_lock.h)
 //   [4096 + 4096 s)  ProducerSlot s, s < slot_count
 //
-// ProducerSlot, 4 KiB (the second half is for transactions, not built yet):
+// ProducerSlot, 4 KiB:
 //
 //   +0    control      (atomic u64)  the word below; every decision CASes it
-//   +8    reserved     56 bytes              -- line 0: written by the holder
+//   +8    deadline_ms  (atomic i64)  Unix ms at which the open transaction
+//                                     times out (any process may abort it)
+//   +16   txn_parts    (atomic u32)  partition entries of the open transaction
+//   +20   txn_offsets  (atomic u32)  offset entries of the open transaction
+//   +24   reserved     40 bytes              -- line 0: written by the holder
 //   +64   generation   (atomic u32)  +1 each time the slot gets a new identity;
 //                                     0: never used (ends a name's probe chain)
 //   +68   kind         (u8)  1 named, 2 unnamed (freed when its process dies)
@@ -25,13 +29,27 @@
 //   +128  name[208]    NUL-padded
 //   +336  counters     8 x atomic u64 (relaxed statistics): opens, fenced
 //                      sends, duplicates returned, takeovers walked, records
-//                      walked in takeovers, reserved x 3
-//   +400  reserved to 4096
+//                      walked in takeovers, transactions committed, aborted
+//                      by their holder, aborted by another process
+//   +400  reserved     112 bytes
+//   +512  TxnPartition[64], 32 bytes each: a partition the open transaction
+//         wrote to: topic_hash u64 (XXH3-64 of the topic's name) | partition
+//         u32 | reserved u32 | first_offset (atomic u64) | last_offset
+//         (atomic u64): its frames there lie in [first, last]
+//   +2560 TxnOffset[32], 48 bytes each: a group offset to commit with it:
+//         group_hash u64 | topic_hash u64 | partition u32 | reserved u32 |
+//         next_offset u64 | reserved 16 bytes
+//
+// The holder fills an entry (relaxed), then publishes it by storing the count
+// (release); a helper that acquires the count sees complete entries below it.
+// last_offset is relaxed: a helper that read an older one is safe, because a
+// helper's abort bumps the epoch and any frame of the old epoch found later
+// is a straggler that readers abort (docs/exactly-once.md, section 4).
 //
 // Control word:
 //
-//   bits  0..2   state: 0 FREE, 2 READY (3 ONGOING, 4 COMMITTING, 5 ABORTING:
-//                transactions, docs/exactly-once.md)
+//   bits  0..2   state: 0 FREE, 2 READY (no transaction open), 3 ONGOING,
+//                4 COMMITTING, 5 ABORTING (docs/exactly-once.md, section 4)
 //   bits  3..18  epoch of the holder: +1 at every open of the identity
 //   bits 19..34  owner: ipc::OwnerId of the holder's process
 //   bits 35..63  txn: transaction number (transactions)
@@ -91,12 +109,39 @@ static_assert(sizeof(ProducerTableParams) == 8);
 enum ProducerSlotState : uint64_t {
   kProducerFree = 0,
   kProducerReady = 2,
+  kProducerOngoing = 3,
+  kProducerCommitting = 4,
+  kProducerAborting = 5,
 };
+inline constexpr uint32_t kTxnMaxPartitions = 64;
+inline constexpr uint32_t kTxnMaxOffsets = 32;
+
+struct TxnPartition {
+  uint64_t topic_hash;
+  uint32_t partition;
+  uint32_t reserved;
+  std::atomic<uint64_t> first_offset;
+  std::atomic<uint64_t> last_offset;
+};
+static_assert(sizeof(TxnPartition) == 32);
+
+struct TxnOffset {
+  uint64_t group_hash;
+  uint64_t topic_hash;
+  uint32_t partition;
+  uint32_t reserved;
+  uint64_t next_offset;
+  uint64_t reserved2[2];
+};
+static_assert(sizeof(TxnOffset) == 48);
 enum ProducerKind : uint8_t { kProducerNamed = 1, kProducerUnnamed = 2 };
 
 struct ProducerSlot {
   std::atomic<uint64_t> control;
-  uint8_t reserved0[56];
+  std::atomic<int64_t> deadline_ms;
+  std::atomic<uint32_t> txn_parts;
+  std::atomic<uint32_t> txn_offsets;
+  uint8_t reserved0[40];
   std::atomic<uint32_t> generation;
   uint8_t kind;
   uint8_t reserved1[3];
@@ -108,14 +153,20 @@ struct ProducerSlot {
   std::atomic<uint64_t> duplicates;
   std::atomic<uint64_t> takeovers;
   std::atomic<uint64_t> records_walked;
-  std::atomic<uint64_t> reserved_counters[3];
-  uint8_t reserved3[4096 - 400];
+  std::atomic<uint64_t> txn_committed;
+  std::atomic<uint64_t> txn_aborted;
+  std::atomic<uint64_t> txn_aborted_by_helper;
+  uint8_t reserved3[112];
+  TxnPartition txn_partitions[kTxnMaxPartitions];
+  TxnOffset txn_offsets_list[kTxnMaxOffsets];
 };
 static_assert(sizeof(ProducerSlot) == 4096);
 static_assert(offsetof(ProducerSlot, generation) == 64);
 static_assert(offsetof(ProducerSlot, name_hash) == 72);
 static_assert(offsetof(ProducerSlot, name) == 128);
 static_assert(offsetof(ProducerSlot, opens) == 336);
+static_assert(offsetof(ProducerSlot, txn_partitions) == 512);
+static_assert(offsetof(ProducerSlot, txn_offsets_list) == 2560);
 static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
 
 constexpr uint64_t make_producer_control(ProducerSlotState state, uint16_t epoch, uint16_t owner, uint32_t txn) {

@@ -10,6 +10,7 @@
 
 #include "partition_cursor.h"
 #include "producer_state.h"
+#include "transaction_state.h"
 
 namespace sluice {
 
@@ -36,7 +37,10 @@ Status ProducerAccess::make_idempotent(Producer& p, std::string_view name) {
   ProducerState& s = *p.state_;
   auto table = s.bus->producers();
   if (!table) return std::unexpected(table.error());
-  auto id = (*table)->open_identity(name, s.bus->registry);
+  BusState& bus = *s.bus;
+  auto id = (*table)->open_identity(name, s.bus->registry, [&](ProducerSlot& slot, uint64_t pid) {
+    return settle_transaction(bus, slot, pid, slot.control.load(std::memory_order_acquire), false);
+  });
   if (!id) return std::unexpected(id.error());
   s.idem = std::make_unique<ProducerState::Idempotence>();
   s.idem->table = *table;
@@ -52,6 +56,23 @@ SendStatus ProducerState::fenced_error() {
 }
 
 SendStatus ProducerState::fenced(const Partition::Reservation& r, uint32_t frame_length, uint32_t count) {
+  abort_own(r, frame_length, count);
+  idem->fenced = true;
+  // relaxed: a statistic.
+  idem->table->slot(idem->id.slot).fenced_sends.fetch_add(1, std::memory_order_relaxed);
+  // Let the new instance have our exclusive partitions: nothing of ours is
+  // past the tail (the frame is aborted, not dirty).
+  for (size_t p = 0; p < writers.size(); ++p) {
+    Writer& w = writers[p];
+    if (!w.ready) continue;
+    if (options.exclusive)
+      topic->partitions[p]->control().exclusive_dirty_end.store(0, std::memory_order_release);
+    w = Writer{};
+  }
+  return fenced_error();
+}
+
+void ProducerState::abort_own(const Partition::Reservation& r, uint32_t frame_length, uint32_t count) {
   Segment& seg = *r.segment;
   auto& word = seg.word(r.position);
   const uint64_t aborted = make_claim_word(kAborted, frame_length, count, owner);
@@ -66,19 +87,6 @@ SendStatus ProducerState::fenced(const Partition::Reservation& r, uint32_t frame
     word.compare_exchange_strong(expected, aborted, std::memory_order_seq_cst, std::memory_order_relaxed);
   }
   ipc::notify(topic->control().wakeup);
-  idem->fenced = true;
-  // relaxed: a statistic.
-  idem->table->slot(idem->id.slot).fenced_sends.fetch_add(1, std::memory_order_relaxed);
-  // Let the new instance have our exclusive partitions: nothing of ours is
-  // past the tail (the frame above is aborted, not dirty).
-  for (size_t p = 0; p < writers.size(); ++p) {
-    Writer& w = writers[p];
-    if (!w.ready) continue;
-    if (options.exclusive)
-      topic->partitions[p]->control().exclusive_dirty_end.store(0, std::memory_order_release);
-    w = Writer{};
-  }
-  return fenced_error();
 }
 
 SendStatus ProducerState::take_over(uint32_t partition) {
@@ -96,7 +104,10 @@ SendStatus ProducerState::take_over(uint32_t partition) {
   uint64_t from = e.origin.load(std::memory_order_acquire);
   uint32_t next_seq = 0;
   st.head = head;
-  PartitionCursor c(part, false, Isolation::kReadCommitted);
+  // Read uncommitted, so that another producer's open transaction does not
+  // hold the walk; our own records count only in COMMITTED frames (an
+  // aborted transaction's sequences are given again).
+  PartitionCursor c(part, false, Isolation::kReadUncommitted);
   RecordView v;
   if (head > 0) {
     // The last item, if the log confirms it (a fenced instance may have
@@ -128,6 +139,12 @@ SendStatus ProducerState::take_over(uint32_t partition) {
     if (step == PartitionCursor::Step::kRecord) {
       ++walked;
       if (v.producer_id != idem->id.pid) continue;
+      {
+        const Segment& seg = *c.current_segment();
+        if (claim_state(seg.word(static_cast<uint32_t>(v.position - seg.base_position())).load(
+                std::memory_order_acquire)) != kCommitted)
+          continue;
+      }
       if (run_count > 0 && v.offset == run_offset + run_count && v.sequence == run_seq + run_count) {
         ++run_count;
       } else {

@@ -15,6 +15,8 @@
 
 namespace sluice {
 
+struct TransactionState;
+
 struct ProducerState {
   std::shared_ptr<BusState> bus;
   std::shared_ptr<TopicState> topic;
@@ -52,6 +54,9 @@ struct ProducerState {
     std::vector<Part> parts;
   };
   std::unique_ptr<Idempotence> idem;
+  // Transactional producers: the transaction this producer's sends join
+  // (owned by the TransactionalProducer, which owns this producer too).
+  TransactionState* txn = nullptr;
 
   ~ProducerState();
   // Locks the partition for writing on first use.
@@ -108,6 +113,11 @@ struct ProducerState {
   // instance can take exclusive partitions).
   SendStatus fenced(const Partition::Reservation& r, uint32_t frame_length, uint32_t count);
   SendStatus fenced_error();
+  // Aborts our own frame at `r` (claimed, not published).
+  void abort_own(const Partition::Reservation& r, uint32_t frame_length, uint32_t count);
+  // Transactions (transaction.cc).
+  bool txn_open() const noexcept;
+  Status note_txn_frame(uint32_t partition, uint64_t offset, uint32_t sequence, uint32_t count);
 };
 
 // Producers for topics the engine opens itself (a queue's internal topic).
@@ -116,6 +126,8 @@ struct ProducerAccess {
                        const ProducerOptions& options);
   // Opens the producer's identity (`name`, or a fresh unnamed one).
   static Status make_idempotent(Producer& p, std::string_view name);
+  // Binds a producer to a transactional identity already opened (transaction.cc).
+  static void join_transaction(Producer& p, TransactionState& t);
 };
 
 }  // namespace sluice

@@ -59,7 +59,8 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& bu
   return t;
 }
 
-Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, const ipc::ProcessRegistry& registry) {
+Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, const ipc::ProcessRegistry& registry,
+                                                     const Settle& settle) {
   const bool named = !name.empty();
   if (named) {
     if (auto ok = validate_name(name, "producer"); !ok) return std::unexpected(ok.error());
@@ -113,6 +114,12 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
   id.generation = slot.generation.load(std::memory_order_relaxed);
   id.pid = make_pid(id.generation, id.slot);
   id.named = named;
+  const ProducerSlotState st = producer_state(slot.control.load(std::memory_order_acquire));
+  if (st != kProducerFree && st != kProducerReady) {
+    if (!settle)
+      return make_error(Errc::kBusy, "producer " + std::string(name) + " has a transaction to settle first");
+    if (auto ok = settle(slot, id.pid); !ok) return std::unexpected(ok.error());
+  }
   // The epoch bump: fences every earlier instance. seq_cst: the opener's side
   // of the fencing handshake (docs/exactly-once.md, section 3): it precedes
   // our takeover walks, which must find any claim a zombie made before it
@@ -123,7 +130,8 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
     id.epoch = static_cast<uint16_t>(producer_epoch(cur) + 1);
     next = make_producer_control(kProducerReady, id.epoch, registry.self(), producer_txn(cur));
   } while (!slot.control.compare_exchange_weak(cur, next, std::memory_order_seq_cst, std::memory_order_relaxed));
-  slot.opens.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+  // relaxed: read back only by this identity's instances (and by `sluice`).
+  id.opens = slot.opens.fetch_add(1, std::memory_order_relaxed) + 1;
   return id;
 }
 

@@ -6,6 +6,7 @@
 
 #include <sluice/status.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,7 @@ struct ProducerIdentity {
   uint32_t generation = 0;
   uint16_t epoch = 0;
   bool named = false;
+  uint64_t opens = 0;  // the slot's open count after ours: tells a newer instance from a helper's abort
 };
 
 struct ProducerInfo {
@@ -44,8 +46,13 @@ class ProducerTable {
 
   // Opens an identity: `name`'s slot (found, or assigned on first use), or a
   // fresh unnamed one when `name` is empty. Bumps the epoch, which fences
-  // every earlier instance: their next publish fails with kFenced.
-  Result<ProducerIdentity> open_identity(std::string_view name, const ipc::ProcessRegistry& registry);
+  // every earlier instance: their next publish fails with kFenced. A
+  // transaction an earlier instance left undecided or half carried out is
+  // first handed to `settle` (under the assign lock), which must leave the
+  // slot READY.
+  using Settle = std::function<Status(format::ProducerSlot& slot, uint64_t pid)>;
+  Result<ProducerIdentity> open_identity(std::string_view name, const ipc::ProcessRegistry& registry,
+                                         const Settle& settle = {});
   // An unnamed identity's slot is free again once its instance closes.
   void close_identity(const ProducerIdentity& id) noexcept;
 

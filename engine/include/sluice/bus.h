@@ -15,6 +15,7 @@
 #include <sluice/producer.h>
 #include <sluice/queue.h>
 #include <sluice/status.h>
+#include <sluice/transaction.h>
 
 namespace sluice {
 
@@ -124,6 +125,11 @@ class Bus {
   Status delete_topic(std::string_view name);
 
   Result<Producer> create_producer(std::string_view topic, const ProducerOptions& options = {});
+  // A transactional identity `name` with producers for any topics
+  // (sluice/transaction.h). Fences every earlier instance of the name and
+  // settles the transaction one of them left open.
+  Result<TransactionalProducer> create_transactional_producer(std::string_view name,
+                                                              const TransactionOptions& options = {});
   // `group` empty: a standalone reader that commits nothing and starts at the
   // beginning of each partition.
   Result<Consumer> create_consumer(std::string_view topic, std::string_view group,

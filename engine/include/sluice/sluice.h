@@ -12,3 +12,4 @@
 #include <sluice/record.h>
 #include <sluice/retrying_consumer.h>
 #include <sluice/status.h>
+#include <sluice/transaction.h>

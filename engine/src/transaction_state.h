@@ -1,0 +1,62 @@
+// The state behind a TransactionalProducer, and the transaction steps any
+// process may carry out (docs/exactly-once.md, section 4; the slot layout is
+// in producer_format.h).
+#pragma once
+
+#include <sluice/transaction.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bus_state.h"
+#include "producer_table.h"
+
+namespace sluice {
+
+struct ProducerState;
+
+struct TransactionState {
+  std::shared_ptr<BusState> bus;
+  ProducerTable* table = nullptr;  // owned by the bus state
+  ProducerIdentity id;
+  std::string name;
+  TransactionOptions options;
+  bool open = false;
+  bool fenced = false;
+  Error fence_error{Errc::kFenced, ""};
+  uint32_t txn = 0;  // the open transaction's number
+  // A partition the open transaction wrote to: its slot entry, where the
+  // partition's sequences stood at begin (an abort gives them back), and its
+  // last frame (the ring hint recorded at commit).
+  struct Touched {
+    ProducerState* producer;
+    uint32_t partition;
+    uint32_t entry;
+    uint32_t start_seq;
+    uint64_t last_offset;
+    uint32_t last_seq;
+    uint32_t last_count;
+  };
+  std::vector<Touched> touched;
+  std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers;
+
+  format::ProducerSlot& slot() const { return table->slot(id.slot); }
+  // Called by a producer before it publishes a frame of the transaction:
+  // makes sure the slot names the frame's partition and range, so that any
+  // process can find the frame to decide it. kTooLarge past 64 partitions.
+  Status note_frame(ProducerState& producer, uint32_t partition, uint64_t offset, uint32_t sequence,
+                    uint32_t count);
+};
+
+// Carries out or settles the transaction of the identity `pid` in `slot`
+// whose control word was `control`: an ONGOING one is aborted; a COMMITTING
+// or ABORTING one is completed (frames flipped, offsets applied). Leaves the
+// slot READY, with the epoch bumped if `bump` (a helper's abort fences the
+// holder, so that its late frames are recognised as stragglers). Any process
+// may run it; every step is a CAS, so a helper killed midway leaves the rest
+// to the next.
+Status settle_transaction(BusState& bus, format::ProducerSlot& slot, uint64_t pid, uint64_t control, bool bump);
+
+}  // namespace sluice
