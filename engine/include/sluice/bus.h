@@ -12,6 +12,7 @@
 
 #include <sluice/consumer.h>
 #include <sluice/options.h>
+#include <sluice/processed.h>
 #include <sluice/producer.h>
 #include <sluice/queue.h>
 #include <sluice/status.h>
@@ -159,6 +160,16 @@ class Bus {
   // ones included (their holders' acks then fail with kLeaseLost). Returns
   // how many were removed. Like SQS PurgeQueue.
   Result<uint64_t> purge_queue(std::string_view queue);
+
+  // Processed-id stores (sluice/processed.h, docs/exactly-once.md section
+  // 6): `processed/<name>`, names as for topics. Opens the store, creating
+  // it with `options` when absent; an existing store keeps the window and
+  // capacity it was created with (ProcessedStore::window_ns, capacity).
+  Result<ProcessedStore> open_processed_store(std::string_view name, const ProcessedStoreOptions& options = {});
+  Result<std::vector<std::string>> list_processed_stores() const;
+  // Removes the store's file; processes that have it open keep their
+  // mapping until they close it. Its ids are forgotten.
+  Status delete_processed_store(std::string_view name);
 
   Result<std::vector<std::string>> list_groups() const;
   Result<GroupDescription> describe_group(std::string_view group) const;

@@ -7,6 +7,7 @@
 #include <sluice/clock.h>
 #include <sluice/consumer.h>
 #include <sluice/options.h>
+#include <sluice/processed.h>
 #include <sluice/producer.h>
 #include <sluice/queue.h>
 #include <sluice/record.h>
