@@ -138,6 +138,14 @@ int run(int argc, char** argv) {
                  report.throughput.back().error, t0);
       }
     }
+    for (uint32_t records : {1u, 10u, 100u}) {  // transactional, shared writer
+      const int64_t t0 = steady_ns();
+      const std::string dir = run_dir(root, "eos-txn-" + std::to_string(records));
+      report.throughput.push_back(run_sluice_throughput(options, kSize, false, dir, false, records));
+      remove_run_dir(dir);
+      progress("throughput", kSize, report.throughput.back().system, report.throughput.back().ok,
+               report.throughput.back().error, t0);
+    }
   }
   if (options.queue) {
     auto rtt_done = [&](int64_t t0) {

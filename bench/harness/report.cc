@@ -145,6 +145,17 @@ std::vector<Ratio> compute_ratios(const BenchReport& report) {
                         "throughput, 64 B, " + sys + " / plain", idem->msgs_per_s / plain->msgs_per_s,
                         Ratio::Goal::kAtLeast, 0.9});
   }
+  if (const ThroughputResult* plain = find_throughput(report, "sluice/shared", 64); plain && plain->msgs_per_s > 0) {
+    for (uint32_t records : {1u, 10u, 100u}) {
+      const std::string sys = "sluice/txn-" + std::to_string(records);
+      const ThroughputResult* t = find_throughput(report, sys, 64);
+      if (!t) continue;
+      Ratio r{"throughput_64B_" + key_of(sys) + "_vs_plain", "throughput, 64 B, " + sys + " / plain shared",
+              t->msgs_per_s / plain->msgs_per_s};
+      if (records == 100) r.goal = Ratio::Goal::kAtLeast, r.target = 0.5;  // at most 2x the cost
+      out.push_back(r);
+    }
+  }
   // The queue workload, against Boost.Interprocess message_queue.
   if (const LatencyResult* boost = find_queue_latency(report, "boost/message_queue"); boost && boost->p50_ns > 0) {
     for (const char* wait : {"spin", "block"}) {

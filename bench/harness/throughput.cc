@@ -2,7 +2,9 @@
 // from its first to its last measured record. A warm-up batch goes through
 // first (mapping, positioning, caches) and is not timed. Each value's first
 // 8 bytes carry its sequence number; B checks every one.
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "bench/harness/ring_side.h"
@@ -137,8 +139,11 @@ ThroughputResult run_ring_throughput(const BenchOptions& options, uint32_t value
 }
 
 ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
-                                       const std::string& bus_dir, bool idempotent) {
-  const uint64_t n = messages_for(options, value_bytes);
+                                       const std::string& bus_dir, bool idempotent, uint32_t txn_records) {
+  // A transaction per txn_records records: at most 2,000,000 records, so that
+  // transactions of one record stay within the run's time.
+  const uint64_t n = txn_records > 0 ? std::min<uint64_t>(messages_for(options, value_bytes), 2'000'000)
+                                     : messages_for(options, value_bytes);
   const uint64_t w = warmup_messages(n);
   PairRegion region(4096);
   auto* measured = reinterpret_cast<MeasuredByB*>(region.user());
@@ -153,14 +158,34 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
     if (!bus) return false;
     if (auto ok = bus->create_topic("bench", throughput_topic_options(options)); !ok)
       return ch.fail("create_topic: " + ok.error().to_string());
-    auto producer = bus->create_producer("bench", popts);
-    if (!producer) return ch.fail("create_producer: " + producer.error().to_string());
+    std::optional<Producer> plain;
+    std::optional<TransactionalProducer> tx;
+    Producer* producer = nullptr;
+    if (txn_records > 0) {
+      TransactionOptions to;
+      to.producer = popts;
+      auto t = bus->create_transactional_producer("bench-tx", to);
+      if (!t) return ch.fail("create_transactional_producer: " + t.error().to_string());
+      tx.emplace(std::move(*t));
+      auto p = tx->producer("bench");
+      if (!p) return ch.fail("producer: " + p.error().to_string());
+      producer = *p;
+    } else {
+      auto p = bus->create_producer("bench", popts);
+      if (!p) return ch.fail("create_producer: " + p.error().to_string());
+      plain.emplace(std::move(*p));
+      producer = &*plain;
+    }
     std::vector<char> msg(value_bytes, 'z');
     auto produce = [&](uint64_t from, uint64_t to) {
       for (uint64_t i = from; i < to; ++i) {
+        if (tx && (i - from) % txn_records == 0)
+          if (auto ok = tx->begin(); !ok) return ch.fail("begin: " + ok.error().to_string());
         std::memcpy(msg.data(), &i, sizeof i);
         const SendResult sent = producer->send(Message{{}, std::string_view(msg.data(), msg.size())});
         if (!sent.ok()) return ch.fail("send: " + producer->last_error().to_string());
+        if (tx && ((i - from) % txn_records == txn_records - 1 || i + 1 == to))
+          if (auto ok = tx->commit(); !ok) return ch.fail("commit: " + ok.error().to_string());
       }
       return true;
     };
@@ -218,7 +243,9 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
   const MeasuredByB m = region.ok() ? *measured : MeasuredByB{};
-  return finish(sluice_system_name(exclusive, idempotent), value_bytes, n, outcome, m, producer_ns);
+  const std::string system = txn_records > 0 ? "sluice/txn-" + std::to_string(txn_records)
+                                             : std::string(sluice_system_name(exclusive, idempotent));
+  return finish(system, value_bytes, n, outcome, m, producer_ns);
 }
 
 }  // namespace sluice::bench

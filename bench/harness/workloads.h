@@ -22,9 +22,11 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
 // A produces as fast as it can, B consumes and times first to last record.
 // publish_every: 1 for the per-message ring the targets refer to.
 ThroughputResult run_ring_throughput(const BenchOptions& options, uint32_t value_bytes, uint32_t publish_every);
-// `idempotent`: an idempotent producer (the eos workload's comparison).
+// `idempotent`: an idempotent producer; `txn_records` > 0: a transactional
+// one committing every txn_records records ("sluice/txn-N"; shared writer
+// unless `exclusive`). The eos workload's comparisons.
 ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
-                                       const std::string& bus_dir, bool idempotent = false);
+                                       const std::string& bus_dir, bool idempotent = false, uint32_t txn_records = 0);
 
 // The queue workload (queue_workload.cc), 64 B values. Throughput: one
 // publisher, `workers` receivers, options.queue_messages timed messages,

@@ -195,7 +195,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   // A transaction's frame: named in the producer slot before it is
   // published, so that whoever decides the transaction finds it.
   if (txn) [[unlikely]]
-    if (auto ok = note_txn_frame(r.partition, r.offset, f->base_sequence, count); !ok) {
+    if (auto ok = note_txn_frame(r, f->base_sequence, count); !ok) {
       abort_own(r, frame_length, count);
       return fail(ok.error().code == Errc::kTooLarge ? SendStatus::kTooLarge : SendStatus::kError, ok.error());
     }

@@ -117,7 +117,7 @@ struct ProducerState {
   void abort_own(const Partition::Reservation& r, uint32_t frame_length, uint32_t count);
   // Transactions (transaction.cc).
   bool txn_open() const noexcept;
-  Status note_txn_frame(uint32_t partition, uint64_t offset, uint32_t sequence, uint32_t count);
+  Status note_txn_frame(const Partition::Reservation& r, uint32_t sequence, uint32_t count);
 };
 
 // Producers for topics the engine opens itself (a queue's internal topic).

@@ -187,8 +187,17 @@ bool Partition::resolve_prepared(Segment& seg, uint32_t position, uint64_t word)
 
 bool ProducerState::txn_open() const noexcept { return txn->open; }
 
-Status ProducerState::note_txn_frame(uint32_t partition, uint64_t offset, uint32_t sequence, uint32_t count) {
-  return txn->note_frame(*this, partition, offset, sequence, count);
+Status ProducerState::note_txn_frame(const Partition::Reservation& r, uint32_t sequence, uint32_t count) {
+  // The writer's cached segment is the one reserved in; keep it alive until
+  // the transaction is decided (only when it changes: no refcount per send).
+  const std::shared_ptr<Segment>& seg = writers[r.partition].segment;
+  if (txn->keep.empty() || txn->keep.back() != seg) txn->keep.push_back(seg);
+  txn->frames.push_back(TransactionState::FrameRef{r.segment, r.position});
+  if (auto ok = txn->note_frame(*this, r.partition, r.offset, sequence, count); !ok) {
+    txn->frames.pop_back();
+    return ok;
+  }
+  return {};
 }
 
 Status TransactionState::note_frame(ProducerState& producer, uint32_t partition, uint64_t offset, uint32_t sequence,
@@ -241,8 +250,39 @@ Status lost_control(TransactionState& t) {
 void roll_back(TransactionState& t) {
   for (const auto& x : t.touched) x.producer->idem->parts[x.partition].next_seq = x.start_seq;
   t.touched.clear();
+  t.frames.clear();
+  t.keep.clear();
+  t.offsets.clear();
 }
 }  // namespace
+
+Status TransactionState::finish(uint64_t decided, ClaimState to) {
+  for (const FrameRef& f : frames) {
+    auto& word = f.segment->word(f.position);
+    uint64_t w = word.load(std::memory_order_acquire);
+    // seq_cst: as in flip_range(). Finding it decided already means a
+    // helper carried the decision out first.
+    if (claim_state(w) == kPrepared)
+      word.compare_exchange_strong(w, with_state(w, to), std::memory_order_seq_cst, std::memory_order_relaxed);
+  }
+  if (to == kCommitted)
+    for (const PendingOffset& o : offsets)
+      if (auto ok = o.group->commit(o.partition, o.next_offset, bus->clock->now_ns(), false); !ok) return ok;
+  const TopicState* last = nullptr;
+  for (const Touched& x : touched) {
+    if (x.producer->topic.get() == last) continue;
+    last = x.producer->topic.get();
+    ipc::notify(x.producer->topic->control().wakeup);
+  }
+  frames.clear();
+  keep.clear();
+  offsets.clear();
+  const uint64_t ready = make_producer_control(kProducerReady, id.epoch, producer_owner(decided), producer_txn(decided));
+  // release: the flips and offsets above happen before the next transaction.
+  uint64_t cur = decided;
+  slot().control.compare_exchange_strong(cur, ready, std::memory_order_release, std::memory_order_relaxed);
+  return {};
+}
 
 TransactionalProducer::TransactionalProducer(std::unique_ptr<TransactionState> state) : state_(std::move(state)) {}
 TransactionalProducer::TransactionalProducer(TransactionalProducer&&) noexcept = default;
@@ -280,7 +320,7 @@ Result<Producer*> TransactionalProducer::producer(std::string_view topic) {
   if (auto it = t.producers.find(topic); it != t.producers.end()) return it->second.get();
   auto ts = t.bus->topic(topic);
   if (!ts) return std::unexpected(ts.error());
-  ProducerOptions o;
+  ProducerOptions o = t.options.producer;
   o.idempotent = true;
   o.producer_name = t.name;
   Producer p = ProducerAccess::make(t.bus, std::move(*ts), o);
@@ -328,7 +368,7 @@ Status TransactionalProducer::commit() {
     return lost_control(t);
   }
   t.open = false;
-  if (auto ok = settle_transaction(*t.bus, s, t.id.pid, committing, false); !ok) return ok;  // any process can finish it
+  if (auto ok = t.finish(committing, kCommitted); !ok) return ok;  // a helper can finish it from the slot
   // The ring hints: each partition's last frame of the transaction.
   for (const auto& x : t.touched)
     x.producer->record_committed(x.partition, x.last_offset, x.last_seq, x.last_count);
@@ -349,9 +389,10 @@ Status TransactionalProducer::abort() {
     roll_back(t);
     return lost_control(t);
   }
-  roll_back(t);
   s.txn_aborted.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
-  return settle_transaction(*t.bus, s, t.id.pid, aborting, false);
+  auto ok = t.finish(aborting, kAborted);
+  roll_back(t);
+  return ok;
 }
 
 bool TransactionalProducer::in_transaction() const noexcept { return state_->open; }
@@ -361,11 +402,18 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   TransactionState& t = *state_;
   if (t.fenced) return std::unexpected(t.fence_error);
   if (!t.open) return make_error(Errc::kInvalidArgument, "no transaction is open");
-  auto ts = t.bus->topic(topic);
-  if (!ts) return std::unexpected(ts.error());
-  auto g = GroupOffsets::open(*t.bus, group, **ts, false);
-  if (!g) return std::unexpected(g.error());
-  if (partition >= (*g)->partitions()) return make_error(Errc::kInvalidArgument, "partition out of range");
+  std::string key = std::string(group) + "\n" + std::string(topic);
+  auto it = t.groups.find(key);
+  if (it == t.groups.end()) {
+    auto ts = t.bus->topic(topic);
+    if (!ts) return std::unexpected(ts.error());
+    auto g = GroupOffsets::open(*t.bus, group, **ts, false);
+    if (!g) return std::unexpected(g.error());
+    it = t.groups.emplace(std::move(key), std::move(*g)).first;
+  }
+  GroupOffsets* g = it->second.get();
+  if (partition >= g->partitions()) return make_error(Errc::kInvalidArgument, "partition out of range");
+  t.offsets.push_back(TransactionState::PendingOffset{g, partition, next_offset});
   ProducerSlot& s = t.slot();
   const uint32_t n = s.txn_offsets.load(std::memory_order_relaxed);  // only we write it
   for (uint32_t i = 0; i < n; ++i) {

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "bus_state.h"
+#include "group_offsets.h"
+#include "segment_format.h"
 #include "producer_table.h"
 
 namespace sluice {
@@ -40,6 +42,27 @@ struct TransactionState {
     uint32_t last_count;
   };
   std::vector<Touched> touched;
+  // The open transaction's frames, for the holder to decide them without a
+  // walk (helpers walk the slot's ranges instead). Reused: no allocation per
+  // send once grown. `keep` holds the segments they lie in.
+  struct FrameRef {
+    Segment* segment;
+    uint32_t position;
+  };
+  std::vector<FrameRef> frames;
+  std::vector<std::shared_ptr<Segment>> keep;
+  // Group offsets of the open transaction, and the groups' files (cached).
+  struct PendingOffset {
+    GroupOffsets* group;
+    uint32_t partition;
+    uint64_t next_offset;
+  };
+  std::vector<PendingOffset> offsets;
+  std::map<std::string, std::unique_ptr<GroupOffsets>, std::less<>> groups;  // "group\ntopic"
+
+  // The holder carries its own decision out: flips its frames to `to`,
+  // applies the offsets (commit), wakes readers and makes the slot READY.
+  Status finish(uint64_t decided, format::ClaimState to);
   std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers;
 
   format::ProducerSlot& slot() const { return table->slot(id.slot); }

@@ -3,6 +3,7 @@
 // read-committed readers all at once, or never.
 #pragma once
 
+#include <sluice/options.h>
 #include <sluice/producer.h>
 #include <sluice/status.h>
 
@@ -17,6 +18,9 @@ struct TransactionOptions {
   // that meets it (a read-committed reader waiting at it, or a new instance
   // of the name), and this instance is fenced. 1 ms to 15 min.
   int64_t timeout_ns = 10'000'000'000;
+  // Options of the producers producer() makes (idempotent and producer_name
+  // are set by the transactional producer).
+  ProducerOptions producer;
 };
 
 struct TransactionState;
