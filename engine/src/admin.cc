@@ -55,6 +55,19 @@ PartitionLag partition_lag(Partition& partition, uint64_t committed, int64_t now
   lag.end_offset = partition.end_offset();
   const uint64_t from = committed == kNoOffset ? partition.start_offset()
                                                : std::max(committed, partition.start_offset());
+  lag.stable_offset = lag.end_offset;
+  {
+    // Walk from the group's position to the first undecided frame.
+    PartitionCursor s(partition, false, Isolation::kReadCommitted);
+    RecordView v;
+    if (s.seek(std::min(from, lag.end_offset)))
+      for (;;) {
+        const PartitionCursor::Step st = s.next(&v);
+        if (st == PartitionCursor::Step::kRecord) continue;
+        if (st == PartitionCursor::Step::kPending) lag.stable_offset = s.next_offset();
+        break;
+      }
+  }
   if (from >= lag.end_offset) return lag;
   lag.lag_records = lag.end_offset - from;
   PartitionCursor c(partition, false);

@@ -216,6 +216,26 @@ TEST_F(Transactions, ANewInstanceSettlesWhatTheOldOneLeftOpen) {
   EXPECT_EQ(drain(ra), std::vector<std::string>{"ok"});
 }
 
+TEST_F(Transactions, TheLastStableOffsetStopsAtTheOpenTransactionUntilItIsDecided) {
+  { Consumer g = reader("a", Isolation::kReadCommitted, "watch"); }
+  Producer plain = *bus_->create_producer("a");
+  ASSERT_TRUE(plain.send(Message{"", "before"}, 0).ok());  // offset 0
+  TransactionalProducer t = tx();
+  ASSERT_TRUE(t.begin());
+  ASSERT_TRUE((*t.producer("a"))->send(Message{"", "open"}, 0).ok());  // offset 1
+  ASSERT_TRUE(plain.send(Message{"", "after"}, 0).ok());               // offset 2
+  auto lso = [&] {
+    auto d = bus_->describe_group("watch");
+    EXPECT_TRUE(d);
+    for (const auto& p : d->partitions)
+      if (p.topic == "a" && p.partition == 0) return std::pair{p.stable_offset, p.end_offset};
+    return std::pair{kNoOffset, kNoOffset};
+  };
+  EXPECT_EQ(lso(), (std::pair<uint64_t, uint64_t>{1, 3}));
+  ASSERT_TRUE(t.commit());
+  EXPECT_EQ(lso(), (std::pair<uint64_t, uint64_t>{3, 3}));
+}
+
 TEST_F(Transactions, BadUseIsRefused) {
   EXPECT_EQ(bus_->create_transactional_producer("").error().code, Errc::kInvalidName);
   TransactionOptions o;

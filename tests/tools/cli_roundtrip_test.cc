@@ -174,7 +174,7 @@ TEST_F(CliRoundTrip, GroupDescribeShowsLag) {
   ASSERT_EQ(consume("g", {"--max", "1"}).code, 0);
   CliResult d = cli({"group", "describe", "g"});
   ASSERT_EQ(d.code, 0) << d.err;
-  // topic partition committed end lag lag_bytes oldest_age; partition 1 is the first row of "t" with data
+  // topic partition committed end lso lag lag_bytes oldest_age; partition 1 is the first row of "t" with data
   std::vector<std::string> p1;
   std::istringstream lines(d.out);
   for (std::string line; std::getline(lines, line);)
@@ -182,13 +182,14 @@ TEST_F(CliRoundTrip, GroupDescribeShowsLag) {
       std::istringstream in(line);
       for (std::string w; in >> w;) p1.push_back(w);
     }
-  ASSERT_EQ(p1.size(), 7u) << d.out;
+  ASSERT_EQ(p1.size(), 8u) << d.out;
   EXPECT_EQ(p1[1], "1");
   EXPECT_EQ(p1[2], "1") << "committed";
   EXPECT_EQ(p1[3], "3") << "end";
-  EXPECT_EQ(p1[4], "2") << "lag records";
-  EXPECT_GT(std::stoull(p1[5]), 0u) << "lag bytes";
-  EXPECT_NE(p1[6], "-") << "oldest unconsumed age";
+  EXPECT_EQ(p1[4], "3") << "last stable offset: no transaction open";
+  EXPECT_EQ(p1[5], "2") << "lag records";
+  EXPECT_GT(std::stoull(p1[6]), 0u) << "lag bytes";
+  EXPECT_NE(p1[7], "-") << "oldest unconsumed age";
   CliResult l = cli({"group", "list"});
   EXPECT_EQ(l.out, "g\n");
 }

@@ -46,11 +46,12 @@ int run_describe(const Context& ctx, const std::string& group) {
   auto d = bus->describe_group(group);
   if (!d) return fail(d.error());
   std::printf("group %s\n", d->group.c_str());
-  std::printf("%-24s %9s %12s %12s %12s %14s %12s\n", "topic", "partition", "committed", "end", "lag", "lag_bytes",
-              "oldest_age");
+  std::printf("%-24s %9s %12s %12s %12s %12s %14s %12s\n", "topic", "partition", "committed", "end", "lso", "lag",
+              "lag_bytes", "oldest_age");
   for (const PartitionLag& l : d->partitions)
-    std::printf("%-24s %9u %12s %12llu %12llu %14llu %12s\n", l.topic.c_str(), l.partition,
-                offset_text(l.committed).c_str(), (unsigned long long)l.end_offset, (unsigned long long)l.lag_records,
+    std::printf("%-24s %9u %12s %12llu %12llu %12llu %14llu %12s\n", l.topic.c_str(), l.partition,
+                offset_text(l.committed).c_str(), (unsigned long long)l.end_offset,
+                (unsigned long long)l.stable_offset, (unsigned long long)l.lag_records,
                 (unsigned long long)l.lag_bytes, age_text(l.oldest_unconsumed_age_ns).c_str());
   return kExitOk;
 }
@@ -89,7 +90,7 @@ void add_group_commands(CLI::App& app, Context& ctx) {
 
   auto describe_group = std::make_shared<std::string>();
   CLI::App* d = group->add_subcommand(
-      "describe", "per topic and partition: committed offset, end offset, lag (records, bytes), oldest unconsumed age");
+      "describe", "per topic and partition: committed offset, end offset, last stable offset (lso: where read-committed readers stop), lag (records, bytes), oldest unconsumed age");
   d->add_option("group", *describe_group, "group name")->type_name("GROUP")->required();
   d->callback([&ctx, describe_group] { ctx.exit_code = run_describe(ctx, *describe_group); });
 

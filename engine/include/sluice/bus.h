@@ -53,6 +53,10 @@ struct PartitionLag {
   uint32_t partition = 0;
   uint64_t committed = kNoOffset;  // next offset the group will read; kNoOffset: none yet
   uint64_t end_offset = 0;
+  // The last stable offset: the first record not decided yet (a
+  // transaction's, or a claim in flight), or end_offset. Read-committed
+  // readers stop there. Computed from the group's position.
+  uint64_t stable_offset = 0;
   uint64_t lag_records = 0;
   uint64_t lag_bytes = 0;
   int64_t oldest_unconsumed_age_ns = 0;  // 0 when caught up
