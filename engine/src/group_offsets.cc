@@ -61,6 +61,19 @@ Status GroupOffsets::commit(uint32_t partition, uint64_t next_offset, int64_t no
   return file_.sync(off, sizeof(GroupSlot), true);
 }
 
+bool GroupOffsets::commit_if(uint32_t partition, uint64_t expected, uint64_t next_offset, int64_t now_ns) const {
+  GroupSlot& s = slot(partition);
+  // acq_rel: release as commit()'s store; acquire orders us after the commit
+  // we compare against.
+  if (!s.committed_offset.compare_exchange_strong(expected, next_offset, std::memory_order_acq_rel,
+                                                  std::memory_order_relaxed))
+    return expected == next_offset;  // already applied (by the holder or another helper)
+  // relaxed: informational fields.
+  s.commit_unix_ns.store(now_ns, std::memory_order_relaxed);
+  s.commit_count.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void invalidate_back_pressure_limits(const TopicState& topic) {
   // relaxed: producers re-read the group files after seeing 0; the files,
   // not this word, carry the data.

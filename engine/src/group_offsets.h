@@ -30,6 +30,10 @@ class GroupOffsets {
   // Stores `next_offset` as the committed offset of `partition`.
   // sync: msync the slot so that it is on disk when this returns.
   Status commit(uint32_t partition, uint64_t next_offset, int64_t now_ns, bool sync) const;
+  // Moves the committed offset from `expected` to `next_offset` only (a
+  // transaction's offsets: a late replay by a helper, after the group moved
+  // on, must not move it back). False if it was not `expected`.
+  bool commit_if(uint32_t partition, uint64_t expected, uint64_t next_offset, int64_t now_ns) const;
   uint64_t committed(uint32_t partition) const noexcept {
     // acquire: pairs with the release store in commit(); nothing else is
     // published with it, but an observer of an offset also sees its time.

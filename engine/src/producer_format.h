@@ -38,7 +38,9 @@
 //         (atomic u64): its frames there lie in [first, last]
 //   +2560 TxnOffset[32], 48 bytes each: a group offset to commit with it:
 //         group_hash u64 | topic_hash u64 | partition u32 | reserved u32 |
-//         next_offset u64 | reserved 16 bytes
+//         next_offset u64 | expected u64 (the group's offset when it was
+//         added: applied as a CAS expected -> next_offset, so that a late
+//         replay cannot move the group back) | reserved 8 bytes
 //
 // The holder fills an entry (relaxed), then publishes it by storing the count
 // (release); a helper that acquires the count sees complete entries below it.
@@ -131,7 +133,8 @@ struct TxnOffset {
   uint32_t partition;
   uint32_t reserved;
   uint64_t next_offset;
-  uint64_t reserved2[2];
+  uint64_t expected;
+  uint64_t reserved2;
 };
 static_assert(sizeof(TxnOffset) == 48);
 enum ProducerKind : uint8_t { kProducerNamed = 1, kProducerUnnamed = 2 };

@@ -134,8 +134,9 @@ Status settle_transaction(BusState& bus, ProducerSlot& slot, uint64_t pid, uint6
       if (!topic || !group) continue;  // deleted since
       auto g = GroupOffsets::open(bus, *group, **topic, false);
       if (!g || o.partition >= (*g)->partitions()) continue;
-      // A replay by a late helper stores the same value again.
-      if (auto ok = (*g)->commit(o.partition, o.next_offset, bus.clock->now_ns(), false); !ok) return ok;
+      // A CAS from the value the transaction saw: a replay by a late helper,
+      // after the group moved on, fails instead of moving it back.
+      (void)(*g)->commit_if(o.partition, o.expected, o.next_offset, bus.clock->now_ns());
     }
   }
   // The transaction is over. A helper's abort also bumps the epoch: the
@@ -267,7 +268,7 @@ Status TransactionState::finish(uint64_t decided, ClaimState to) {
   }
   if (to == kCommitted)
     for (const PendingOffset& o : offsets)
-      if (auto ok = o.group->commit(o.partition, o.next_offset, bus->clock->now_ns(), false); !ok) return ok;
+      (void)o.group->commit_if(o.partition, o.expected, o.next_offset, bus->clock->now_ns());
   const TopicState* last = nullptr;
   for (const Touched& x : touched) {
     if (x.producer->topic.get() == last) continue;
@@ -413,13 +414,17 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   }
   GroupOffsets* g = it->second.get();
   if (partition >= g->partitions()) return make_error(Errc::kInvalidArgument, "partition out of range");
-  t.offsets.push_back(TransactionState::PendingOffset{g, partition, next_offset});
+  // The group's offset now: the value the commit replaces (a consumer of
+  // the group committing by itself meanwhile makes the CAS fail).
+  const uint64_t expected = g->committed(partition);
   ProducerSlot& s = t.slot();
   const uint32_t n = s.txn_offsets.load(std::memory_order_relaxed);  // only we write it
   for (uint32_t i = 0; i < n; ++i) {
     TxnOffset& o = s.txn_offsets_list[i];
     if (o.group_hash == name_hash(group) && o.topic_hash == name_hash(topic) && o.partition == partition) {
       o.next_offset = next_offset;  // read only after the decision (acq_rel) by whoever applies it
+      for (auto& p : t.offsets)
+        if (p.group == g && p.partition == partition) p.next_offset = next_offset;
       return {};
     }
   }
@@ -431,6 +436,8 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   o.topic_hash = name_hash(topic);
   o.partition = partition;
   o.next_offset = next_offset;
+  o.expected = expected;
+  t.offsets.push_back(TransactionState::PendingOffset{g, partition, expected, next_offset});
   // release: a helper that acquires the count sees the entry.
   s.txn_offsets.store(n + 1, std::memory_order_release);
   return {};

@@ -55,6 +55,7 @@ struct TransactionState {
   struct PendingOffset {
     GroupOffsets* group;
     uint32_t partition;
+    uint64_t expected;
     uint64_t next_offset;
   };
   std::vector<PendingOffset> offsets;

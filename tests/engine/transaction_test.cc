@@ -148,6 +148,15 @@ TEST_F(Transactions, GroupOffsetsCommitWithTheTransactionAndOnlyThen) {
   ASSERT_TRUE(t.commit());
   EXPECT_EQ(committed(), 42u);
   EXPECT_FALSE(t.add_offset("nope", "a", 0, 1)) << "outside a transaction";
+  // The offset is applied as a CAS from the value seen at add_offset: if the
+  // group moved meanwhile (here an admin seek; a late helper's replay is the
+  // case that matters), the transaction does not move it back.
+  ASSERT_TRUE(t.begin());
+  ASSERT_TRUE(t.add_offset("in", "a", 0, 50));
+  ASSERT_TRUE(bus_->seek_group("in", "a", SeekTarget::beginning()));
+  const uint64_t seeked = committed();
+  ASSERT_TRUE(t.commit());
+  EXPECT_EQ(committed(), seeked);
 }
 
 TEST_F(Transactions, AReaderAbortsATransactionPastItsDeadlineAndTheHolderIsFenced) {
