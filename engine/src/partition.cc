@@ -324,6 +324,21 @@ int64_t max_timestamp(const Segment& seg) {
 }
 }  // namespace
 
+bool Partition::holds_prepared(Segment& s) {
+  uint32_t pos = 0;
+  while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
+    // acquire: as any walker's load of a frame word.
+    const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+    const uint32_t len = claim_length(w);
+    if (w == 0 || claim_state(w) == kEndOfSegment || len < kFrameHeaderBytes) return false;
+    // An undecided transaction whose holder died or ran late is aborted here
+    // (housekeeping is a helper too); a live one in time holds retention.
+    if (claim_state(w) == kPrepared && !resolve_prepared(s, pos, w)) return true;
+    pos += len;
+  }
+  return false;
+}
+
 Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
   const TopicOptions& o = topic_->options;
   if (o.retention_bytes < 0 && o.retention_ms < 0) return 0;
@@ -348,7 +363,7 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
   if (auto names = ipc::list_dir(dir_))
     for (const auto& n : *names) spares += n.ends_with(kSpareSuffix);
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
-    const Segment& s = *segs[i];
+    Segment& s = *segs[i];
     const uint64_t used = s.find_end().position;
     const bool by_bytes = o.retention_bytes >= 0 && total - used >= static_cast<uint64_t>(o.retention_bytes);
     const bool by_age = o.retention_ms >= 0 && max_timestamp(s) < now_ns - o.retention_ms * 1'000'000;
@@ -356,6 +371,7 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     const bool consumed = o.retire_consumed && protect_from != UINT64_MAX && next_base <= protect_from;
     if (!by_bytes && !by_age && !consumed) break;
     if (protect_from != UINT64_MAX && protect_from < next_base) break;
+    if (holds_prepared(s)) break;  // held at the last stable offset
     checked_cas_max(control().start_offset, next_base);
     // Keep a few retired files to recycle: a roll then reuses pages (and this
     // process's mappings of them) instead of allocating and faulting new ones.

@@ -97,6 +97,10 @@ class Partition {
   // a straggler of a finished transaction, aborts the frame. True when the
   // frame's word has moved on (transaction.cc).
   bool resolve_prepared(Segment& segment, uint32_t position, uint64_t word);
+  // Whether `segment` holds a frame of a live, undecided transaction (others
+  // are resolved on the way): retention stops before it, so that a commit
+  // never lands in a deleted file (the last stable offset holds the log).
+  bool holds_prepared(Segment& segment);
 
   uint64_t start_offset() const noexcept {
     // acquire: pairs with the release store in retention; a reader that sees

@@ -103,6 +103,59 @@ TEST(Retention, ByBytesDeletesTheOldestSegmentsAndKeepsTheWindow) {
   EXPECT_EQ(v->records, 600u - p.start_offset);
 }
 
+TEST(Retention, StopsAtASegmentHoldingAnUndecidedTransaction) {
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(2 * kSegment)));
+  produce(*bus, 0, 10);
+  auto tx = bus->create_transactional_producer("slow");
+  ASSERT_TRUE(tx);
+  ASSERT_TRUE(tx->begin());
+  const SendResult open = (*tx->producer(kTopic))->send(Message{"", value_of(10)}, 0);  // offset 10, segment 0
+  ASSERT_TRUE(open.ok());
+  produce(*bus, 11, 600);  // about ten segments behind it
+  ASSERT_TRUE(bus->housekeep());
+  auto d = bus->describe_topic(kTopic);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->partitions[0].start_offset, 0u) << "the segment of the open transaction's frame is kept";
+  ASSERT_TRUE(tx->commit());
+  ConsumerOptions o;
+  o.auto_commit = false;
+  auto c = bus->create_consumer(kTopic, "", o);
+  ASSERT_TRUE(c);
+  std::vector<uint64_t> offsets;
+  poll_through(*c, 10, &offsets);
+  ASSERT_GE(offsets.size(), 11u);
+  EXPECT_EQ(offsets[10], 10u) << "the committed record is readable";
+  ASSERT_TRUE(bus->housekeep());
+  d = bus->describe_topic(kTopic);
+  EXPECT_GT(d->partitions[0].start_offset, 10u) << "decided: retention goes on";
+}
+
+TEST(Retention, AbortsATransactionPastItsDeadlineThatHeldIt) {
+  test::TempDir dir;
+  ManualClock clock;
+  BusOptions bo;
+  bo.clock = &clock;
+  auto bus = Bus::open(dir.path(), bo);
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(2 * kSegment)));
+  TransactionOptions to;
+  to.timeout_ns = 1'000'000'000;
+  auto tx = bus->create_transactional_producer("stalled", to);
+  ASSERT_TRUE(tx);
+  ASSERT_TRUE(tx->begin());
+  ASSERT_TRUE((*tx->producer(kTopic))->send(Message{"", value_of(0)}, 0).ok());
+  produce(*bus, 1, 600);
+  ASSERT_TRUE(bus->housekeep());
+  EXPECT_EQ(bus->describe_topic(kTopic)->partitions[0].start_offset, 0u);
+  clock.advance_ns(1'000'000'000);
+  ASSERT_TRUE(bus->housekeep());  // housekeeping aborts it, then retires the segment
+  EXPECT_GT(bus->describe_topic(kTopic)->partitions[0].start_offset, 0u);
+  EXPECT_EQ(tx->commit().error().code, Errc::kAborted);
+}
+
 // Commits `offset` for group `g` and closes the consumer.
 void commit_at(Bus& bus, const char* group, uint64_t offset) {
   ConsumerOptions o;
