@@ -103,9 +103,9 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
     std::memcpy(slot.name, name.data(), name.size());
     for (auto* c : {&slot.opens, &slot.fenced_sends, &slot.duplicates, &slot.takeovers, &slot.records_walked})
       c->store(0, std::memory_order_relaxed);
-    // relaxed: read with the control word's acquire (holds(), exists()).
     const uint32_t gen = slot.generation.load(std::memory_order_relaxed) + 1;
-    slot.generation.store(gen == 0 ? 1 : gen, std::memory_order_relaxed);  // 0 is "never used"
+    // release: find() and list() read the identity fields without the lock.
+    slot.generation.store(gen == 0 ? 1 : gen, std::memory_order_release);  // 0 is "never used"
     found = reusable;
   }
   ProducerSlot& slot = this->slot(static_cast<uint32_t>(found));
@@ -147,29 +147,51 @@ void ProducerTable::close_identity(const ProducerIdentity& id) noexcept {
   }
 }
 
+std::optional<uint32_t> ProducerTable::find(std::string_view name) const {
+  const uint64_t h = name_hash_of(name);
+  for (uint32_t i = 0; i < slots_; ++i) {
+    const uint32_t s = static_cast<uint32_t>((h + i) % slots_);
+    const ProducerSlot& slot = this->slot(s);
+    // acquire: the identity fields were written before the generation.
+    if (slot.generation.load(std::memory_order_acquire) == 0) return std::nullopt;  // the chain's end
+    if (slot.name_hash == h && same_name(slot, name)) return s;
+  }
+  return std::nullopt;
+}
+
 bool ProducerTable::exists(uint64_t pid) const noexcept {
   const uint32_t s = pid_slot(pid);
   return s < slots_ && slot(s).generation.load(std::memory_order_acquire) == pid_generation(pid);
 }
 
-std::vector<ProducerInfo> ProducerTable::list(const ipc::ProcessRegistry& registry) const {
-  std::vector<ProducerInfo> out;
+std::vector<ProducerIdentityInfo> ProducerTable::list(const ipc::ProcessRegistry& registry) const {
+  static constexpr const char* kStates[8] = {"free", "?", "ready", "ongoing", "committing", "aborting", "?", "?"};
+  std::vector<ProducerIdentityInfo> out;
   for (uint32_t i = 0; i < slots_; ++i) {
     const ProducerSlot& s = slot(i);
     const uint32_t gen = s.generation.load(std::memory_order_acquire);
     if (gen == 0) continue;
+    // acquire: the deadline and counts were published with the control word.
     const uint64_t c = s.control.load(std::memory_order_acquire);
     if (s.kind == kProducerUnnamed && producer_state(c) == kProducerFree) continue;
-    ProducerInfo info;
+    ProducerIdentityInfo info;
     info.pid = make_pid(gen, i);
     info.name = std::string(s.name, strnlen(s.name, kProducerNameBytes));
     info.epoch = producer_epoch(c);
+    info.state = kStates[producer_state(c) & 7];
     info.alive = producer_state(c) != kProducerFree && registry.is_alive(producer_owner(c));
+    if (producer_state(c) == kProducerOngoing) {
+      // relaxed (all below): informational.
+      info.deadline_unix_ms = s.deadline_ms.load(std::memory_order_relaxed);
+      info.partitions = s.txn_parts.load(std::memory_order_relaxed);
+    }
     info.opens = s.opens.load(std::memory_order_relaxed);
     info.fenced_sends = s.fenced_sends.load(std::memory_order_relaxed);
     info.duplicates = s.duplicates.load(std::memory_order_relaxed);
     info.takeovers = s.takeovers.load(std::memory_order_relaxed);
-    info.records_walked = s.records_walked.load(std::memory_order_relaxed);
+    info.committed = s.txn_committed.load(std::memory_order_relaxed);
+    info.aborted = s.txn_aborted.load(std::memory_order_relaxed);
+    info.aborted_by_others = s.txn_aborted_by_helper.load(std::memory_order_relaxed);
     out.push_back(std::move(info));
   }
   return out;

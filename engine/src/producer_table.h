@@ -4,10 +4,12 @@
 // Layouts: producer_format.h.
 #pragma once
 
+#include <sluice/bus.h>
 #include <sluice/status.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,13 +33,6 @@ struct ProducerIdentity {
   uint64_t opens = 0;  // the slot's open count after ours: tells a newer instance from a helper's abort
 };
 
-struct ProducerInfo {
-  uint64_t pid;
-  std::string name;  // empty: unnamed
-  uint16_t epoch;
-  bool alive;        // the process that opened the last instance is attached
-  uint64_t opens, fenced_sends, duplicates, takeovers, records_walked;
-};
 
 class ProducerTable {
  public:
@@ -71,7 +66,9 @@ class ProducerTable {
     return *reinterpret_cast<format::ProducerSlot*>(file_.data() + format::kProducerSlotsOffset +
                                                     uint64_t{s} * sizeof(format::ProducerSlot));
   }
-  std::vector<ProducerInfo> list(const ipc::ProcessRegistry& registry) const;
+  std::vector<ProducerIdentityInfo> list(const ipc::ProcessRegistry& registry) const;
+  // The slot of identity `name`, if it exists (no assignment).
+  std::optional<uint32_t> find(std::string_view name) const;
 
  private:
   ipc::MappedFile file_;

@@ -443,6 +443,28 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   return {};
 }
 
+Result<std::vector<ProducerIdentityInfo>> Bus::list_producers() {
+  if (!ipc::path_exists(state_->dir + "/producers/table")) return std::vector<ProducerIdentityInfo>{};
+  auto table = state_->producers();
+  if (!table) return std::unexpected(table.error());
+  return (*table)->list(state_->registry);
+}
+
+Status Bus::abort_transaction(std::string_view name) {
+  if (auto ok = validate_name(name, "producer"); !ok) return ok;
+  auto table = state_->producers();
+  if (!table) return std::unexpected(table.error());
+  auto s = (*table)->find(name);
+  if (!s) return make_error(Errc::kNotFound, "no producer identity named " + std::string(name));
+  ProducerSlot& slot = (*table)->slot(*s);
+  const uint64_t c = slot.control.load(std::memory_order_acquire);
+  const ProducerSlotState st = producer_state(c);
+  if (st != kProducerOngoing && st != kProducerCommitting && st != kProducerAborting)
+    return make_error(Errc::kNotFound, "producer " + std::string(name) + " has no transaction open");
+  const uint64_t pid = make_pid(slot.generation.load(std::memory_order_acquire), *s);
+  return settle_transaction(*state_, slot, pid, c, st == kProducerOngoing);
+}
+
 uint64_t TransactionalProducer::producer_id() const noexcept { return state_->id.pid; }
 uint16_t TransactionalProducer::producer_epoch() const noexcept { return state_->id.epoch; }
 

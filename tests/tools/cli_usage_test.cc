@@ -29,7 +29,7 @@ TEST(CliUsage, HelpExitsZeroAndListsSubcommands) {
   CliResult r = run_cli({"--help"});
   EXPECT_EQ(r.code, 0);
   for (const char* sub :
-       {"init", "topic", "produce", "consume", "group", "queue", "dlq", "processed", "verify", "dump", "bench", "demo"})
+       {"init", "topic", "produce", "consume", "group", "queue", "dlq", "processed", "txn", "verify", "dump", "bench", "demo"})
     EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
   EXPECT_EQ(r.out.find("demo-worker"), std::string::npos) << "internal subcommand must stay hidden";
   EXPECT_TRUE(r.err.empty());

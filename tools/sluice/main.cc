@@ -58,6 +58,7 @@ int run(int argc, char** argv) {
   sluice::cli::add_queue_commands(app, ctx);
   sluice::cli::add_dlq_commands(app, ctx);
   sluice::cli::add_processed_commands(app, ctx);
+  sluice::cli::add_txn_commands(app, ctx);
   sluice::cli::add_verify_commands(app, ctx);
   sluice::cli::add_bench_command(app, ctx);
   sluice::cli::add_demo_command(app, ctx);

@@ -63,6 +63,19 @@ struct PartitionLag {
   int64_t last_commit_unix_ns = 0;
 };
 
+// An idempotent or transactional producer identity (`sluice txn list`).
+struct ProducerIdentityInfo {
+  uint64_t pid = 0;
+  std::string name;        // empty: unnamed
+  uint16_t epoch = 0;      // of the instance that opened it last
+  bool alive = false;      // that instance's process is attached
+  std::string state;       // free, ready, ongoing, committing, aborting
+  int64_t deadline_unix_ms = 0;  // ongoing: when any process may abort it
+  uint32_t partitions = 0;       // ongoing: partitions it wrote to
+  uint64_t opens = 0, fenced_sends = 0, duplicates = 0, takeovers = 0, committed = 0, aborted = 0,
+           aborted_by_others = 0;
+};
+
 struct GroupDescription {
   std::string group;
   std::vector<PartitionLag> partitions;  // every topic the group has offsets for
@@ -135,6 +148,13 @@ class Bus {
   // settles the transaction one of them left open.
   Result<TransactionalProducer> create_transactional_producer(std::string_view name,
                                                               const TransactionOptions& options = {});
+  // Every producer identity of the bus (none: an empty list).
+  Result<std::vector<ProducerIdentityInfo>> list_producers();
+  // Aborts the open transaction of identity `name` now, deadline or not (its
+  // holder is fenced), or finishes one already decided: the tool for a
+  // transaction that holds read-committed readers. kNotFound when the name
+  // is unknown or has no transaction open.
+  Status abort_transaction(std::string_view name);
   // `group` empty: a standalone reader that commits nothing and starts at the
   // beginning of each partition.
   Result<Consumer> create_consumer(std::string_view topic, std::string_view group,

@@ -1,0 +1,67 @@
+// `sluice txn list|abort`: a transaction left open by a live holder shows as
+// ongoing, holds a read-committed reader, and `sluice txn abort` releases it
+// and fences the holder.
+#include <gtest/gtest.h>
+#include <sluice/sluice.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_runner.h"
+#include "support/test_support.h"
+
+namespace sluice {
+namespace {
+
+using test::CliResult;
+using test::run_cli_in;
+
+// The words of the first line of `text` that starts with `first`.
+std::vector<std::string> row(const std::string& text, const std::string& first) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    std::vector<std::string> words;
+    for (std::string w; in >> w;) words.push_back(w);
+    if (!words.empty() && words[0] == first) return words;
+  }
+  return {};
+}
+
+TEST(CliTxn, ListShowsAnOpenTransactionAndAbortReleasesItAndFencesTheHolder) {
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic("t", TopicOptions{}));
+  EXPECT_EQ(run_cli_in(dir.path(), {"txn", "list"}).out_lines().size(), 1u) << "a header, no identity yet";
+  auto tx = bus->create_transactional_producer("xform");
+  ASSERT_TRUE(tx);
+  ASSERT_TRUE(tx->begin());
+  ASSERT_TRUE((*tx->producer("t"))->send(Message{"", "held"}, 0).ok());
+  CliResult l = run_cli_in(dir.path(), {"txn", "list"});
+  ASSERT_EQ(l.code, 0) << l.err;
+  auto r = row(l.out, "xform");
+  ASSERT_EQ(r.size(), 12u) << l.out;
+  EXPECT_EQ(r[3], "ongoing");
+  EXPECT_EQ(r[4], "yes") << "its holder (this test) is alive";
+  EXPECT_EQ(r[6], "1") << "one partition written";
+
+  CliResult a = run_cli_in(dir.path(), {"txn", "abort", "xform"});
+  ASSERT_EQ(a.code, 0) << a.err;
+  l = run_cli_in(dir.path(), {"txn", "list"});
+  r = row(l.out, "xform");
+  ASSERT_EQ(r.size(), 12u) << l.out;
+  EXPECT_EQ(r[3], "ready");
+  EXPECT_EQ(r[9], "1") << "aborted by another process";
+  EXPECT_EQ(tx->commit().error().code, Errc::kAborted);
+
+  CliResult again = run_cli_in(dir.path(), {"txn", "abort", "xform"});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_NE(again.err.find("no transaction open"), std::string::npos) << again.err;
+  EXPECT_EQ(run_cli_in(dir.path(), {"txn", "abort", "nobody"}).code, 1);
+  EXPECT_EQ(run_cli_in(dir.path(), {"txn", "abort", "a/b"}).code, 1);
+}
+
+}  // namespace
+}  // namespace sluice
