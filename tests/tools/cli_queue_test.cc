@@ -36,18 +36,7 @@ void expect_one_error_line(const CliResult& r, const std::string& needle) {
   EXPECT_NE(lines[0].find(needle), std::string::npos) << lines[0];
 }
 
-// The whitespace-separated words of the line of `text` that starts with
-// `first` (as a word), or {} if none does.
-std::vector<std::string> row(const std::string& text, const std::string& first) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream in(line);
-    std::vector<std::string> words;
-    for (std::string w; in >> w;) words.push_back(w);
-    if (!words.empty() && words[0] == first) return words;
-  }
-  return {};
-}
+using test::row;
 
 // ---- the fixture ------------------------------------------------------------
 

@@ -56,18 +56,7 @@ std::string field(const std::string& line, const std::string& name) {
   return out;
 }
 
-// The whitespace-separated words of the line of `text` that starts with
-// `first` (as a word), or {} if none does.
-std::vector<std::string> row(const std::string& text, const std::string& first) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream in(line);
-    std::vector<std::string> words;
-    for (std::string w; in >> w;) words.push_back(w);
-    if (!words.empty() && words[0] == first) return words;
-  }
-  return {};
-}
+using test::row;
 
 TEST_F(CliRoundTrip, ProducedLinesComeBackAsJsonWithKeysAndHeaders) {
   CliResult p = cli({"produce", "t", "--key-sep", ":", "--header", "trace=abc", "--header", "kind=test"},

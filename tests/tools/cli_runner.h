@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,19 @@ struct CliOptions {
   std::string sluice_dir_env;  // SLUICE_DIR for the child; empty: unset
   int timeout_ms = 20'000;
 };
+
+// The whitespace-separated words of the line of `text` that starts with
+// `first` (as a word), or {} if none does: a row of a command's table.
+inline std::vector<std::string> row(const std::string& text, const std::string& first) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    std::vector<std::string> words;
+    for (std::string w; in >> w;) words.push_back(w);
+    if (!words.empty() && words[0] == first) return words;
+  }
+  return {};
+}
 
 inline CliOptions with_input(std::string input) {
   CliOptions o;

@@ -17,17 +17,7 @@ namespace {
 using test::CliResult;
 using test::run_cli_in;
 
-// The words of the first line of `text` that starts with `first`.
-std::vector<std::string> row(const std::string& text, const std::string& first) {
-  std::istringstream lines(text);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream in(line);
-    std::vector<std::string> words;
-    for (std::string w; in >> w;) words.push_back(w);
-    if (!words.empty() && words[0] == first) return words;
-  }
-  return {};
-}
+using test::row;
 
 TEST(CliTxn, ListShowsAnOpenTransactionAndAbortReleasesItAndFencesTheHolder) {
   test::TempDir dir;
