@@ -325,6 +325,7 @@ int64_t max_timestamp(const Segment& seg) {
 }  // namespace
 
 bool Partition::holds_prepared(Segment& s) {
+  if (!s.may_hold_prepared()) return false;  // no transaction ever wrote here
   uint32_t pos = 0;
   while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
     // acquire: as any walker's load of a frame word.

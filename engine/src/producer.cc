@@ -194,11 +194,13 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     return fenced(r, frame_length, count);
   // A transaction's frame: named in the producer slot before it is
   // published, so that whoever decides the transaction finds it.
-  if (txn) [[unlikely]]
+  if (txn) [[unlikely]] {
+    seg.mark_prepared();  // retention must walk this segment for live transactions
     if (auto ok = note_txn_frame(r, f->base_sequence, count); !ok) {
       abort_own(r, frame_length, count);
       return fail(ok.error().code == Errc::kTooLarge ? SendStatus::kTooLarge : SendStatus::kError, ok.error());
     }
+  }
   const uint64_t seed = frame_seed(f);
   std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
   seal_record(rec, seed, 0);

@@ -106,6 +106,18 @@ class Segment {
   // the seal).
   // advance_hint: fetch-max, for any number of writers.
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
+  // Marks the segment as holding (or having held) a PREPARED frame; a
+  // transactional writer calls it before publishing one here.
+  void mark_prepared() const noexcept {
+    auto& mark = control().prepared_mark;
+    // relaxed load: set once and never cleared, so a stale 0 only costs the
+    // store. The store is ordered before the frame's publishing (seq_cst
+    // CAS or store), so whoever sees the PREPARED word sees the mark.
+    if (mark.load(std::memory_order_relaxed) == 0) mark.store(1, std::memory_order_relaxed);
+  }
+  // Whether a PREPARED frame was ever published here. acquire: pairs with
+  // the publishing of a PREPARED word after mark_prepared().
+  bool may_hold_prepared() const noexcept { return control().prepared_mark.load(std::memory_order_acquire) != 0; }
   // store_hint: the exclusive writer's plain store (it alone moves the hint;
   // it may commit zero-copy claims out of order, hence the comparison; a
   // frame below the hint whose word is still 0 is one such claim, and

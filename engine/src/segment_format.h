@@ -8,7 +8,8 @@
 //
 //   [0, 48)        FileHeader (ipc/file_header.h), kind kSegment
 //   [48, 80)       SegmentParams
-//   [2048, 2112)   SegmentControl: the mutable tail hint, own cache line
+//   [2048, 2112)   SegmentControl: the mutable tail hint and the PREPARED
+//                  mark, own cache line
 //   [4096, D)      offset/time index: one IndexSlot per index_interval_bytes
 //   [D, D + cap)   frames, D = FileHeader.data_offset (page aligned)
 //
@@ -189,9 +190,14 @@ static_assert(sizeof(SegmentParams) == 32);
 // The mutable part of the header page. `tail_hint` packs the data position
 // (low 32 bits) and the record count before it (high 32 bits) of a point at
 // or before the end of the claimed frames. Writers start their walk there.
+// `prepared_mark` (format version 2; 0 in version-1 files) is set to 1 by a
+// transactional writer before it publishes a PREPARED frame here, and never
+// cleared: retention walks a segment for live transactions only when it is
+// set, instead of walking every sealed segment it retires.
 struct alignas(64) SegmentControl {
   std::atomic<uint64_t> tail_hint;
-  char padding[56];
+  std::atomic<uint32_t> prepared_mark;
+  char padding[52];
 };
 static_assert(sizeof(SegmentControl) == 64);
 static_assert(kControlOffset + sizeof(SegmentControl) <= kIndexOffset);
