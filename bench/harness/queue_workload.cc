@@ -84,10 +84,16 @@ void note_seq(ReceiverReport& r, uint64_t seq) {
   r.seq_xor ^= seq;
 }
 
-// Fills seconds, rate and per-receiver counts from the reports, and checks
-// that every timed message [from, from + n) was acknowledged exactly once.
-void finish_throughput(QueueThroughputResult& r, const QueueShared& shared, uint32_t receivers, uint64_t from,
-                       uint64_t n) {
+// Takes the group's outcome; if it went well, fills seconds, rate and
+// per-receiver counts from the reports, and checks that every timed message
+// [from, from + n) was acknowledged exactly once. Returns r.ok.
+bool finish_throughput(QueueThroughputResult& r, const GroupOutcome& outcome, const QueueShared& shared,
+                       uint32_t receivers, uint64_t from, uint64_t n) {
+  r.placement = outcome.placement;
+  r.pinned = outcome.pinned;
+  r.ok = outcome.ok;
+  r.error = outcome.error;
+  if (!r.ok) return false;
   int64_t first = INT64_MAX, last = 0;
   uint64_t count = 0, sum = 0, x = 0;
   for (uint32_t i = 1; i <= receivers; ++i) {
@@ -104,10 +110,11 @@ void finish_throughput(QueueThroughputResult& r, const QueueShared& shared, uint
     r.ok = false;
     r.error = "receivers acknowledged " + std::to_string(count) + " of " + std::to_string(n) +
               " messages" + (count == n ? " with wrong numbers (a message twice, another never)" : "");
-    return;
+    return false;
   }
   r.seconds = last > first ? static_cast<double>(last - first) / 1e9 : 0;
   r.msgs_per_s = r.seconds > 0 ? static_cast<double>(n - 1) / r.seconds : 0;
+  return true;
 }
 
 // Throughput: 4 MiB segments and a depth of 32 MiB (8 segments, 262,144
@@ -312,12 +319,7 @@ QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, u
   };
   const GroupOutcome outcome =
       run_process_group(region, static_cast<int>(workers) + 1, body, options.workload_timeout_ms);
-  r.placement = outcome.placement;
-  r.pinned = outcome.pinned;
-  r.ok = outcome.ok;
-  r.error = outcome.error;
-  if (r.ok) {
-    finish_throughput(r, *shared, workers, w, n);
+  if (finish_throughput(r, outcome, *shared, workers, w, n)) {
     r.publisher_seconds = static_cast<double>(publisher_ns) / 1e9;
     r.publisher_retries = retries;
   }
@@ -396,14 +398,8 @@ QueueThroughputResult run_boost_mq_throughput(const BenchOptions& options, uint3
   };
   const GroupOutcome outcome =
       run_process_group(region, static_cast<int>(receivers) + 1, body, options.workload_timeout_ms);
-  r.placement = outcome.placement;
-  r.pinned = outcome.pinned;
-  r.ok = outcome.ok;
-  r.error = outcome.error;
-  if (r.ok) {
-    finish_throughput(r, *shared, receivers, w, n);
+  if (finish_throughput(r, outcome, *shared, receivers, w, n))
     r.publisher_seconds = static_cast<double>(publisher_ns) / 1e9;
-  }
   return r;
 }
 

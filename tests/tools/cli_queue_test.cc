@@ -19,22 +19,15 @@ namespace sluice {
 namespace {
 
 using test::CliResult;
+using test::expect_one_error_line;
+using test::kExitError;
+using test::kExitUsage;
 using test::run_cli;
 using test::run_cli_in;
-
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
 
 using test::header;
 using test::Json;
 using test::parse_json;
-
-void expect_one_error_line(const CliResult& r, const std::string& needle) {
-  const auto lines = r.err_lines();
-  ASSERT_EQ(lines.size(), 1u) << "stderr: " << r.err;
-  EXPECT_EQ(lines[0].rfind("sluice: ", 0), 0u) << lines[0];
-  EXPECT_NE(lines[0].find(needle), std::string::npos) << lines[0];
-}
 
 using test::row;
 

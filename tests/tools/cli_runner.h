@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <sstream>
@@ -25,30 +27,35 @@ namespace sluice::test {
 struct CliResult {
   int code = -1;  // exit code; 128 + signal if killed; -1 on timeout
   std::string out, err;
-  // The stderr lines (an error must be exactly one).
-  std::vector<std::string> err_lines() const {
+  // The stderr lines (an error must be exactly one) and the stdout lines.
+  std::vector<std::string> err_lines() const { return lines_of(err); }
+  std::vector<std::string> out_lines() const { return lines_of(out); }
+
+ private:
+  static std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> lines;
     size_t start = 0;
-    while (start < err.size()) {
-      size_t nl = err.find('\n', start);
-      if (nl == std::string::npos) nl = err.size();
-      lines.push_back(err.substr(start, nl - start));
-      start = nl + 1;
-    }
-    return lines;
-  }
-  std::vector<std::string> out_lines() const {
-    std::vector<std::string> lines;
-    size_t start = 0;
-    while (start < out.size()) {
-      size_t nl = out.find('\n', start);
-      if (nl == std::string::npos) nl = out.size();
-      lines.push_back(out.substr(start, nl - start));
+    while (start < text.size()) {
+      size_t nl = text.find('\n', start);
+      if (nl == std::string::npos) nl = text.size();
+      lines.push_back(text.substr(start, nl - start));
       start = nl + 1;
     }
     return lines;
   }
 };
+
+// The command line's exit codes (tools/sluice/cli_common.h).
+inline constexpr int kExitError = 1;
+inline constexpr int kExitUsage = 2;
+
+// A failed command says why in exactly one line, "sluice: ...", containing `needle`.
+inline void expect_one_error_line(const CliResult& r, const std::string& needle) {
+  const auto lines = r.err_lines();
+  ASSERT_EQ(lines.size(), 1u) << "stderr: " << r.err;
+  EXPECT_EQ(lines[0].rfind("sluice: ", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find(needle), std::string::npos) << lines[0];
+}
 
 struct CliOptions {
   std::string input;           // stdin
