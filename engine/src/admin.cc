@@ -6,6 +6,29 @@
 
 namespace sluice::admin {
 
+namespace {
+// The partition's last stable offset: its first undecided frame (a
+// transaction's PREPARED frame or a claim in flight), or `end`. Walks only
+// the segments a transactional writer marked (SegmentControl.prepared_mark)
+// and the newest two, where claims are in flight; a pass that meets an
+// undecided frame only notes it (nothing is resolved on a first sight).
+uint64_t last_stable_offset(Partition& p, const std::vector<std::shared_ptr<Segment>>& segs, uint64_t end) {
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (!segs[i]->may_hold_prepared() && i + 2 < segs.size()) continue;
+    const uint64_t limit = i + 1 < segs.size() ? segs[i + 1]->base_offset() : end;
+    PartitionCursor c(p, false, Isolation::kReadCommitted);
+    if (!c.seek(std::max(segs[i]->base_offset(), p.start_offset()))) continue;
+    RecordView v;
+    while (c.next_offset() < limit) {
+      const PartitionCursor::Step st = c.next(&v);
+      if (st == PartitionCursor::Step::kPending) return c.next_offset();
+      if (st != PartitionCursor::Step::kRecord) break;
+    }
+  }
+  return end;
+}
+}  // namespace
+
 Result<TopicDescription> describe_topic(BusState& bus, std::string_view name) {
   auto topic = bus.topic(name);
   if (!topic) return std::unexpected(topic.error());
@@ -19,9 +42,11 @@ Result<TopicDescription> describe_topic(BusState& bus, std::string_view name) {
     info.repaired_claims = p->control().repaired_claims.load(std::memory_order_relaxed);
     auto bases = p->segment_bases();
     if (!bases) return std::unexpected(bases.error());
+    std::vector<std::shared_ptr<Segment>> segs;
     for (uint64_t b : *bases) {
       auto seg = p->segment(b);
       if (!seg) continue;
+      segs.push_back(*seg);
       SegmentEnd e = (*seg)->find_end();
       SegmentInfo si;
       si.base_offset = b;
@@ -36,6 +61,7 @@ Result<TopicDescription> describe_topic(BusState& bus, std::string_view name) {
     info.end_offset = info.segments.empty() ? info.start_offset : info.segments.back().end_offset;
     if (info.start_offset < (info.segments.empty() ? 0 : info.segments.front().base_offset))
       info.start_offset = info.segments.front().base_offset;
+    info.stable_offset = last_stable_offset(*p, segs, info.end_offset);
     d.partitions.push_back(std::move(info));
   }
   return d;

@@ -188,13 +188,14 @@ TEST_F(CliRoundTrip, TopicDescribeListAndDelete) {
   CliResult d = cli({"topic", "describe", "t", "--segments"});
   ASSERT_EQ(d.code, 0);
   EXPECT_NE(d.out.find("3 partitions"), std::string::npos) << d.out;
-  // partition start end records segments bytes repaired
+  // partition start end lso records segments bytes repaired
   const auto p0 = row(d.out, "0");
-  ASSERT_EQ(p0.size(), 7u) << d.out;
+  ASSERT_EQ(p0.size(), 8u) << d.out;
   EXPECT_EQ(p0[2], "2") << "end";
-  EXPECT_EQ(p0[3], "2") << "records";
-  EXPECT_EQ(p0[4], "1") << "segments";
-  EXPECT_GT(std::stoull(p0[5]), 0u) << "bytes";
+  EXPECT_EQ(p0[3], "2") << "lso: nothing undecided";
+  EXPECT_EQ(p0[4], "2") << "records";
+  EXPECT_EQ(p0[5], "1") << "segments";
+  EXPECT_GT(std::stoull(p0[6]), 0u) << "bytes";
   EXPECT_NE(d.out.find(".seg"), std::string::npos);
   EXPECT_EQ(cli({"topic", "list"}).out, "t\n");
   ASSERT_EQ(cli({"topic", "delete", "t"}).code, 0);

@@ -1,5 +1,5 @@
 // `sluice txn list|abort`: a transaction left open by a live holder shows as
-// ongoing, holds a read-committed reader, and `sluice txn abort` releases it
+// ongoing, holds the LSO in `sluice topic describe` and a read-committed reader, and `sluice txn abort` releases it
 // and fences the holder.
 #include <gtest/gtest.h>
 #include <sluice/sluice.h>
@@ -36,6 +36,14 @@ TEST(CliTxn, ListShowsAnOpenTransactionAndAbortReleasesItAndFencesTheHolder) {
   EXPECT_EQ(r[3], "ongoing");
   EXPECT_EQ(r[4], "yes") << "its holder (this test) is alive";
   EXPECT_EQ(r[6], "1") << "one partition written";
+  auto plain = bus->create_producer("t");
+  ASSERT_TRUE(plain);
+  ASSERT_TRUE(plain->send(Message{"", "after"}, 0).ok());
+  // partition start end lso ...: the open transaction holds the LSO at its record.
+  auto p0 = row(run_cli_in(dir.path(), {"topic", "describe", "t"}).out, "0");
+  ASSERT_GE(p0.size(), 4u);
+  EXPECT_EQ(p0[2], "2") << "end";
+  EXPECT_EQ(p0[3], "0") << "lso";
 
   CliResult a = run_cli_in(dir.path(), {"txn", "abort", "xform"});
   ASSERT_EQ(a.code, 0) << a.err;
@@ -45,6 +53,9 @@ TEST(CliTxn, ListShowsAnOpenTransactionAndAbortReleasesItAndFencesTheHolder) {
   EXPECT_EQ(r[3], "ready");
   EXPECT_EQ(r[9], "1") << "aborted by another process";
   EXPECT_EQ(tx->commit().error().code, Errc::kAborted);
+  p0 = row(run_cli_in(dir.path(), {"topic", "describe", "t"}).out, "0");
+  ASSERT_GE(p0.size(), 4u);
+  EXPECT_EQ(p0[3], "2") << "lso = end once aborted";
 
   CliResult again = run_cli_in(dir.path(), {"txn", "abort", "xform"});
   EXPECT_EQ(again.code, 1);

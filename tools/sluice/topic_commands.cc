@@ -111,16 +111,17 @@ int run_describe(const Context& ctx, const std::string& name, bool segments) {
               o.retention_bytes < 0 ? "unlimited bytes" : size_text(static_cast<uint64_t>(o.retention_bytes)).c_str(),
               o.retention_ms < 0 ? "unlimited age" : (std::to_string(o.retention_ms) + " ms").c_str(),
               o.retention_mode == RetentionMode::kDelete ? "delete" : "backpressure", reset_name(o.auto_offset_reset));
-  std::printf("%-9s %12s %12s %12s %9s %14s %8s\n", "partition", "start", "end", "offsets", "segments", "bytes",
-              "repaired");
+  std::printf("%-9s %12s %12s %12s %12s %9s %14s %8s\n", "partition", "start", "end", "lso", "offsets", "segments",
+              "bytes", "repaired");
   uint64_t total_records = 0, total_bytes = 0, total_repaired = 0;
   for (const PartitionInfo& p : d->partitions) {
     const uint64_t records = p.end_offset - p.start_offset;
     total_records += records;
     total_bytes += p.bytes;
     total_repaired += p.repaired_claims;
-    std::printf("%-9u %12llu %12llu %12llu %9zu %14llu %8llu\n", p.partition, (unsigned long long)p.start_offset,
-                (unsigned long long)p.end_offset, (unsigned long long)records, p.segments.size(),
+    std::printf("%-9u %12llu %12llu %12llu %12llu %9zu %14llu %8llu\n", p.partition, (unsigned long long)p.start_offset,
+                (unsigned long long)p.end_offset, (unsigned long long)p.stable_offset, (unsigned long long)records,
+                p.segments.size(),
                 (unsigned long long)p.bytes, (unsigned long long)p.repaired_claims);
     if (!segments) continue;
     for (const SegmentInfo& s : p.segments)
@@ -128,7 +129,7 @@ int run_describe(const Context& ctx, const std::string& name, bool segments) {
                   (unsigned long long)s.end_offset, (unsigned long long)s.bytes_used, s.capacity,
                   s.sealed ? " sealed" : "", s.path.c_str());
   }
-  std::printf("%-9s %12s %12s %12llu %9s %14llu %8llu\n", "total", "", "", (unsigned long long)total_records, "",
+  std::printf("%-9s %12s %12s %12s %12llu %9s %14llu %8llu\n", "total", "", "", "", (unsigned long long)total_records, "",
               (unsigned long long)total_bytes, (unsigned long long)total_repaired);
   return kExitOk;
 }

@@ -37,6 +37,10 @@ struct PartitionInfo {
   uint32_t partition = 0;
   uint64_t start_offset = 0;  // first offset still in the log
   uint64_t end_offset = 0;    // next offset to be assigned
+  // The last stable offset: the first record not decided yet (an open
+  // transaction's, or a claim in flight), or end_offset. Read-committed
+  // readers stop there.
+  uint64_t stable_offset = 0;
   uint64_t bytes = 0;         // frame bytes held by its segments
   uint64_t repaired_claims = 0;
   std::vector<SegmentInfo> segments;
