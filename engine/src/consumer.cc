@@ -3,6 +3,7 @@
 
 #include "admin.h"
 #include "bus_state.h"
+#include "consumer_access.h"
 #include "group_offsets.h"
 #include "ipc/wait_strategy.h"
 #include "partition_cursor.h"
@@ -24,6 +25,9 @@ struct ConsumerState {
   };
   std::vector<Assigned> parts;
   std::vector<uint32_t> assignment;
+  // A transactional producer's consumer: its offsets move only with the
+  // producer's transactions, so its own commits are refused.
+  bool bound = false;
   size_t next_part = 0;
   int64_t last_auto_commit_ns = 0;
   ConsumerStats stats;
@@ -131,16 +135,22 @@ Consumer::~Consumer() {
 
 Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view group,
                                       const ConsumerOptions& options) {
-  auto t = state_->topic(topic);
+  return ConsumerAccess::make(state_, topic, group, options);
+}
+
+Result<Consumer> ConsumerAccess::make(const std::shared_ptr<BusState>& bus, std::string_view topic,
+                                      std::string_view group, const ConsumerOptions& options, bool bound) {
+  auto t = bus->topic(topic);
   if (!t) return std::unexpected(t.error());
   auto s = std::make_unique<ConsumerState>();
-  s->bus = state_;
+  s->bus = bus;
+  s->bound = bound;
   s->topic = *t;
   s->group = std::string(group);
   s->options = options;
   s->wait.strategy = static_cast<ipc::WaitStrategy>(options.wait);
   if (!group.empty()) {
-    auto offsets = GroupOffsets::open(*state_, group, **t, true);
+    auto offsets = GroupOffsets::open(*bus, group, **t, true);
     if (!offsets) return std::unexpected(offsets.error());
     s->offsets = std::move(*offsets);
   } else {
@@ -157,7 +167,7 @@ Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view g
     if (auto ok = s->position_initially(s->parts.back()); !ok) return std::unexpected(ok.error());
   }
   s->assignment = std::move(parts);
-  s->last_auto_commit_ns = state_->clock->now_ns();
+  s->last_auto_commit_ns = bus->clock->now_ns();
   return Consumer(std::move(s));
 }
 
@@ -234,11 +244,24 @@ Result<size_t> Consumer::poll(std::span<RecordView> out, int64_t timeout_ns) noe
   return r;
 }
 
-Status Consumer::commit_sync() { return state_->commit_all(true); }
-void Consumer::commit_async() noexcept { (void)state_->commit_all(false); }
+namespace {
+Status refuse_bound_commit() {
+  return make_error(Errc::kInvalidArgument, "the offsets of a transactional producer's consumer move only with "
+                                            "its transactions (TransactionalProducer::commit)");
+}
+}  // namespace
+
+Status Consumer::commit_sync() {
+  if (state_->bound) return refuse_bound_commit();
+  return state_->commit_all(true);
+}
+void Consumer::commit_async() noexcept {
+  if (!state_->bound) (void)state_->commit_all(false);
+}
 
 Status Consumer::commit(uint32_t partition, uint64_t next_offset, bool sync) {
   ConsumerState& s = *state_;
+  if (s.bound) return refuse_bound_commit();
   if (!s.offsets) return make_error(Errc::kInvalidArgument, "a consumer without a group cannot commit");
   for (auto& a : s.parts) {
     if (a.cursor.partition().index() != partition) continue;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <thread>
 
+#include "consumer_access.h"
 #include "group_offsets.h"
 #include "ipc/filesystem.h"
 #include "partition_cursor.h"
@@ -316,6 +317,71 @@ Result<TransactionalProducer> Bus::create_transactional_producer(std::string_vie
   return TransactionalProducer(std::move(t));
 }
 
+Result<GroupOffsets*> TransactionState::group_offsets(std::string_view group, std::string_view topic) {
+  std::string key = std::string(group) + "\n" + std::string(topic);
+  auto it = groups.find(key);
+  if (it == groups.end()) {
+    auto ts = bus->topic(topic);
+    if (!ts) return std::unexpected(ts.error());
+    auto g = GroupOffsets::open(*bus, group, **ts, false);
+    if (!g) return std::unexpected(g.error());
+    it = groups.emplace(std::move(key), std::move(*g)).first;
+  }
+  return it->second.get();
+}
+
+Result<Consumer*> TransactionalProducer::consumer(std::string_view topic, std::string_view group,
+                                                  const ConsumerOptions& options) {
+  TransactionState& t = *state_;
+  for (auto& b : t.consumers)
+    if (b.topic == topic && b.group == group) return b.consumer.get();
+  if (group.empty()) return make_error(Errc::kInvalidName, "a transactional producer's consumer needs a group");
+  ConsumerOptions o = options;
+  o.isolation = Isolation::kReadCommitted;  // it must not transform records that may abort
+  o.auto_commit = false;
+  o.guarantee = Guarantee::kAtLeastOnce;  // handed out, committed later: by the transaction
+  auto c = ConsumerAccess::make(t.bus, topic, group, o, /*bound=*/true);
+  if (!c) return std::unexpected(c.error());
+  TransactionState::Bound b{std::string(group), std::string(topic), std::make_unique<Consumer>(std::move(*c)), {}};
+  for (uint32_t p : b.consumer->assignment()) b.stable.push_back(b.consumer->position(p));
+  t.consumers.push_back(std::move(b));
+  return t.consumers.back().consumer.get();
+}
+
+namespace {
+// Before the commit decision: every bound consumer's position on each
+// partition it moved on becomes a group offset of the transaction.
+Status add_bound_offsets(TransactionalProducer& tp, TransactionState& t) {
+  for (auto& b : t.consumers) {
+    const auto& parts = b.consumer->assignment();
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const uint64_t pos = b.consumer->position(parts[i]);
+      if (pos == b.stable[i]) continue;
+      if (auto ok = tp.add_offset(b.group, b.topic, parts[i], pos); !ok) return ok;
+    }
+  }
+  return {};
+}
+
+// After a commit: the positions it committed are the new rewind points.
+void settle_bound(TransactionState& t) {
+  for (auto& b : t.consumers) {
+    const auto& parts = b.consumer->assignment();
+    for (size_t i = 0; i < parts.size(); ++i) b.stable[i] = b.consumer->position(parts[i]);
+  }
+}
+
+// After an abort: every bound consumer goes back to where the last commit
+// left it, so the records the lost transaction consumed are polled again.
+void rewind_bound(TransactionState& t) {
+  for (auto& b : t.consumers) {
+    const auto& parts = b.consumer->assignment();
+    for (size_t i = 0; i < parts.size(); ++i)
+      if (b.consumer->position(parts[i]) != b.stable[i]) b.consumer->seek(parts[i], b.stable[i]);
+  }
+}
+}  // namespace
+
 Result<Producer*> TransactionalProducer::producer(std::string_view topic) {
   TransactionState& t = *state_;
   if (auto it = t.producers.find(topic); it != t.producers.end()) return it->second.get();
@@ -359,6 +425,10 @@ Status TransactionalProducer::commit() {
   TransactionState& t = *state_;
   if (t.fenced) return std::unexpected(t.fence_error);
   if (!t.open) return make_error(Errc::kInvalidArgument, "no transaction is open");
+  if (auto ok = add_bound_offsets(*this, t); !ok) {
+    (void)abort();  // e.g. more partitions than a transaction holds offsets for
+    return ok;
+  }
   ProducerSlot& s = t.slot();
   uint64_t ongoing = make_producer_control(kProducerOngoing, t.id.epoch, t.bus->registry.self(), t.txn);
   const uint64_t committing = make_producer_control(kProducerCommitting, t.id.epoch, t.bus->registry.self(), t.txn);
@@ -366,10 +436,12 @@ Status TransactionalProducer::commit() {
   // helper that sees COMMITTING finds them); acquire, a helper's abort.
   if (!s.control.compare_exchange_strong(ongoing, committing, std::memory_order_acq_rel, std::memory_order_acquire)) {
     roll_back(t);
+    rewind_bound(t);
     return lost_control(t);
   }
   t.open = false;
-  if (auto ok = t.finish(committing, kCommitted); !ok) return ok;  // a helper can finish it from the slot
+  settle_bound(t);  // decided: the offsets commit, by us or by a helper from the slot
+  if (auto ok = t.finish(committing, kCommitted); !ok) return ok;
   // The ring hints: each partition's last frame of the transaction.
   for (const auto& x : t.touched)
     x.producer->record_committed(x.partition, x.last_offset, x.last_seq, x.last_count);
@@ -386,6 +458,7 @@ Status TransactionalProducer::abort() {
   uint64_t ongoing = make_producer_control(kProducerOngoing, t.id.epoch, t.bus->registry.self(), t.txn);
   const uint64_t aborting = make_producer_control(kProducerAborting, t.id.epoch, t.bus->registry.self(), t.txn);
   t.open = false;
+  rewind_bound(t);
   if (!s.control.compare_exchange_strong(ongoing, aborting, std::memory_order_acq_rel, std::memory_order_acquire)) {
     roll_back(t);
     return lost_control(t);
@@ -403,16 +476,9 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   TransactionState& t = *state_;
   if (t.fenced) return std::unexpected(t.fence_error);
   if (!t.open) return make_error(Errc::kInvalidArgument, "no transaction is open");
-  std::string key = std::string(group) + "\n" + std::string(topic);
-  auto it = t.groups.find(key);
-  if (it == t.groups.end()) {
-    auto ts = t.bus->topic(topic);
-    if (!ts) return std::unexpected(ts.error());
-    auto g = GroupOffsets::open(*t.bus, group, **ts, false);
-    if (!g) return std::unexpected(g.error());
-    it = t.groups.emplace(std::move(key), std::move(*g)).first;
-  }
-  GroupOffsets* g = it->second.get();
+  auto found = t.group_offsets(group, topic);
+  if (!found) return std::unexpected(found.error());
+  GroupOffsets* g = *found;
   if (partition >= g->partitions()) return make_error(Errc::kInvalidArgument, "partition out of range");
   // The group's offset now: the value the commit replaces (a consumer of
   // the group committing by itself meanwhile makes the CAS fail).

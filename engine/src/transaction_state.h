@@ -65,6 +65,17 @@ struct TransactionState {
   // applies the offsets (commit), wakes readers and makes the slot READY.
   Status finish(uint64_t decided, format::ClaimState to);
   std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers;
+  // Consumers bound to the identity (TransactionalProducer::consumer).
+  struct Bound {
+    std::string group, topic;
+    std::unique_ptr<Consumer> consumer;
+    // Its positions as of the last commit (at first, where it started), by
+    // index in its assignment: where an abort rewinds it.
+    std::vector<uint64_t> stable;
+  };
+  std::vector<Bound> consumers;
+  // The group's offsets file for `topic`, opened once and cached.
+  Result<GroupOffsets*> group_offsets(std::string_view group, std::string_view topic);
 
   format::ProducerSlot& slot() const { return table->slot(id.slot); }
   // Called by a producer before it publishes a frame of the transaction:

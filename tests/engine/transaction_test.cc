@@ -245,6 +245,77 @@ TEST_F(Transactions, TheLastStableOffsetStopsAtTheOpenTransactionUntilItIsDecide
   EXPECT_EQ(lso(), (std::pair<uint64_t, uint64_t>{3, 3}));
 }
 
+TEST_F(Transactions, ABoundConsumersOffsetsMoveWithCommitsAndRewindOnAborts) {
+  Producer in = *bus_->create_producer("b");
+  for (const char* v : {"r0", "r1", "r2", "r3"}) ASSERT_TRUE(in.send(Message{"", v}, 0).ok());
+  TransactionalProducer t = tx();
+  Consumer* c = *t.consumer("b", "xform-in");
+  EXPECT_EQ(*t.consumer("b", "xform-in"), c) << "made once, kept";
+  Producer* out = *t.producer("a");
+  auto committed = [&] {
+    auto d = bus_->describe_group("xform-in");
+    EXPECT_TRUE(d);
+    return d && !d->partitions.empty() ? d->partitions[0].committed : kNoOffset;
+  };
+  // Consume, transform, produce; commit: the offset moves with the output.
+  auto transform = [&](size_t max) {
+    std::vector<RecordView> got(max);
+    auto n = c->try_poll(got);
+    EXPECT_TRUE(n);
+    std::vector<std::string> values;
+    for (size_t k = 0; n && k < *n; ++k) {
+      values.emplace_back(got[k].value);
+      EXPECT_TRUE(out->send(Message{"", "T" + values.back()}, 0).ok());
+    }
+    return values;
+  };
+  ASSERT_TRUE(t.begin());
+  EXPECT_EQ(transform(2), (std::vector<std::string>{"r0", "r1"}));
+  EXPECT_NE(committed(), 2u) << "not before the commit";
+  ASSERT_TRUE(t.commit());
+  EXPECT_EQ(committed(), 2u);
+  // An abort: nothing of it is visible, and the consumer polls its records again.
+  ASSERT_TRUE(t.begin());
+  EXPECT_EQ(transform(2), (std::vector<std::string>{"r2", "r3"}));
+  ASSERT_TRUE(t.abort());
+  EXPECT_EQ(committed(), 2u);
+  EXPECT_EQ(c->position(0), 2u) << "rewound";
+  ASSERT_TRUE(t.begin());
+  EXPECT_EQ(transform(4), (std::vector<std::string>{"r2", "r3"}));
+  ASSERT_TRUE(t.commit());
+  EXPECT_EQ(committed(), 4u);
+  Consumer check = reader("a", Isolation::kReadCommitted);
+  EXPECT_EQ(drain(check), (std::vector<std::string>{"Tr0", "Tr1", "Tr2", "Tr3"})) << "each input once";
+  // A transaction that consumed nothing commits no offset; the consumer's
+  // own commits are refused (its offsets move only with transactions).
+  ASSERT_TRUE(t.begin());
+  ASSERT_TRUE(t.commit());
+  EXPECT_EQ(committed(), 4u);
+  EXPECT_EQ(c->commit_sync().error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(c->commit(0, 0, true).error().code, Errc::kInvalidArgument);
+  c->commit_async();
+  EXPECT_EQ(committed(), 4u);
+  EXPECT_EQ(t.consumer("b", "").error().code, Errc::kInvalidName);
+  EXPECT_FALSE(t.consumer("nope", "g"));
+}
+
+TEST_F(Transactions, ABoundConsumerRewindsWhenAHelperAbortedItsTransaction) {
+  Producer in = *bus_->create_producer("b");
+  ASSERT_TRUE(in.send(Message{"", "r0"}, 0).ok());
+  TransactionalProducer t = tx("late", 5 * kMs);
+  Consumer* c = *t.consumer("b", "late-in");
+  ASSERT_TRUE(t.begin());
+  std::vector<RecordView> got(4);
+  ASSERT_EQ(*c->try_poll(got), 1u);
+  ASSERT_TRUE((*t.producer("a"))->send(Message{"", "out"}, 0).ok());
+  // Past its deadline, a waiting reader aborts it and fences the holder.
+  clock_.advance_ns(10 * kMs);
+  Consumer waiting = reader("a", Isolation::kReadCommitted);
+  EXPECT_TRUE(drain(waiting).empty());
+  EXPECT_EQ(t.commit().error().code, Errc::kAborted);
+  EXPECT_EQ(c->position(0), 0u) << "the lost transaction's input is polled again";
+}
+
 TEST_F(Transactions, BadUseIsRefused) {
   EXPECT_EQ(bus_->create_transactional_producer("").error().code, Errc::kInvalidName);
   TransactionOptions o;

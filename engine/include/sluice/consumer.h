@@ -29,6 +29,8 @@ struct ConsumerStats {
 // With a group, positions start at the group's committed offsets and commits
 // move them; without one (empty group name), nothing is committed.
 // Not thread-safe: one Consumer per thread.
+struct ConsumerAccess;
+
 class Consumer {
  public:
   Consumer(Consumer&&) noexcept;
@@ -67,6 +69,7 @@ class Consumer {
 
  private:
   friend class Bus;
+  friend struct ConsumerAccess;
   explicit Consumer(std::unique_ptr<ConsumerState> state);
   std::unique_ptr<ConsumerState> state_;
 };

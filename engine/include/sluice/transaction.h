@@ -3,6 +3,7 @@
 // read-committed readers all at once, or never.
 #pragma once
 
+#include <sluice/consumer.h>
 #include <sluice/options.h>
 #include <sluice/producer.h>
 #include <sluice/status.h>
@@ -52,6 +53,17 @@ class TransactionalProducer {
   // with the transaction (consume-transform-produce). The group's offsets
   // file must exist (a consumer of the group made it).
   Status add_offset(std::string_view group, std::string_view topic, uint32_t partition, uint64_t next_offset);
+
+  // The consumer of `topic` in `group` bound to this identity: exactly once
+  // inside the bus (consume-transform-produce with no add_offset by hand).
+  // It reads committed records only and never commits by itself (its commit
+  // calls are refused): commit() adds the position of every partition it
+  // moved on, so the group's offsets move with the transaction's records;
+  // abort(), or a commit that failed, rewinds it to the group's committed
+  // offsets, so the records of the lost transaction are polled again.
+  // `options` as for Bus::create_consumer (isolation, auto_commit and
+  // guarantee are set here). Made on first use; lives as long as this object.
+  Result<Consumer*> consumer(std::string_view topic, std::string_view group, const ConsumerOptions& options = {});
 
   uint64_t producer_id() const noexcept;
   uint16_t producer_epoch() const noexcept;
