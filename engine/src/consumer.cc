@@ -135,6 +135,11 @@ Consumer::~Consumer() {
 
 Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view group,
                                       const ConsumerOptions& options) {
+  if (options.guarantee == Guarantee::kExactlyOnce)
+    return make_error(Errc::kInvalidArgument,
+                      "Guarantee::kExactlyOnce needs machinery a plain Consumer does not have: a Worker with a "
+                      "processed-id store (WorkerOptions::processed), or ProcessedStore::process_once around "
+                      "this consumer's handling with kAtLeastOnce (docs/exactly-once.md, section 6)");
   return ConsumerAccess::make(state_, topic, group, options);
 }
 

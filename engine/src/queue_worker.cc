@@ -5,6 +5,7 @@
 #include <sluice/queue.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <ctime>
@@ -17,6 +18,7 @@
 #include "ipc/wait_strategy.h"
 #include "partition.h"
 #include "partition_cursor.h"
+#include "queue_exactly_once.h"
 #include "queue_state.h"
 #include "queue_writer.h"
 #include "record_codec.h"
@@ -51,6 +53,13 @@ struct WorkerState {
   std::vector<std::pair<uint16_t, bool>> liveness;  // per sweep: owner -> alive
   Error last_error{Errc::kInvalidArgument, ""};
   std::atomic<uint64_t> own_breaker{0};  // CLOSED; used unless the breaker is queue-wide
+  std::unique_ptr<ExactlyOnceHandling> once;  // Guarantee::kExactlyOnce only
+  std::array<char, kProcessedIdBufferBytes> id_buf{};       // run(): the current message's id
+  std::array<char, kProcessedIdBufferBytes> user_id_buf{};  // Worker::processed_id
+
+  std::string_view processed_id(const Delivery& d, std::span<char, kProcessedIdBufferBytes> buf) const noexcept {
+    return processed_id_of(d, q->name, q->params.epoch_unix_ms, buf);
+  }
 
   int64_t now_ns() const { return bus->clock->now_ns(); }
   // The circuit breaker: how many messages may be taken now (0, 1 for the
@@ -502,7 +511,12 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
     letter.offset = d.offset();
     letter.attempts = d.attempt();
     std::vector<Header> headers;
-    for (Header h : d.headers()) headers.push_back(h);
+    // An exactly-once worker's letter names its id, so that a replay (a new
+    // offset) is processed under the same id.
+    std::array<char, kProcessedIdBufferBytes> id_buf;
+    for (Header h : d.headers())
+      if (!once || h.name != kHeaderProcessedId) headers.push_back(h);
+    if (once) headers.push_back(Header{kHeaderProcessedId, processed_id(d, id_buf)});
     if (!publish_dead_letter(*dlq, d.value(), headers, letter).ok()) return std::unexpected(dlq->last_error);
   }
   if (auto ok = settle(d, done_slot(slot_attempts(d.word_), d.offset())); !ok) return ok;
@@ -684,6 +698,11 @@ Worker& Worker::operator=(Worker&&) noexcept = default;
 Worker::~Worker() = default;
 
 const WorkerStats& Worker::stats() const noexcept { return state_->stats; }
+Guarantee Worker::guarantee() const noexcept { return state_->options.guarantee; }
+std::string_view Worker::processed_id(const Delivery& d) const noexcept {
+  // Not id_buf: a handler asks while run() still uses that one.
+  return state_->processed_id(d, state_->user_id_buf);
+}
 
 int64_t WorkerState::idle_wait_ns(int64_t now) {
   constexpr int64_t kWhileLeasesAreOut = 10'000'000;  // how soon a dead holder's messages are noticed
@@ -746,19 +765,25 @@ Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>
     if (!n) return std::unexpected(n.error());
     if (*n == 0) continue;
     Delivery& m = d[0];
-    const bool at_least_once = s.options.guarantee == Guarantee::kAtLeastOnce;
+    // At most once: acked on receipt. Exactly once: settled by `once`, and
+    // like at least once when the handler (or the resolver) throws.
+    const bool settles = s.options.guarantee != Guarantee::kAtMostOnce;
     try {
-      handler(m);
-      if (at_least_once) (void)m.ack();
+      if (s.once) {
+        s.once->handle(m, s.processed_id(m, s.id_buf), handler, s.stats);
+      } else {
+        handler(m);
+        if (settles) (void)m.ack();
+      }
     } catch (const PermanentError& e) {
       ++s.stats.handler_errors;
-      if (at_least_once) (void)m.reject(Failure{"PermanentError", e.what(), e.stack_trace()});
+      if (settles) (void)m.reject(Failure{"PermanentError", e.what(), e.stack_trace()});
     } catch (const TransientError& e) {
       ++s.stats.handler_errors;
-      if (at_least_once) (void)m.nack(Failure{"TransientError", e.what(), e.stack_trace()});
+      if (settles) (void)m.nack(Failure{"TransientError", e.what(), e.stack_trace()});
     } catch (const std::exception& e) {
       ++s.stats.handler_errors;
-      if (at_least_once) (void)m.nack(Failure{"Exception", e.what(), ""});
+      if (settles) (void)m.nack(Failure{"Exception", e.what(), ""});
     }
     ++handled;
     m = Delivery();
@@ -773,9 +798,22 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
     return make_error(Errc::kInvalidArgument, "a lease is between 1 ms and 14 days");
   if (options.breaker.failures > 0x3FFF || options.breaker.window_ns < 0 || options.breaker.cooldown_ns < 0)
     return make_error(Errc::kInvalidArgument, "circuit breaker: at most 16383 failures, no negative times");
+  const bool exactly_once = options.guarantee == Guarantee::kExactlyOnce;
+  if (exactly_once && options.processed == nullptr)
+    return make_error(Errc::kInvalidArgument,
+                      "a worker with Guarantee::kExactlyOnce needs WorkerOptions::processed, the processed-id store "
+                      "that remembers which messages' effects happened (Bus::open_processed_store)");
+  if (!exactly_once && (options.processed != nullptr || options.resolve))
+    return make_error(Errc::kInvalidArgument,
+                      "WorkerOptions::processed and resolve serve Guarantee::kExactlyOnce only; this worker is " +
+                          std::string(options.guarantee == Guarantee::kAtMostOnce ? "at most" : "at least") + " once");
   auto s = std::make_unique<WorkerState>();
   s->bus = state_;
   s->options = options;
+  s->options.processed = nullptr;  // the caller's handle may go; `once` shares its store
+  if (exactly_once)
+    s->once = std::make_unique<ExactlyOnceHandling>(ProcessedStore(options.processed->state_),
+                                                    std::exchange(s->options.resolve, {}));
   const QueueParams& p = (*q)->params;
   s->retry = options.retry.value_or(
       RetryPolicy{p.max_receives, p.base_delay_ns, p.multiplier, p.max_delay_ns, p.jitter_ns});

@@ -86,6 +86,10 @@ struct ProducerOptions {
 enum class Guarantee : uint8_t {
   kAtLeastOnce,  // commit/ack after processing: a crash redelivers (default)
   kAtMostOnce,   // commit/ack before records are handed out: a crash loses them
+  // The handler's effect happens once per id: a Worker with a processed-id
+  // store (WorkerOptions::processed, docs/exactly-once.md section 6). A
+  // plain Consumer refuses it (kInvalidArgument): it has no such machinery.
+  kExactlyOnce,
 };
 
 struct ConsumerEvent {

@@ -21,6 +21,15 @@ namespace sluice {
 
 struct QueueState;
 struct WorkerState;
+class ProcessedStore;
+
+// The id under which an exactly-once Worker processes a message
+// (WorkerOptions::processed): a publisher that names the effect (an order
+// id, an event UUID; 1 to 256 bytes) sets this header. Without it the id is
+// the message's place, "queue:<queue>:<priority>:<offset>@<queue epoch ms>",
+// which a redelivery keeps. Dead letters of such a worker carry the header,
+// so that a replayed letter keeps its id.
+inline constexpr std::string_view kHeaderProcessedId = "sluice.processed_id";
 
 // When a failed message is offered again: min(max_delay, base_delay *
 // multiplier^(attempt - 1)) + uniform(0, jitter), attempt counting from 1.
@@ -180,16 +189,41 @@ struct WorkerOptions {
   // later by receipt (Delivery::receipt, Bus::settle_receipt), e.g. from
   // another command-line invocation.
   bool detached_leases = false;
+  // Guarantee::kExactlyOnce (required there, refused elsewhere): run()
+  // calls the handler inside processed->process_once(id, ...) and acks
+  // after (docs/exactly-once.md, section 6; the id: kHeaderProcessedId).
+  // Read by Bus::create_worker only: the worker shares the store it names
+  // (its mapping and its pending_wait_ns), so the handle need not outlive
+  // the call.
+  const ProcessedStore* processed = nullptr;
+  // kExactlyOnce, optional: asked, with the id, about an id whose runner
+  // died inside the handler: true if the effect committed (the message is
+  // acked), false if not (the handler runs). Without one, such a message is
+  // dead-lettered as "InDoubt" for an operator to settle. Called on the
+  // thread of run(); what it refers to must outlive the worker.
+  std::function<bool(std::string_view id)> resolve;
 };
 
 struct WorkerStats {
   uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, lease_lost = 0, handler_errors = 0;
   uint64_t breaker_opened = 0;        // times this worker's failures opened its breaker
+  // kExactlyOnce: messages acked without running the handler, their id being
+  // done (or a resolver saying so); messages dead-lettered as in doubt.
+  uint64_t already_done = 0, in_doubt = 0;
   BreakerStatus breaker = BreakerStatus::kClosed;
 };
 
 // What a handler returns is an ack; a TransientError (or any other exception)
 // a nack; a PermanentError a dead letter.
+//
+// Guarantee::kExactlyOnce: run() calls the handler inside
+// ProcessedStore::process_once with the message's id (kHeaderProcessedId):
+//   the handler returned; the id is done                      -> ack
+//   the id was done, or the resolver says the effect committed -> ack, not run
+//   its last runner died inside the handler, and no resolver  -> dead letter "InDoubt"
+//   the handler or the resolver throws; the id is not done    -> as above
+//   another live runner holds the id, or its bucket is full   -> nack (the retry delay)
+//   an id over 256 bytes; a damaged bucket of the store       -> dead letter
 using Handler = std::function<void(const Delivery&)>;
 
 class Worker {
@@ -208,6 +242,14 @@ class Worker {
   Result<uint64_t> run(const Handler& handler, const std::function<bool()>& stop, uint64_t max_messages = 0,
                        int64_t idle_ns = 10'000'000);
   const WorkerStats& stats() const noexcept;
+  Guarantee guarantee() const noexcept;
+  // The id under which run() processes `d` with kExactlyOnce (see
+  // kHeaderProcessedId), whatever this worker's guarantee: for a handler
+  // that commits its effect with the id (what a resolver looks for), a loop
+  // of one's own around receive() and ProcessedStore::process_once, and
+  // settling by hand. No allocation. Valid while `d` lives and until the
+  // next call of processed_id on this worker.
+  std::string_view processed_id(const Delivery& d) const noexcept;
 
  private:
   friend class Bus;
