@@ -1,6 +1,8 @@
 // Retries and dead letters for stream consumers (docs/queues.md, section 7):
 // a failing record goes to a retry queue, which the same member works, so
-// that the group moves on at once and retries are scheduled, never slept.
+// that the group moves on at once and retries are scheduled, never slept
+// (kRetryQueue); or it is retried in place, its partition paused (kInPlace,
+// below).
 //
 // Attempts: attempt 1 is the topic's; attempt k > 1 is the retry queue's
 // receive k - 1. The retry queue's own max_receives is the policy's, so its
@@ -10,6 +12,15 @@
 // budget and dead-letters it unrun; only if that holder dies too does the
 // queue dead-letter it (source "queue:<retry queue>", the sluice.stream.*
 // headers kept). Nothing is lost either way.
+//
+// In place: the Consumer has no pause of its own, so a paused partition is
+// parked at its end (seek_to_end): the consumer reads only what is appended
+// while it waits, and the helper drops it unhandled. When the retry is due
+// the partition is sought back to the record, which is read from the log
+// again (no copy is kept). The consumer's position in a parked partition is
+// thus past the record, so the helper commits per partition itself (the
+// consumer's auto-commit off): the record's offset while paused, else the
+// position past what was handled. The attempt count is in memory only.
 #include <sluice/bus.h>
 #include <sluice/retrying_consumer.h>
 
@@ -28,6 +39,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include "in_place_retries.h"
 #include "queue_state.h"
 
 namespace sluice {
@@ -60,21 +72,26 @@ Status make_queue(Bus& bus, const std::string& name, const QueueOptions& options
 }  // namespace
 
 struct RetryingConsumerState {
-  RetryingConsumerState(Consumer c, Worker w, QueuePublisher r, QueuePublisher d)
-      : consumer(std::move(c)), worker(std::move(w)), retries(std::move(r)), dlq(std::move(d)) {}
+  RetryingConsumerState(Consumer c, QueuePublisher d) : consumer(std::move(c)), dlq(std::move(d)) {}
+  ~RetryingConsumerState() {
+    // What the consumer's own auto-commit does on destruction in the other mode.
+    if (in_place) (void)commit_in_place(true, true);
+  }
 
   std::string topic;
   std::string group;
   std::string retry_name;
   std::string dlq_name;
   RetryPolicy retry;
+  RetryMode mode = RetryMode::kRetryQueue;
   const Clock* clock = nullptr;
   int64_t sweep_interval_ns = 0;  // the worker's
   Consumer consumer;
-  Worker worker;
-  QueuePublisher retries;
+  std::optional<Worker> worker;            // kRetryQueue
+  std::optional<QueuePublisher> retries;   // kRetryQueue
   QueuePublisher dlq;
   RetryingConsumerStats stats;
+  std::unique_ptr<InPlaceRetries> in_place;  // kInPlace
   std::mt19937_64 rng{std::random_device{}()};
   std::array<RecordView, kBatch> batch{};
   // Reused, so that a record costs no allocation once they have grown: the
@@ -100,6 +117,10 @@ struct RetryingConsumerState {
   Status handle_record(const RecordHandler& handler, const RecordView& v);
   Status handle_retry(const RecordHandler& handler, Delivery& d);
   Result<uint64_t> poll(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
+  // kInPlace.
+  Status handle_in_place(const RecordHandler& handler, const RecordView& v);
+  Result<uint64_t> poll_in_place(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
+  Status commit_in_place(bool sync, bool all);
 };
 
 RetryingConsumerState::Outcome RetryingConsumerState::call(const RecordHandler& handler, const StreamRecord& r) {
@@ -152,8 +173,8 @@ Status RetryingConsumerState::send_to_retry(const StreamRecord& r) {
   // later ones.
   const int64_t delay = retry.delay_ns(r.attempt, rng());
   if (delay > 0) m.deliver_at_unix_ns = clock->now_ns() + delay;
-  const PublishResult p = retries.publish(m);
-  if (!p.ok()) return std::unexpected(retries.last_error());
+  const PublishResult p = retries->publish(m);
+  if (!p.ok()) return std::unexpected(retries->last_error());
   ++stats.retried;
   return {};
 }
@@ -242,7 +263,7 @@ Result<uint64_t> RetryingConsumerState::poll(const RecordHandler& handler, uint6
   // Due retries first: they have waited out their backoff already.
   Delivery d[1];
   while (n < limit) {
-    auto got = worker.receive(d, 0);
+    auto got = worker->receive(d, 0);
     if (!got) return std::unexpected(got.error());
     if (*got == 0) break;
     ++n;
@@ -273,6 +294,99 @@ Result<uint64_t> RetryingConsumerState::poll(const RecordHandler& handler, uint6
   return n + *got;
 }
 
+// ---- kInPlace ----------------------------------------------------------------
+
+// A record of a flowing or due partition: attempt 1, or the paused record's
+// next attempt.
+Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, const RecordView& v) {
+  InPlaceRetries& lanes = *in_place;
+  uint32_t attempt = 1;
+  if (lanes.lane(v.partition) == InPlaceRetries::Lane::kDue) {
+    if (v.offset == lanes.offset(v.partition))
+      attempt = lanes.failed_attempts(v.partition) + 1;
+    else  // an admin seek or a retention reset moved the partition: its retry is void
+      lanes.resume(v.partition, clock->now_ns());
+  }
+  if (attempt == 1) ++stats.records;
+  producer_headers(v.headers);
+  const StreamRecord r{topic, v.partition, v.offset, v.timestamp_ns, v.key, v.value, headers, attempt};
+  // A refused letter keeps the partition paused at the record, to be written
+  // by the next poll without running the handler again.
+  auto settle_dead = [&](const StreamRecord& failed, Failure why) -> Status {
+    if (auto ok = dead_letter(failed, why); !ok) {
+      const int64_t now = clock->now_ns();
+      lanes.pause(v.partition, v.offset, failed.attempt, now, now, std::move(why));
+      return ok;
+    }
+    lanes.resume(v.partition, clock->now_ns());
+    return {};
+  };
+  if (const Failure* letter = lanes.pending_letter(v.partition); letter != nullptr && attempt > 1) {
+    StreamRecord failed = r;
+    failed.attempt = attempt - 1;  // the attempts it had
+    return settle_dead(failed, *letter);
+  }
+  const Outcome o = call(handler, r);
+  if (o.kind == Outcome::kOk) {
+    if (attempt > 1) {
+      ++stats.succeeded_after_retry;
+      lanes.resume(v.partition, clock->now_ns());
+    }
+    return {};
+  }
+  if (o.kind == Outcome::kPermanent) return settle_dead(r, o.failure);
+  if (attempt >= retry.max_receives) return settle_dead(r, exhausted(attempt, o.failure));
+  const int64_t now = clock->now_ns();
+  lanes.pause(v.partition, v.offset, attempt, now + retry.delay_ns(attempt, rng()), now, std::nullopt);
+  ++stats.retried;
+  return {};
+}
+
+Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handler, uint64_t max_records,
+                                                      int64_t wait_ns) {
+  InPlaceRetries& lanes = *in_place;
+  lanes.start_due(clock->now_ns(), [&](uint32_t p, uint64_t offset) { consumer.seek(p, offset); });
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(kBatch, max_records == 0 ? kBatch : max_records));
+  auto got = consumer.poll(std::span(batch).first(want), wait_ns);
+  if (!got) return std::unexpected(got.error());
+  uint64_t n = 0;
+  Status handled;
+  size_t i = 0;
+  for (; i < *got; ++i) {
+    const RecordView& v = batch[i];
+    // Behind a record that waits: dropped now, read again after it.
+    if (lanes.lane(v.partition) == InPlaceRetries::Lane::kWaiting) continue;
+    lanes.touch(v.partition);
+    if (handled = handle_in_place(handler, v); !handled) break;
+    ++n;
+  }
+  if (!handled) {
+    // Rewind every other partition to its first record not handed on, so
+    // that the commit below keeps it (at least once); the record whose
+    // letter was refused waits in its paused partition.
+    std::vector<uint32_t> rewound;
+    for (size_t j = i + 1; j < *got; ++j) {
+      const uint32_t p = batch[j].partition;
+      if (lanes.lane(p) == InPlaceRetries::Lane::kWaiting) continue;
+      if (std::find(rewound.begin(), rewound.end(), p) != rewound.end()) continue;
+      rewound.push_back(p);
+      consumer.seek(p, batch[j].offset);
+    }
+  }
+  // After the batch: a seek ends its views.
+  lanes.park_new([&](uint32_t p) { consumer.seek_to_end(p); });
+  const Status committed = commit_in_place(false, false);
+  if (!handled) return std::unexpected(handled.error());
+  if (!committed) return std::unexpected(committed.error());
+  return n;
+}
+
+Status RetryingConsumerState::commit_in_place(bool sync, bool all) {
+  return in_place->commit(
+      all, [&](uint32_t p) { return consumer.position(p); },
+      [&](uint32_t p, uint64_t next) { return consumer.commit(p, next, sync); });
+}
+
 // ---- RetryingConsumer ------------------------------------------------------
 
 RetryingConsumer::RetryingConsumer(std::unique_ptr<RetryingConsumerState> state) : state_(std::move(state)) {}
@@ -281,53 +395,104 @@ RetryingConsumer& RetryingConsumer::operator=(RetryingConsumer&&) noexcept = def
 RetryingConsumer::~RetryingConsumer() = default;
 
 const RetryingConsumerStats& RetryingConsumer::stats() const noexcept { return state_->stats; }
+RetryMode RetryingConsumer::mode() const noexcept { return state_->mode; }
 const std::string& RetryingConsumer::retry_queue() const noexcept { return state_->retry_name; }
 const std::string& RetryingConsumer::dead_letter_queue() const noexcept { return state_->dlq_name; }
 Consumer& RetryingConsumer::consumer() noexcept { return state_->consumer; }
 
 Result<uint64_t> RetryingConsumer::poll(const RecordHandler& handler, uint64_t max_records) {
+  if (state_->in_place) return state_->poll_in_place(handler, max_records, 0);
   return state_->poll(handler, max_records, 0);
 }
 
 Result<uint64_t> RetryingConsumer::run(const RecordHandler& handler, const std::function<bool()>& stop,
                                        uint64_t max_records, int64_t idle_ns) {
   RetryingConsumerState& s = *state_;
-  // Waits on the topic are cut where a worker's would be: retries come due
-  // by time, without a wake-up.
-  const int64_t slice = std::min(idle_ns, std::max<int64_t>(s.sweep_interval_ns, 1'000'000));
+  // Waits on the topic are cut where a worker's would be, or (in place) at
+  // the next retry: retries come due by time, without a wake-up.
+  const int64_t slice =
+      s.in_place ? std::max<int64_t>(idle_ns, 0) : std::min(idle_ns, std::max<int64_t>(s.sweep_interval_ns, 1'000'000));
   uint64_t handled = 0;
   while ((max_records == 0 || handled < max_records) && !(stop && stop())) {
-    auto n = s.poll(handler, max_records == 0 ? 0 : max_records - handled, slice);
+    const uint64_t left = max_records == 0 ? 0 : max_records - handled;
+    Result<uint64_t> n = 0;
+    if (s.in_place) {
+      const int64_t until_retry = s.in_place->next_retry_at_ns() - s.clock->now_ns();
+      n = s.poll_in_place(handler, left, std::clamp<int64_t>(until_retry, 0, slice));
+    } else {
+      n = s.poll(handler, left, slice);
+    }
     if (!n) return n;
     handled += *n;
   }
-  if (auto ok = s.consumer.commit_sync(); !ok) return std::unexpected(ok.error());
+  if (auto ok = s.in_place ? s.commit_in_place(true, true) : s.consumer.commit_sync(); !ok)
+    return std::unexpected(ok.error());
   return handled;
 }
 
 Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view topic, std::string_view group,
                                                   const RetryingConsumerOptions& options) {
   if (group.empty()) return make_error(Errc::kInvalidArgument, "a retrying consumer needs a consumer group");
+  const bool in_place = options.mode == RetryMode::kInPlace;
+  if (in_place && options.consumer.guarantee == Guarantee::kAtMostOnce)
+    return make_error(Errc::kInvalidArgument,
+                      "RetryMode::kInPlace keeps the group's offset at the record it retries; "
+                      "Guarantee::kAtMostOnce commits before handling");
   const std::string retry_name =
-      options.retry_queue.empty() ? std::string(topic) + "." + std::string(group) + ".retry" : options.retry_queue;
+      in_place ? std::string()
+      : options.retry_queue.empty() ? std::string(topic) + "." + std::string(group) + ".retry"
+                                    : options.retry_queue;
   const std::string dlq_name =
       options.dead_letter_queue.empty() ? std::string(topic) + ".dlq" : options.dead_letter_queue;
   QueueOptions rq = options.queue;
   rq.retry = options.retry;
   rq.dead_letter_queue = dlq_name;
   if (auto ok = validate_queue_options(rq); !ok) return std::unexpected(ok.error());
+
+  ConsumerOptions co = options.consumer;
+  // In place, an admin seek of a paused partition voids its retry: the
+  // member follows the group from the new offset. Any event may have moved
+  // a position, which the next commit then looks at. Set once the lanes
+  // exist (after the consumer); events come only from its polls.
+  auto lanes = std::make_shared<InPlaceRetries*>(nullptr);
+  if (in_place) {
+    co.auto_commit = false;  // the helper commits per partition
+    co.on_event = [lanes, clock = &bus.clock(), user = std::move(co.on_event)](const ConsumerEvent& e) {
+      if (InPlaceRetries* l = *lanes) {
+        if (e.kind == ConsumerEvent::Kind::kGroupSeek) l->resume(e.partition, clock->now_ns());
+        l->touch(e.partition);
+      }
+      if (user) user(e);
+    };
+  }
   // The topic and group first: nothing is created for a consumer that
   // cannot be.
-  auto consumer = bus.create_consumer(topic, group, options.consumer);
+  auto consumer = bus.create_consumer(topic, group, co);
   if (!consumer) return std::unexpected(consumer.error());
   // As open_dead_letter_queue() makes one: the queue's shape, no DLQ of its own.
   QueueOptions dq;
   dq.segment_bytes = options.queue.segment_bytes;
   dq.max_depth_bytes = options.queue.max_depth_bytes;
   dq.dead_letter_queue = "-";
-  // Both made now, not on the first failure: the run loop works the retry
-  // queue from the start, since other members' failures land there too.
   if (auto ok = make_queue(bus, dlq_name, dq); !ok) return std::unexpected(ok.error());
+  auto dlq = bus.create_queue_publisher(dlq_name);
+  if (!dlq) return std::unexpected(dlq.error());
+  auto s = std::make_unique<RetryingConsumerState>(std::move(*consumer), std::move(*dlq));
+  s->topic = topic;
+  s->group = group;
+  s->retry_name = retry_name;
+  s->dlq_name = dlq_name;
+  s->retry = options.retry;
+  s->mode = options.mode;
+  s->clock = &bus.clock();
+  if (in_place) {
+    s->in_place = std::make_unique<InPlaceRetries>(s->consumer.assignment(), &s->stats);
+    *lanes = s->in_place.get();
+    return RetryingConsumer(std::move(s));
+  }
+
+  // Made now, not on the first failure: the run loop works the retry queue
+  // from the start, since other members' failures land there too.
   if (auto ok = make_queue(bus, retry_name, rq); !ok) return std::unexpected(ok.error());
   // A member that dies holding a retry leaves it to the queue's own
   // dead-lettering, which must reach the same DLQ.
@@ -336,7 +501,6 @@ Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view top
   if (stats->dead_letter_queue != dlq_name)
     return make_error(Errc::kInvalidArgument, "retry queue " + retry_name + " dead-letters to '" +
                                                   stats->dead_letter_queue + "', not to " + dlq_name);
-
   WorkerOptions wo = options.worker;
   wo.retry = options.retry;  // whatever policy the queue was created with
   wo.guarantee = Guarantee::kAtLeastOnce;
@@ -344,17 +508,8 @@ Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view top
   if (!worker) return std::unexpected(worker.error());
   auto retries = bus.create_queue_publisher(retry_name);
   if (!retries) return std::unexpected(retries.error());
-  auto dlq = bus.create_queue_publisher(dlq_name);
-  if (!dlq) return std::unexpected(dlq.error());
-
-  auto s = std::make_unique<RetryingConsumerState>(std::move(*consumer), std::move(*worker), std::move(*retries),
-                                                   std::move(*dlq));
-  s->topic = topic;
-  s->group = group;
-  s->retry_name = retry_name;
-  s->dlq_name = dlq_name;
-  s->retry = options.retry;
-  s->clock = &bus.clock();
+  s->worker.emplace(std::move(*worker));
+  s->retries.emplace(std::move(*retries));
   s->sweep_interval_ns = wo.sweep_interval_ns;
   return RetryingConsumer(std::move(s));
 }

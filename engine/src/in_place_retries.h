@@ -1,0 +1,179 @@
+// The per-partition state of a RetryingConsumer in RetryMode::kInPlace
+// (docs/queues.md, section 7): which partitions are paused behind a record
+// being retried, at which offset, after how many failed attempts, and when
+// the next attempt is due. Only book-keeping: the caller moves the consumer
+// (parks a paused partition at its end, seeks it back to the record when
+// due) and commits what commit() says.
+//
+// A partition's lane goes
+//   kFlowing --pause()--> kWaiting --start_due()--> kDue --pause()--> kWaiting
+//                                                      \--resume()--> kFlowing
+// and any paused lane back to kFlowing by resume() (success, dead letter, or
+// the record no longer where it was).
+#pragma once
+
+#include <sluice/queue.h>
+#include <sluice/retrying_consumer.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace sluice {
+
+class InPlaceRetries {
+ public:
+  enum class Lane : uint8_t {
+    kFlowing,  // records are handled as they come
+    kWaiting,  // paused: parked at its end; what it reads is dropped
+    kDue,      // paused, retry due: sought back to the record, the next one read
+  };
+
+  // `*stats` (the helper's) shows the paused lanes and must outlive this.
+  InPlaceRetries(std::span<const uint32_t> assignment, RetryingConsumerStats* stats) : stats_(*stats) {
+    uint32_t size = 0;
+    for (uint32_t p : assignment) size = std::max(size, p + 1);
+    lanes_.resize(size);
+  }
+
+  // REQUIRES: `partition` is assigned (as are those below).
+  Lane lane(uint32_t partition) const noexcept {
+    assert(partition < lanes_.size());
+    return lanes_[partition].lane;
+  }
+  // The record a paused partition retries, and the attempts it has failed.
+  uint64_t offset(uint32_t partition) const noexcept { return lanes_[partition].offset; }
+  uint32_t failed_attempts(uint32_t partition) const noexcept { return lanes_[partition].failed_attempts; }
+  // A failure whose dead letter was refused: the next attempt writes it
+  // instead of running the handler. Null if none.
+  const Failure* pending_letter(uint32_t partition) const noexcept {
+    const auto& l = lanes_[partition].letter;
+    return l ? &*l : nullptr;
+  }
+
+  // Pauses `partition` (or keeps it paused) at `offset`, whose attempt
+  // `failed_attempts` just failed; the next is due at retry_at_ns. With
+  // `letter`, the next attempt only dead-letters it.
+  void pause(uint32_t partition, uint64_t offset, uint32_t failed_attempts, int64_t retry_at_ns, int64_t now_ns,
+             std::optional<Failure> letter) {
+    State& s = lanes_[partition];
+    if (s.lane != Lane::kFlowing && s.offset != offset) end_pause(partition, now_ns);
+    if (s.lane == Lane::kFlowing) {
+      ++stats_.pauses;
+      stats_.paused.push_back({partition, offset, 0, 0, now_ns});
+    }
+    s.lane = Lane::kWaiting;
+    s.offset = offset;
+    s.failed_attempts = failed_attempts;
+    s.letter = std::move(letter);
+    s.park = true;
+    s.dirty = true;
+    PausedPartition& p = find(partition);
+    p.offset = offset;
+    p.failed_attempts = failed_attempts;
+    p.retry_at_ns = retry_at_ns;
+  }
+
+  // Lets `partition` flow again (any partition number).
+  void resume(uint32_t partition, int64_t now_ns) {
+    if (partition < lanes_.size() && lanes_[partition].lane != Lane::kFlowing) end_pause(partition, now_ns);
+  }
+
+  // Moves every waiting lane whose retry is due by now_ns to kDue, calling
+  // seek(partition, offset) for it.
+  template <class Seek>
+  void start_due(int64_t now_ns, Seek&& seek) {
+    for (const PausedPartition& p : stats_.paused) {
+      State& s = lanes_[p.partition];
+      if (s.lane != Lane::kWaiting || p.retry_at_ns > now_ns) continue;
+      s.lane = Lane::kDue;
+      s.park = false;
+      seek(p.partition, s.offset);
+    }
+  }
+
+  // The earliest retry_at_ns of a waiting lane; INT64_MAX if none. (A due
+  // lane's record is ready to read: the consumer's wait ends for it.)
+  int64_t next_retry_at_ns() const noexcept {
+    int64_t t = std::numeric_limits<int64_t>::max();
+    for (const PausedPartition& p : stats_.paused)
+      if (lanes_[p.partition].lane == Lane::kWaiting) t = std::min(t, p.retry_at_ns);
+    return t;
+  }
+
+  // Calls park(partition) for each lane paused since the last call: the
+  // caller moves it to its end, so that the consumer does not read the
+  // records behind the retried one while it waits.
+  template <class Park>
+  void park_new(Park&& park) {
+    for (uint32_t p = 0; p < lanes_.size(); ++p)
+      if (lanes_[p].park && lanes_[p].lane == Lane::kWaiting) {
+        lanes_[p].park = false;
+        park(p);
+      }
+  }
+
+  // A record of `partition` was handled or dropped, or its lane moved:
+  // commit() will look at it.
+  void touch(uint32_t partition) noexcept {
+    if (partition < lanes_.size()) lanes_[partition].dirty = true;
+  }
+
+  // Calls commit(partition, next_offset) for each touched lane (each lane if
+  // `all`) whose offset to commit changed: the paused record, or the
+  // consumer's position (`position(partition)`) past everything handled.
+  // Stops at the first commit that fails and returns its error.
+  template <class Position, class Commit>
+  Status commit(bool all, Position&& position, Commit&& commit) {
+    for (uint32_t p = 0; p < lanes_.size(); ++p) {
+      State& s = lanes_[p];
+      if (!s.dirty && !all) continue;
+      const uint64_t next = s.lane == Lane::kFlowing ? position(p) : s.offset;
+      if (next == kNoOffset) continue;  // not assigned to this member
+      if (next != s.committed || all)
+        if (auto ok = commit(p, next); !ok) return ok;
+      s.committed = next;
+      s.dirty = false;
+    }
+    return {};
+  }
+
+ private:
+  struct State {
+    Lane lane = Lane::kFlowing;
+    bool park = false;   // paused since park_new() last ran
+    bool dirty = false;  // its offset to commit may have changed
+    uint32_t failed_attempts = 0;
+    uint64_t offset = 0;
+    uint64_t committed = kNoOffset;  // what this member committed last
+    std::optional<Failure> letter;
+  };
+
+  PausedPartition& find(uint32_t partition) {
+    auto it = std::find_if(stats_.paused.begin(), stats_.paused.end(),
+                           [&](const PausedPartition& p) { return p.partition == partition; });
+    assert(it != stats_.paused.end());  // every paused lane has its entry
+    return *it;
+  }
+
+  void end_pause(uint32_t partition, int64_t now_ns) {
+    PausedPartition& p = find(partition);
+    stats_.paused_ns += now_ns - p.paused_since_ns;
+    stats_.paused.erase(stats_.paused.begin() + (&p - stats_.paused.data()));
+    State& s = lanes_[partition];
+    s.lane = Lane::kFlowing;
+    s.park = false;
+    s.dirty = true;
+    s.failed_attempts = 0;
+    s.letter.reset();
+  }
+
+  std::vector<State> lanes_;  // by partition number
+  RetryingConsumerStats& stats_;
+};
+
+}  // namespace sluice
