@@ -79,4 +79,36 @@ TEST(ReadmeQuickStart, IdempotentProducerRunsAsWritten) {
   }
 }
 
+TEST(ReadmeQuickStart, ConsumeTransformProduceRunsAsWritten) {
+  sluice::test::TempDir dir;
+  auto bus = sluice::Bus::open(dir.sub("my-bus"));
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic("orders", sluice::TopicOptions{}));
+  ASSERT_TRUE(bus->create_topic("invoices", sluice::TopicOptions{}));
+  ASSERT_TRUE(bus->create_producer("orders")->send({.key = "customer-42", .value = "order created"}).ok());
+  std::vector<sluice::RecordView> batch(64);
+  auto tx = bus->create_transactional_producer("enrich-0");
+  ASSERT_TRUE(tx);
+  sluice::Consumer* in = *tx->consumer("orders", "enrich");
+  sluice::Producer* out = *tx->producer("invoices");
+  ASSERT_TRUE(tx->begin());
+  auto got = in->poll(batch, 1'000'000'000);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(*got, 1u);
+  for (size_t i = 0; got && i < *got; ++i)
+    ASSERT_TRUE(out->send({.key = batch[i].key, .value = "invoice"}).ok());
+  ASSERT_TRUE(tx->commit());
+  auto invoices = bus->create_consumer("invoices", "");
+  ASSERT_TRUE(invoices);
+  auto n = invoices->poll(batch, 1'000'000'000);
+  ASSERT_TRUE(n);
+  ASSERT_EQ(*n, 1u);
+  EXPECT_EQ(batch[0].key, "customer-42");
+  auto lag = bus->describe_group("enrich");
+  ASSERT_TRUE(lag);
+  uint64_t committed = 0;
+  for (const auto& p : lag->partitions) committed += p.committed == sluice::kNoOffset ? 0 : p.committed;
+  EXPECT_EQ(committed, 1u) << "the order's offset committed with the invoice";
+}
+
 }  // namespace
