@@ -21,5 +21,7 @@ void add_verify_commands(CLI::App& app, Context& ctx);      // verify, dump
 void add_bench_command(CLI::App& app, Context& ctx);        // bench (forwarded to the harness)
 void add_demo_command(CLI::App& app, Context& ctx);         // demo
 void add_demo_worker_command(CLI::App& app, Context& ctx);  // demo-worker (hidden)
+void add_chaos_command(CLI::App& app, Context& ctx);         // chaos
+void add_chaos_worker_command(CLI::App& app, Context& ctx);  // chaos-worker (hidden)
 
 }  // namespace sluice::cli

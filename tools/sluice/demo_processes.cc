@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sluice::cli::demo {
@@ -45,6 +46,35 @@ Result<WorkerProcess> WorkerProcess::spawn(std::string name, const std::vector<s
     static const char msg[] = "sluice: demo worker: exec of /proc/self/exe failed\n";
     (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
     ::_exit(127);
+  }
+  ::close(fds[1]);
+  return WorkerProcess(std::move(name), pid, fds[0]);
+}
+
+Result<WorkerProcess> WorkerProcess::fork_call(std::string name, const std::function<int()>& body) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error(errno, "pipe for worker " + name);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    const int err = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return errno_error(err, "fork of worker " + name);
+  }
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    int code = 99;
+    try {
+      code = body();
+    } catch (...) {
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(code);
   }
   ::close(fds[1]);
   return WorkerProcess(std::move(name), pid, fds[0]);
@@ -137,6 +167,23 @@ void WorkerProcess::kill_now(int signal) {
   if (pid_ <= 0 || exited_) return;
   ::kill(pid_, signal);
   reap(true);
+}
+
+void WorkerProcess::send_signal(int signal) {
+  if (pid_ > 0 && !exited_) ::kill(pid_, signal);
+}
+
+bool WorkerProcess::poll_exit() {
+  while (fd_ >= 0) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) break;
+    if (!read_some(0)) break;
+  }
+  reap(false);
+  // What it wrote before exiting (bounded: a descendant may hold the pipe).
+  for (int i = 0; exited_ && i < 64 && read_some(0); ++i) {
+  }
+  return exited_;
 }
 
 std::string WorkerProcess::last_line(std::string_view prefix) const {

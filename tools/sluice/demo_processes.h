@@ -1,12 +1,15 @@
 // The demo's child processes: this very binary started again (fork + exec
 // of /proc/self/exe) with a hidden `demo-worker` subcommand, its stdout on a
 // pipe the orchestrator reads its reports from. Every wait has a deadline.
+// The chaos run uses them too, and its test forks a function instead of
+// exec'ing (fork_call).
 #pragma once
 
 #include <sluice/status.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,10 @@ class WorkerProcess {
   // Starts `/proc/self/exe args...` with stdout on a pipe; stderr is shared
   // with ours so a worker's error line reaches the user.
   static Result<WorkerProcess> spawn(std::string name, const std::vector<std::string>& args);
+  // Forks a child that runs `body` with stdout on the pipe and exits with
+  // its return value (_exit: nothing of the parent's is destroyed there).
+  // For tests, whose binary has no worker subcommand to exec.
+  static Result<WorkerProcess> fork_call(std::string name, const std::function<int()>& body);
   WorkerProcess(WorkerProcess&&) noexcept;
   WorkerProcess& operator=(WorkerProcess&&) = delete;
   ~WorkerProcess();  // a worker still running is killed and reaped
@@ -32,6 +39,11 @@ class WorkerProcess {
   // (it is then killed). exit_code(): its code, or 128 + signal.
   bool wait_exit(Deadline deadline);
   void kill_now(int signal);  // sends `signal`, then reaps
+  // Sends `signal` and returns (SIGSTOP, SIGCONT, SIGTERM).
+  void send_signal(int signal);
+  // Reads what its stdout holds now and reaps it if it exited, without
+  // blocking. Returns exited().
+  bool poll_exit();
   bool exited() const { return exited_; }
   int exit_code() const { return exit_code_; }
   // The last line starting with `prefix` it printed, or "".

@@ -63,6 +63,8 @@ int run(int argc, char** argv) {
   sluice::cli::add_bench_command(app, ctx);
   sluice::cli::add_demo_command(app, ctx);
   sluice::cli::add_demo_worker_command(app, ctx);
+  sluice::cli::add_chaos_command(app, ctx);
+  sluice::cli::add_chaos_worker_command(app, ctx);
 
   try {
     app.parse(argc, argv);

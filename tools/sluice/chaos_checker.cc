@@ -1,0 +1,296 @@
+// The chaos run's checker (docs/exactly-once.md, section 9). Once every
+// role has stopped it reads `in` and `out` whole and checks, printing each:
+// the input log is dense (the idempotent producer wrote each record once),
+// every input has exactly one output (at least one, at least once), each
+// key's outputs follow its inputs, the group's offsets are at `in`'s end,
+// the transformers' committed frames carry dense sequences, nothing is left
+// undecided (LSO = end), the read-committed tail saw exactly what committed,
+// the supervisor's expectations held, and `sluice verify` is clean.
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chaos.h"
+
+namespace sluice::cli::chaos {
+
+namespace {
+
+constexpr std::string_view kCheckGroup = "chaos-check";
+constexpr int64_t kIdleNs = 100'000'000;  // nothing more to read: every writer has stopped
+
+struct Input {
+  uint64_t offset = 0;
+  uint32_t key = 0;
+  uint64_t n = 0;
+  std::string value;
+  uint32_t outputs = 0;
+};
+
+struct InputLog {
+  std::vector<std::vector<Input>> parts = std::vector<std::vector<Input>>(kPartitions);
+  std::vector<std::unordered_map<uint64_t, size_t>> at = std::vector<std::unordered_map<uint64_t, size_t>>(kPartitions);
+  uint64_t records = 0, bad = 0;
+  std::string first_bad;
+};
+
+template <class T>
+bool to_number(std::string_view s, T* out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc{} && p == s.data() + s.size() && !s.empty();
+}
+
+// Reads every record of `topic` with `consumer` until it stays idle.
+template <class F>
+Status read_all(Consumer& consumer, F&& each) {
+  std::vector<RecordView> batch(512);
+  for (;;) {
+    auto n = consumer.poll(batch, kIdleNs);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return {};
+    for (size_t i = 0; i < *n; ++i) each(batch[i]);
+  }
+}
+
+class Checker {
+ public:
+  Checker(Bus& bus, const ChaosOptions& o, ChaosTally tally, FILE* log) : bus_(bus), o_(o), log_(log) {
+    report_.tally = std::move(tally);
+  }
+  Result<ChaosReport> run();
+
+ private:
+  void expect(std::string name, bool ok, std::string detail) {
+    std::fprintf(log_, "  %-22s %s: %s\n", name.c_str(), ok ? "OK" : "FAILED", detail.c_str());
+    std::fflush(log_);
+    report_.invariants.push_back(Invariant{std::move(name), ok, std::move(detail)});
+  }
+  Status read_input();
+  Status read_output();
+  Status offsets_and_lso();
+  void tails();
+  Status verify();
+  void counters();
+
+  Bus& bus_;
+  const ChaosOptions& o_;
+  FILE* log_;
+  ChaosReport report_;
+  InputLog in_;
+  std::vector<std::vector<uint64_t>> out_offsets_ = std::vector<std::vector<uint64_t>>(kPartitions);
+};
+
+Status Checker::read_input() {
+  ConsumerOptions co;
+  co.auto_commit = false;
+  auto c = bus_.create_consumer(kInTopic, "", co);
+  if (!c) return std::unexpected(c.error());
+  std::vector<int32_t> key_partition(kKeys, -1);
+  uint64_t pid = 0;
+  auto bad = [&](const RecordView& r, const std::string& why) {
+    if (in_.bad++ == 0)
+      in_.first_bad = "partition " + std::to_string(r.partition) + " offset " + std::to_string(r.offset) + ": " + why;
+  };
+  auto ok = read_all(*c, [&](const RecordView& r) {
+    InputValue v;
+    std::vector<Input>& part = in_.parts[r.partition];
+    if (!parse_value(r.value, &v)) return bad(r, "not an input value");
+    if (v.index != part.size()) return bad(r, "index " + std::to_string(v.index) + " where " +
+                                                  std::to_string(part.size()) + " was due (a duplicate or a gap)");
+    if (pid == 0) pid = r.producer_id;
+    if (r.producer_id != pid || r.sequence != static_cast<uint32_t>(v.index))
+      return bad(r, "sequence " + std::to_string(r.sequence) + " of producer " + std::to_string(r.producer_id));
+    if (key_partition[v.key] < 0) key_partition[v.key] = static_cast<int32_t>(r.partition);
+    if (key_partition[v.key] != static_cast<int32_t>(r.partition)) return bad(r, "key in two partitions");
+    in_.at[r.partition][r.offset] = part.size();
+    part.push_back(Input{r.offset, v.key, v.n, std::string(r.value), 0});
+    ++in_.records;
+  });
+  if (!ok) return ok;
+  report_.inputs = in_.records;
+  std::string sizes;
+  for (const auto& p : in_.parts) sizes += (sizes.empty() ? "" : " ") + std::to_string(p.size());
+  expect("input log", in_.bad == 0 && in_.records > 0,
+         std::to_string(in_.records) + " records (" + sizes + "), each index and sequence once, from 0" +
+             (in_.bad ? "; " + std::to_string(in_.bad) + " bad, first: " + in_.first_bad : ""));
+  return {};
+}
+
+Status Checker::read_output() {
+  ConsumerOptions co;
+  co.auto_commit = false;
+  auto c = bus_.create_consumer(kOutTopic, kCheckGroup, co);
+  if (!c) return std::unexpected(c.error());
+  const bool exactly = o_.mode == Mode::kExactlyOnce;
+  uint64_t outputs = 0, unknown = 0, mismatched = 0, order_errors = 0, replays = 0, seq_errors = 0;
+  std::string first_problem;
+  auto note = [&](uint64_t& counter, const RecordView& r, const std::string& why) {
+    ++counter;
+    if (first_problem.empty())
+      first_problem = "out " + std::to_string(r.partition) + "@" + std::to_string(r.offset) + ": " + why;
+  };
+  std::vector<int64_t> last_n(kKeys, -1);
+  std::map<std::pair<uint64_t, uint32_t>, uint32_t> next_seq;  // (pid, partition) -> sequence due
+  auto ok = read_all(*c, [&](const RecordView& r) {
+    ++outputs;
+    out_offsets_[r.partition].push_back(r.offset);
+    uint32_t sp = 0;
+    uint64_t so = 0;
+    if (!to_number(r.headers.find(kSourcePartition), &sp) || !to_number(r.headers.find(kSourceOffset), &so) ||
+        sp >= kPartitions || !in_.at[sp].contains(so))
+      return note(unknown, r, "names no input");
+    Input& in = in_.parts[sp][in_.at[sp].at(so)];
+    ++in.outputs;
+    if (sp != r.partition || r.value != in.value || r.key != "k" + std::to_string(in.key))
+      return note(mismatched, r, "differs from its input");
+    if (static_cast<int64_t>(in.n) <= last_n[in.key]) {
+      if (exactly) note(order_errors, r, "key k" + std::to_string(in.key) + " went back");
+      ++replays;
+    } else if (exactly && static_cast<int64_t>(in.n) != last_n[in.key] + 1) {
+      note(order_errors, r, "key k" + std::to_string(in.key) + " skipped a number");
+    }
+    last_n[in.key] = static_cast<int64_t>(in.n);
+    if (exactly) {
+      uint32_t& due = next_seq[{r.producer_id, r.partition}];
+      if (r.producer_id == 0 || r.sequence != due) note(seq_errors, r, "sequence " + std::to_string(r.sequence));
+      due = r.sequence + 1;
+    }
+  });
+  if (!ok) return ok;
+  if (auto committed = c->commit_sync(); !committed) return committed;
+  uint64_t lost = 0, duplicated = 0, duplicates = 0;
+  for (const auto& part : in_.parts)
+    for (const Input& in : part) {
+      lost += in.outputs == 0;
+      duplicated += in.outputs > 1;
+      duplicates += in.outputs > 1 ? in.outputs - 1 : 0;
+    }
+  report_.outputs = outputs;
+  report_.lost = lost;
+  report_.duplicates = duplicates;
+  const std::string counts = std::to_string(in_.records) + " inputs, " + std::to_string(outputs) + " outputs, " +
+                             std::to_string(duplicates) + " duplicates, " + std::to_string(lost) + " lost";
+  const std::string tail = unknown + mismatched ? "; " + std::to_string(unknown) + " naming no input, " +
+                                                      std::to_string(mismatched) + " differing, first: " + first_problem
+                                                : "";
+  if (exactly) {
+    expect("one output per input", lost == 0 && duplicated == 0 && unknown == 0 && mismatched == 0, counts + tail);
+    expect("per-key order", order_errors == 0,
+           order_errors ? std::to_string(order_errors) + " out of order, first: " + first_problem
+                        : "each key's outputs follow its inputs (n = 0, 1, 2 ...)");
+    expect("dense sequences", seq_errors == 0,
+           std::to_string(next_seq.size()) + " (transformer, partition) pairs, committed sequences from 0 without "
+           "a gap" + (seq_errors ? "; " + std::to_string(seq_errors) + " wrong, first: " + first_problem : ""));
+  } else {
+    expect("no input lost", lost == 0 && unknown == 0 && mismatched == 0,
+           counts + " (" + std::to_string(duplicated) + " inputs repeated, " + std::to_string(replays) +
+               " outputs went back in their key's order)" + tail);
+  }
+  return {};
+}
+
+Status Checker::offsets_and_lso() {
+  auto in = bus_.describe_topic(kInTopic);
+  if (!in) return std::unexpected(in.error());
+  auto group = bus_.describe_group(kGroup);
+  if (!group) return std::unexpected(group.error());
+  auto check = bus_.describe_group(kCheckGroup);
+  if (!check) return std::unexpected(check.error());
+  uint64_t at_end = 0, held = 0;
+  std::string offsets;
+  for (const PartitionInfo& p : in->partitions)
+    for (const PartitionLag& l : group->partitions)
+      if (l.topic == kInTopic && l.partition == p.partition) {
+        at_end += l.committed == p.end_offset;
+        offsets += (offsets.empty() ? "" : " ") + std::to_string(l.committed) + "/" + std::to_string(p.end_offset);
+      }
+  expect("group offsets", at_end == kPartitions,
+         std::string(kGroup) + " committed/end of " + std::string(kInTopic) + ": " + offsets);
+  for (const GroupDescription* g : {&*group, &*check})
+    for (const PartitionLag& l : g->partitions) held += l.stable_offset != l.end_offset;
+  auto ids = bus_.list_producers();
+  if (!ids) return std::unexpected(ids.error());
+  uint64_t open = 0;
+  for (const ProducerIdentityInfo& id : *ids) open += id.state != "ready" && id.state != "free";
+  auto v = bus_.verify();
+  if (!v) return std::unexpected(v.error());
+  expect("nothing undecided", held == 0 && open == 0 && v->prepared_frames == 0,
+         "LSO = end in " + std::to_string(group->partitions.size() + check->partitions.size()) + " partitions (" +
+             std::to_string(held) + " held), " + std::to_string(v->prepared_frames) + " PREPARED frames, " +
+             std::to_string(open) + " open transactions");
+  expect("verify", v->ok(),
+         std::to_string(v->segments) + " segments, " + std::to_string(v->records) + " records, " +
+             std::to_string(v->aborted_frames) + " aborted frames" +
+             (v->ok() ? "" : "; " + std::to_string(v->issues.size()) + " issues, first: " + v->issues[0].what));
+  return {};
+}
+
+void Checker::tails() {
+  const ChaosTally& t = report_.tally;
+  uint64_t differ = 0, later_aborted = 0, missed = 0;
+  for (uint32_t p = 0; p < kPartitions; ++p) {
+    const std::vector<uint64_t>& final_offsets = out_offsets_[p];
+    if (p < t.committed_offsets.size() && t.committed_offsets[p] != final_offsets) ++differ;
+    if (p >= t.uncommitted_offsets.size()) continue;
+    const std::vector<uint64_t>& seen = t.uncommitted_offsets[p];
+    std::vector<uint64_t> a = seen;
+    std::sort(a.begin(), a.end());
+    for (uint64_t o : a) later_aborted += !std::binary_search(final_offsets.begin(), final_offsets.end(), o);
+    for (uint64_t o : final_offsets) missed += !std::binary_search(a.begin(), a.end(), o);
+  }
+  report_.uncommitted_later_aborted = later_aborted;
+  expect("tails", differ == 0 && missed == 0,
+         "a read-committed reader during the run saw " + std::to_string(t.tail_committed_seen) + " outputs, " +
+             (differ ? "NOT the committed ones in " + std::to_string(differ) + " partitions"
+                     : "exactly the committed ones") +
+             "; a read-uncommitted one saw " + std::to_string(t.tail_uncommitted_seen) + ", " +
+             std::to_string(later_aborted) + " of them later aborted" +
+             (missed ? ", and missed " + std::to_string(missed) + " committed" : ""));
+}
+
+void Checker::counters() {
+  auto ids = bus_.list_producers();
+  if (!ids) return;
+  for (const ProducerIdentityInfo& id : *ids) {
+    if (id.name == kInputName) report_.input_duplicates += id.duplicates;
+    if (!id.name.starts_with("chaos-xform-")) continue;
+    report_.commits += id.committed;
+    report_.holder_aborts += id.aborted;
+    report_.helper_aborts += id.aborted_by_others;
+    report_.fenced_sends += id.fenced_sends;
+  }
+}
+
+Result<ChaosReport> Checker::run() {
+  if (auto ok = read_input(); !ok) return std::unexpected(ok.error());
+  if (auto ok = read_output(); !ok) return std::unexpected(ok.error());
+  if (auto ok = offsets_and_lso(); !ok) return std::unexpected(ok.error());
+  tails();
+  const ChaosTally& t = report_.tally;
+  std::string problems;
+  for (const std::string& p : t.problems) problems += "; " + p;
+  const bool zombies_ok = t.zombies_fenced + t.zombies_timed_out == t.zombies_stopped;
+  expect("supervisor", t.problems.empty() && zombies_ok,
+         std::to_string(t.transformer_kills + t.input_kills) + " SIGKILLs, " + std::to_string(t.restarts) +
+             " restarts, " +
+             (o_.mode == Mode::kExactlyOnce
+                  ? std::to_string(t.zombies_fenced) + " of " + std::to_string(t.zombies_stopped) + " zombies fenced" +
+                        (t.zombies_timed_out ? " (" + std::to_string(t.zombies_timed_out) + " timed out first)" : "") +
+                        ", "
+                  : std::string()) +
+             std::to_string(t.failed_exits) + " roles failed" + problems);
+  counters();
+  return std::move(report_);
+}
+
+}  // namespace
+
+Result<ChaosReport> check(Bus& bus, const ChaosOptions& options, ChaosTally tally, FILE* log) {
+  Checker c(bus, options, std::move(tally), log);
+  return c.run();
+}
+
+}  // namespace sluice::cli::chaos

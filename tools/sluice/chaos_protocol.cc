@@ -1,0 +1,93 @@
+// What the chaos roles share: the value layout, the partition assignment,
+// the stop flag and the report lines; and the dispatch to a role.
+#include <signal.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+#include "chaos.h"
+#include "cli_common.h"
+
+namespace sluice::cli::chaos {
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void on_sigterm(int) { g_stop = 1; }
+
+// Parses "<name>=<digits>" at the start of `s` and moves past it and one space.
+bool take_field(std::string_view& s, std::string_view name, uint64_t* out) {
+  if (!s.starts_with(name) || s.size() <= name.size() || s[name.size()] != '=') return false;
+  s.remove_prefix(name.size() + 1);
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  if (ec != std::errc{} || ptr == s.data()) return false;
+  s.remove_prefix(static_cast<size_t>(ptr - s.data()));
+  if (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  return true;
+}
+
+}  // namespace
+
+std::string_view mode_name(Mode mode) noexcept {
+  return mode == Mode::kExactlyOnce ? "exactly-once" : "at-least-once";
+}
+
+std::vector<uint32_t> owned_partitions(uint32_t slot, uint32_t transformers) {
+  std::vector<uint32_t> parts;
+  for (uint32_t p = 0; p < kPartitions; ++p)
+    if (transformers > 0 && p % transformers == slot) parts.push_back(p);
+  return parts;
+}
+
+std::string format_value(uint32_t key, uint64_t n, uint64_t index) {
+  char buf[80];
+  const int len = std::snprintf(buf, sizeof buf, "key=k%u n=%llu i=%llu", key, (unsigned long long)n,
+                                (unsigned long long)index);
+  return std::string(buf, static_cast<size_t>(std::max(len, 0)));
+}
+
+bool parse_value(std::string_view value, InputValue* out) noexcept {
+  if (!value.starts_with("key=k")) return false;
+  value.remove_prefix(5);
+  uint32_t key = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), key);
+  if (ec != std::errc{} || ptr == value.data() || key >= kKeys) return false;
+  value.remove_prefix(static_cast<size_t>(ptr - value.data()));
+  if (value.empty() || value.front() != ' ') return false;
+  value.remove_prefix(1);
+  out->key = key;
+  return take_field(value, "n", &out->n) && take_field(value, "i", &out->index) && value.empty();
+}
+
+void install_stop_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigterm;
+  sa.sa_flags = SA_RESTART;  // a wait inside the library goes on; the flag is checked between batches
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool stop_requested() noexcept { return g_stop != 0; }
+
+void say(const demo::Report& report) {
+  const std::string line = report.line();
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fflush(stdout);
+}
+
+int run_role(const RoleSpec& spec) {
+  g_stop = 0;
+  install_stop_handler();
+  if (spec.role == "input") return run_input(spec);
+  if (spec.role == "transformer") {
+    if (spec.transformers < 1 || spec.transformers > kMaxTransformers || spec.slot >= spec.transformers)
+      return fail("chaos-worker: --slot must be below --transformers (1-" + std::to_string(kMaxTransformers) + ")",
+                  kExitUsage);
+    return run_transformer(spec);
+  }
+  return fail("chaos-worker: unknown role '" + spec.role + "' (input or transformer)", kExitUsage);
+}
+
+}  // namespace sluice::cli::chaos

@@ -1,0 +1,85 @@
+// A whole chaos run: the bus set up, the supervisor, the checker, and the
+// summary of what was done to the roles.
+#include <chrono>
+#include <cstdio>
+
+#include "chaos.h"
+
+namespace sluice::cli::chaos {
+
+Status set_up(Bus& bus, const ChaosOptions& options) {
+  auto names = bus.list_topics();
+  if (!names) return std::unexpected(names.error());
+  for (const std::string& n : *names)
+    if (n == kInTopic || n == kOutTopic)
+      return make_error(Errc::kAlreadyExists, "the bus in " + bus.dir() + " already has a topic '" + n +
+                                                  "': a chaos run needs a new or empty directory");
+  TopicOptions t;
+  t.partitions = kPartitions;
+  t.segment_bytes = options.segment_bytes;
+  // A stopped zombie's claim in flight is repaired after this long (its
+  // replacement's takeover waits for it); live writers publish in microseconds.
+  t.claim_timeout_ns = 1'000'000'000;
+  for (std::string_view topic : {kInTopic, kOutTopic})
+    if (auto ok = bus.create_topic(topic, t); !ok) return ok;
+  // The group's offsets file, from the beginning of `in`, before any
+  // transformer commits to it.
+  ConsumerOptions co;
+  co.auto_commit = false;
+  auto group = bus.create_consumer(kInTopic, kGroup, co);
+  if (!group) return std::unexpected(group.error());
+  return {};
+}
+
+Result<ChaosReport> run(const std::string& dir, const ChaosOptions& o, const Launcher& launch, FILE* log) {
+  const auto started = std::chrono::steady_clock::now();
+  auto bus = Bus::open(dir);
+  if (!bus) return std::unexpected(bus.error());
+  if (auto ok = set_up(*bus, o); !ok) return std::unexpected(ok.error());
+  std::string length;
+  if (o.duration_ms > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f s", o.duration_ms / 1000.0);
+    length = buf;
+  }
+  if (o.records_per_partition > 0)
+    length += (length.empty() ? "" : " or ") + std::to_string(o.records_per_partition) + " records per partition";
+  std::fprintf(log, "sluice chaos: %s, seed %llu, %s, input %llu records/s, %u transformers, bus %s\n",
+               std::string(mode_name(o.mode)).c_str(), (unsigned long long)o.seed, length.c_str(),
+               (unsigned long long)o.rate, o.transformers, dir.c_str());
+  std::fflush(log);
+  auto tally = supervise(dir, o, launch, log);
+  if (!tally) return std::unexpected(tally.error());
+  std::fprintf(log, "checks\n");
+  auto report = check(*bus, o, std::move(*tally), log);
+  if (!report) return std::unexpected(report.error());
+  ChaosReport& r = *report;
+  const ChaosTally& t = r.tally;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::fprintf(log, "summary (%.1f s)\n", r.seconds);
+  std::fprintf(log, "  %-22s %llu records; %llu SIGKILLs of the input producer, %llu resends refused as duplicates\n",
+               "input", (unsigned long long)r.inputs, (unsigned long long)t.input_kills,
+               (unsigned long long)r.input_duplicates);
+  std::fprintf(log, "  %-22s %llu SIGKILLs", "transformers", (unsigned long long)t.transformer_kills);
+  if (o.mode == Mode::kExactlyOnce)
+    std::fprintf(log, ", %llu past their timeout (aborted by a helper), %llu zombies: %llu fenced; %llu sends refused",
+                 (unsigned long long)t.timed_out_exits, (unsigned long long)t.zombies_stopped,
+                 (unsigned long long)t.zombies_fenced, (unsigned long long)r.fenced_sends);
+  std::fprintf(log, "\n");
+  if (o.mode == Mode::kExactlyOnce)
+    std::fprintf(log, "  %-22s %llu committed, %llu aborted by their holders, %llu by others (dead, late or fenced)\n",
+                 "transactions", (unsigned long long)r.commits, (unsigned long long)r.holder_aborts,
+                 (unsigned long long)r.helper_aborts);
+  std::fprintf(log, "  %-22s %llu for %llu inputs: %llu duplicates, %llu lost; %llu seen uncommitted, then aborted\n",
+               "outputs", (unsigned long long)r.outputs, (unsigned long long)r.inputs,
+               (unsigned long long)r.duplicates, (unsigned long long)r.lost,
+               (unsigned long long)r.uncommitted_later_aborted);
+  uint64_t failed = 0;
+  for (const Invariant& i : r.invariants) failed += !i.ok;
+  if (failed == 0)
+    std::fprintf(log, "all %zu invariants hold (%s)\n", r.invariants.size(), std::string(mode_name(o.mode)).c_str());
+  std::fflush(log);
+  return report;
+}
+
+}  // namespace sluice::cli::chaos

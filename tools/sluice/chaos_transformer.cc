@@ -1,0 +1,237 @@
+// The chaos run's transformers: consume-transform-produce from `in` to
+// `out` under the transactional id "chaos-xform-<slot>", one output per
+// input with its source partition and offset in headers, the group's
+// offsets committed in the same transaction through the consumer bound to
+// the identity (TransactionalProducer::consumer). Some transactions are
+// aborted on purpose (the consumer is rewound to the group's offsets). A
+// transformer that learns it was fenced, or that its transaction was
+// aborted past its timeout, says so and exits: the supervisor restarts it
+// if it is still the current instance of its slot.
+//
+// At-least-once mode: a plain producer, the group committed after the
+// sends; a kill between the two repeats the batch.
+#include <chrono>
+#include <random>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chaos.h"
+#include "cli_common.h"
+
+namespace sluice::cli::chaos {
+
+namespace {
+
+using demo::Report;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr int64_t kPollTimeoutNs = 50'000'000;
+// An idle transformer looks at its identity this often: a zombie whose
+// partitions are quiet must still learn that it was fenced.
+constexpr auto kIdleProbe = std::chrono::milliseconds(200);
+
+std::string identity(uint32_t slot) { return "chaos-xform-" + std::to_string(slot); }
+
+// The end of a fenced or timed-out instance, or a failure.
+int ended(const Error& e, const std::string& name) {
+  if (e.code == Errc::kFenced) {
+    say(Report("fenced").set("name", name));
+    return kExitFenced;
+  }
+  if (e.code == Errc::kAborted) {
+    say(Report("timed-out").set("name", name));
+    return kExitTimedOut;
+  }
+  return fail("chaos transformer " + name + ": " + e.to_string());
+}
+
+// One output record: the input's key and value, and where the input is.
+struct Output {
+  char partition[12];
+  char offset[24];
+  Header headers[2];
+  Message message;
+  explicit Output(const RecordView& r) {
+    const int pl = std::snprintf(partition, sizeof partition, "%u", r.partition);
+    const int ol = std::snprintf(offset, sizeof offset, "%llu", (unsigned long long)r.offset);
+    headers[0] = Header{kSourcePartition, std::string_view(partition, static_cast<size_t>(pl))};
+    headers[1] = Header{kSourceOffset, std::string_view(offset, static_cast<size_t>(ol))};
+    message = Message{r.key, r.value, std::span<const Header>(headers, 2)};
+  }
+};
+
+Result<Consumer> open_input(Bus& bus, const std::vector<uint32_t>& parts) {
+  ConsumerOptions co;
+  co.auto_commit = false;
+  co.partitions = parts;
+  co.wait = WaitStrategy::kBlock;
+  co.isolation = Isolation::kReadCommitted;
+  return bus.create_consumer(kInTopic, kGroup, co);
+}
+
+// Whether a newer instance of `name` was opened (its epoch moved on). Only
+// asked while idle, with no transaction open: then nothing else moves it.
+bool epoch_moved(Bus& bus, const std::string& name, uint16_t mine) {
+  auto ids = bus.list_producers();
+  if (!ids) return false;
+  for (const ProducerIdentityInfo& id : *ids)
+    if (id.name == name) return id.epoch != mine;
+  return false;
+}
+
+int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>& parts, std::mt19937_64& rng) {
+  const std::string name = identity(spec.slot);
+  TransactionOptions to;
+  to.timeout_ns = spec.txn_timeout_ms * 1'000'000;
+  // First the identity (fencing the previous instance and settling what it
+  // left open), then the consumer, which starts at the group's offsets.
+  auto tx = bus.create_transactional_producer(name, to);
+  if (!tx) return fail("chaos transformer " + name + ": " + tx.error().to_string());
+  // Bound to the identity: commit() adds its positions to the transaction,
+  // abort() rewinds it to the group's offsets.
+  ConsumerOptions co;
+  co.partitions = parts;
+  co.wait = WaitStrategy::kBlock;
+  auto in = tx->consumer(kInTopic, kGroup, co);
+  if (!in) return fail("chaos transformer " + name + ": " + in.error().to_string());
+  auto out = tx->producer(kOutTopic);
+  if (!out) return fail("chaos transformer " + name + ": " + out.error().to_string());
+  say(Report("ready").set("name", name).set("epoch", uint64_t{tx->producer_epoch()}));
+
+  std::vector<RecordView> batch(spec.max_batch);
+  uint64_t commits = 0, aborts = 0, records = 0;
+  auto idle_since = SteadyClock::now();
+  // committed[p]: the group's offset as this instance left it, where an
+  // abort must rewind the consumer to.
+  uint64_t committed[kPartitions] = {};
+  for (uint32_t p : parts) committed[p] = (*in)->position(p);
+  // The consumer's positions commit with the transaction: past the records
+  // handed out, and past aborted frames of `in` it stepped over, so that
+  // the group reaches `in`'s end even when the log ends with such frames.
+  const auto commit = [&]() -> Status {
+    if (auto ok = tx->commit(); !ok) return ok;
+    for (uint32_t p : parts) committed[p] = (*in)->position(p);
+    ++commits;
+    return {};
+  };
+  const auto moved = [&] {
+    for (uint32_t p : parts)
+      if ((*in)->position(p) != committed[p]) return true;
+    return false;
+  };
+  while (!stop_requested()) {
+    const size_t want = 1 + rng() % spec.max_batch;
+    auto n = (*in)->poll(std::span<RecordView>(batch.data(), want), kPollTimeoutNs);
+    if (!n) return fail("chaos transformer " + name + ": poll: " + n.error().to_string());
+    if (*n == 0 && moved()) {
+      // Only aborted frames were passed: commit the positions alone.
+      if (auto ok = tx->begin(); !ok) return ended(ok.error(), name);
+      if (auto ok = commit(); !ok) return ended(ok.error(), name);
+      continue;
+    }
+    if (*n == 0) {
+      if (SteadyClock::now() - idle_since >= kIdleProbe) {
+        idle_since = SteadyClock::now();
+        if (epoch_moved(bus, name, tx->producer_epoch())) {
+          // The API's own word for it: the next call is refused.
+          auto b = tx->begin();
+          return ended(b ? Error{Errc::kFenced, "a newer instance was opened"} : b.error(), name);
+        }
+      }
+      continue;
+    }
+    idle_since = SteadyClock::now();
+    if (auto ok = tx->begin(); !ok) return ended(ok.error(), name);
+    bool stalled = false;
+    // Late on purpose: past the timeout, with PREPARED frames out for the
+    // tails to meet, one of which then aborts the transaction.
+    const bool late = rng() % 100 < spec.late_percent;
+    const int64_t work_ms = late ? spec.txn_timeout_ms + 20 : static_cast<int64_t>(rng() % (spec.work_ms + 1));
+    for (size_t i = 0; i < *n; ++i) {
+      const RecordView& r = batch[i];
+      const Output o(r);
+      const SendResult s = (*out)->send(o.message, r.partition);
+      if (s.status == SendStatus::kAborted) {  // our claim was aborted as stalled: this transaction goes
+        stalled = true;
+        break;
+      }
+      if (s.status == SendStatus::kFenced) {
+        // A send says kFenced both when a newer instance opened the name and
+        // when a helper aborted our transaction past its timeout (the epoch
+        // moved either way); the transaction knows which (kFenced, kAborted).
+        auto a = tx->abort();
+        return ended(a ? Error{Errc::kFenced, "send refused"} : a.error(), name);
+      }
+      if (!s.ok()) return fail("chaos transformer " + name + ": send: " + (*out)->last_error().to_string());
+      if (i == (*n - 1) / 2 && work_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
+    }
+    const bool on_purpose = !stalled && rng() % 100 < spec.abort_percent;
+    if (stalled || on_purpose) {
+      if (auto ok = tx->abort(); !ok) return ended(ok.error(), name);
+      for (uint32_t p : parts)
+        if ((*in)->position(p) != committed[p])
+          return fail("chaos transformer " + name + ": abort left partition " + std::to_string(p) + " at " +
+                      std::to_string((*in)->position(p)) + ", not at the group's " + std::to_string(committed[p]));
+      ++aborts;
+      continue;
+    }
+    if (auto ok = commit(); !ok) return ended(ok.error(), name);
+    records += *n;
+  }
+  say(Report("result").set("name", name).set("commits", commits).set("aborts", aborts).set("records", records));
+  return kExitOk;
+}
+
+int run_at_least_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>& parts, std::mt19937_64& rng) {
+  const std::string name = identity(spec.slot);
+  auto in = open_input(bus, parts);
+  if (!in) return fail("chaos transformer " + name + ": " + in.error().to_string());
+  auto out = bus.create_producer(kOutTopic);
+  if (!out) return fail("chaos transformer " + name + ": " + out.error().to_string());
+  say(Report("ready").set("name", name));
+  std::vector<RecordView> batch(spec.max_batch);
+  uint64_t commits = 0, records = 0;
+  uint64_t committed[kPartitions] = {};
+  for (uint32_t p : parts) committed[p] = in->position(p);
+  while (!stop_requested()) {
+    const size_t want = 1 + rng() % spec.max_batch;
+    auto n = in->poll(std::span<RecordView>(batch.data(), want), kPollTimeoutNs);
+    if (!n) return fail("chaos transformer " + name + ": poll: " + n.error().to_string());
+    bool moved = *n > 0;
+    for (uint32_t p : parts) moved = moved || in->position(p) != committed[p];
+    if (!moved) continue;
+    for (size_t i = 0; i < *n; ++i) {
+      const Output o(batch[i]);
+      SendResult s = out->send(o.message, batch[i].partition);
+      for (int retry = 0; s.status == SendStatus::kAborted && retry < 100; ++retry)
+        s = out->send(o.message, batch[i].partition);  // a stalled claim was aborted: at least once, so again
+      if (!s.ok()) return fail("chaos transformer " + name + ": send: " + out->last_error().to_string());
+    }
+    // The work, between the sends and the commit: a kill there repeats them.
+    if (const auto work_ms = rng() % (spec.work_ms + 1); work_ms > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
+    if (auto ok = in->commit_sync(); !ok)
+      return fail("chaos transformer " + name + ": commit: " + ok.error().to_string());
+    for (uint32_t p : parts) committed[p] = in->position(p);
+    ++commits;
+    records += *n;
+  }
+  say(Report("result").set("name", name).set("commits", commits).set("aborts", uint64_t{0}).set("records", records));
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_transformer(const RoleSpec& spec) {
+  auto bus = Bus::open(spec.dir);
+  if (!bus) return fail(bus.error());
+  if (spec.max_batch < 1) return fail("chaos-worker: --max-batch must be at least 1", kExitUsage);
+  const std::vector<uint32_t> parts = owned_partitions(spec.slot, spec.transformers);
+  std::mt19937_64 rng(spec.seed);
+  return spec.mode == Mode::kExactlyOnce ? run_exactly_once(*bus, spec, parts, rng)
+                                         : run_at_least_once(*bus, spec, parts, rng);
+}
+
+}  // namespace sluice::cli::chaos
