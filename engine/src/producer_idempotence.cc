@@ -51,6 +51,15 @@ Status ProducerAccess::make_idempotent(Producer& p, std::string_view name) {
 }
 
 SendStatus ProducerState::fenced_error() {
+  // A transactional instance is fenced either by a newer instance of its
+  // name or by a helper that aborted its transaction past the timeout (the
+  // epoch bump that makes its late frames stragglers); the identity's open
+  // count tells which, as TransactionalProducer::commit() reports it.
+  // relaxed: see ProducerIdentity::opens.
+  if (txn && idem->table->slot(idem->id.slot).opens.load(std::memory_order_relaxed) == idem->id.opens)
+    return fail(SendStatus::kAborted,
+                Error{Errc::kAborted, idem->name + " epoch " + std::to_string(idem->id.epoch) +
+                                          ": its transaction ran past its timeout and was aborted by another process"});
   return fail(SendStatus::kFenced, Error{Errc::kFenced, idem->name + " epoch " + std::to_string(idem->id.epoch) +
                                                             " was fenced by a newer instance of its identity"});
 }

@@ -170,6 +170,9 @@ TEST_F(Transactions, AReaderAbortsATransactionPastItsDeadlineAndTheHolderIsFence
   EXPECT_TRUE(drain(ra).empty()) << "held at the open transaction (the last stable offset)";
   clock_.advance_ns(1'000 * kMs);
   EXPECT_EQ(drain(ra), std::vector<std::string>{"after"}) << "the reader aborted it at its deadline";
+  const SendResult late = a->send(Message{"", "later"}, 0);
+  EXPECT_EQ(late.status, SendStatus::kAborted) << "aborted by a helper, not fenced by a newer instance";
+  EXPECT_EQ(a->last_error().code, Errc::kAborted);
   auto c = t.commit();
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, Errc::kAborted) << c.error().to_string();

@@ -20,7 +20,8 @@ enum class SendStatus : uint8_t {
   kOk,
   kBackPressured,  // kBackPressure topic and the slowest group is a window behind
   kTooLarge,       // the record (or batch) cannot fit in one segment
-  kAborted,        // our claim was aborted as stalled before we committed
+  kAborted,        // our claim was aborted as stalled before we committed, or (transactional)
+                   // a helper aborted our transaction past its timeout
   kBusy,           // an exclusive producer owns the partition
   kError,          // I/O or corruption; see last_error()
   kFenced,         // idempotent: a newer instance of this identity was opened;
