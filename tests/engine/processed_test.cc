@@ -21,6 +21,7 @@
 #include "ipc/mapped_file.h"
 #include "ipc/process_registry.h"
 #include "processed_format.h"
+#include "support/clocked_bus.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -32,19 +33,7 @@ using format::ProcessedParams;
 constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kSec = 1'000 * kMs;
 
-struct ProcessedFixture : ::testing::Test {
-  test::TempDir dir;
-  ManualClock clock;
-  std::optional<Bus> bus;
-
-  void SetUp() override {
-    BusOptions bo;
-    bo.clock = &clock;
-    auto b = Bus::open(dir.path(), bo);
-    ASSERT_TRUE(b) << b.error().to_string();
-    bus.emplace(std::move(*b));
-  }
-
+struct ProcessedFixture : test::ClockedBusTest {
   static ProcessedStoreOptions options(int64_t window_ns = 10 * kSec, uint32_t capacity = 1024) {
     ProcessedStoreOptions o;
     o.window_ns = window_ns;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ipc/file_header.h"
+#include "support/clocked_bus.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -19,19 +20,7 @@ constexpr int64_t kSec = 1'000 * kMs;
 
 // A bus on a manual clock, so that leases, retries and sweeps move only when
 // the test says so.
-struct QueueFixture : ::testing::Test {
-  test::TempDir dir;
-  ManualClock clock;
-  std::optional<Bus> bus;
-
-  void SetUp() override {
-    BusOptions bo;
-    bo.clock = &clock;
-    auto b = Bus::open(dir.path(), bo);
-    ASSERT_TRUE(b) << b.error().to_string();
-    bus.emplace(std::move(*b));
-  }
-
+struct QueueFixture : test::ClockedBusTest {
   QueueOptions options() const {
     QueueOptions o;
     o.segment_bytes = 1 << 20;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/clocked_bus.h"
 #include "support/test_support.h"
 
 namespace sluice::test {
@@ -32,19 +33,13 @@ struct Seen {
 
 // A bus on a manual clock: retries come due only when the test moves it, so
 // poll() (which never waits) shows exactly what is ready.
-struct RetryingConsumerFixture : ::testing::Test {
-  test::TempDir dir;
-  ManualClock clock;
-  std::optional<Bus> bus;
+struct RetryingConsumerFixture : test::ClockedBusTest {
   std::optional<Producer> producer;
   std::vector<Seen> seen;
 
   void SetUp() override {
-    BusOptions bo;
-    bo.clock = &clock;
-    auto b = Bus::open(dir.path(), bo);
-    ASSERT_TRUE(b) << b.error().to_string();
-    bus.emplace(std::move(*b));
+    ClockedBusTest::SetUp();
+    if (HasFatalFailure()) return;
     TopicOptions t;
     t.partitions = 2;
     t.segment_bytes = 1 << 20;

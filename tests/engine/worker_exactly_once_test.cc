@@ -20,6 +20,7 @@
 #include "ipc/mapped_file.h"
 #include "ipc/process_registry.h"
 #include "processed_format.h"
+#include "support/clocked_bus.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -28,18 +29,12 @@ namespace {
 constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kSec = 1'000 * kMs;
 
-struct ExactlyOnceWorker : ::testing::Test {
-  test::TempDir dir;
-  ManualClock clock;
-  std::optional<Bus> bus;
+struct ExactlyOnceWorker : test::ClockedBusTest {
   std::optional<ProcessedStore> store;
 
   void SetUp() override {
-    BusOptions bo;
-    bo.clock = &clock;
-    auto b = Bus::open(dir.path(), bo);
-    ASSERT_TRUE(b) << b.error().to_string();
-    bus.emplace(std::move(*b));
+    ClockedBusTest::SetUp();
+    if (HasFatalFailure()) return;
     QueueOptions q;
     q.segment_bytes = 1 << 20;
     q.max_depth_bytes = 4 << 20;
