@@ -61,6 +61,8 @@ const char* file_kind_name(FileKind kind) noexcept;
 // `oldest`..`current`. A kind's version moves when its bytes change meaning.
 //   kSegment 2: the PREPARED claim state (transactions, docs/exactly-once.md).
 //               A version-1 segment holds no PREPARED word: read as it is.
+//   kQueueState 2: the worker table (engine/src/queue_format.h). A
+//               version-1 state file is read as it is: no per-worker stats.
 // Older builds refuse newer files with kVersionMismatch, so processes of
 // builds with different versions must not share a bus.
 struct FormatVersions {
@@ -68,7 +70,7 @@ struct FormatVersions {
   uint32_t current;
 };
 constexpr FormatVersions format_versions(FileKind kind) noexcept {
-  return kind == FileKind::kSegment ? FormatVersions{1, 2} : FormatVersions{1, 1};
+  return kind == FileKind::kSegment || kind == FileKind::kQueueState ? FormatVersions{1, 2} : FormatVersions{1, 1};
 }
 
 struct FileHeader {

@@ -2,6 +2,7 @@
 // its bytes (docs/queues.md explains the design). A queue <q> is
 //
 //   <dir>/queues/<q>/state          QueueParams + QueueLevel per priority + slots
+//                                   + the worker table (version 2)
 //   <dir>/topics/@queue.<q>/        its messages: an internal topic, one
 //                                   partition per priority level
 //   <dir>/groups/@queue/@queue.<q>.offsets   the ack floor per level, as a
@@ -22,6 +23,18 @@
 //                    by the receiver that takes the slot out of FREE, before
 //                    its CAS; every receiver of that offset writes the same
 //                    value, so the race is benign.
+//   version 2 only:
+//   [T, T + 128 n)   the worker table (QueueWorkerSlot, below): slot r is the
+//                    workers of the Bus handle holding process-registry slot
+//                    r. T = params.workers_offset = queue_file_bytes_v1(P, W)
+//                    (page-aligned, right after the group words), n =
+//                    params.worker_slots = kQueueWorkerSlots (1024, one per
+//                    registry slot): 128 KiB. The file ends at T + 128 n.
+//
+// Versions (ipc::format_versions(kQueueState)): 1 had no worker table and
+// zeros where params.workers_offset/worker_slots/worker_slot_bytes are now;
+// a version-1 file is read as it is (its queue works, its stats list no
+// workers). A file is never converted; a queue made again is version 2.
 //
 // QueueLevel, one cache line per writer population:
 //   +0    deliver_next   every offset below it has been taken from the log once
@@ -88,9 +101,15 @@ struct QueueParams {
   uint32_t reserved;
   int64_t max_depth_bytes;      // per level: the log's back-pressure window
   char dead_letter_queue[kQueueNameBytes];  // empty: dead letters are dropped (counted)
-  uint8_t reserved2[40];
+  // Version 2 (zero in version 1): where the worker table is. Covered by the
+  // header checksum, and still checked against the file's size before use.
+  uint64_t workers_offset;
+  uint32_t worker_slots;
+  uint32_t worker_slot_bytes;   // sizeof(QueueWorkerSlot)
+  uint8_t reserved2[24];
 };
 static_assert(sizeof(QueueParams) == 336);
+static_assert(offsetof(QueueParams, workers_offset) == 296);
 inline constexpr uint32_t kQueueFlagIsDeadLetterQueue = 1u << 0;
 
 struct QueueLevel {
@@ -215,8 +234,88 @@ constexpr uint64_t dedup_file_bytes(uint32_t buckets) {
   return (kDedupBucketsOffset + uint64_t{buckets} * sizeof(DedupBucket) + 4095) / 4096 * 4096;
 }
 
-constexpr uint64_t queue_file_bytes(uint32_t priorities, uint32_t window) {
+// ---- the worker table (version 2) -----------------------------------------
+//
+// One QueueWorkerSlot per process-registry slot (ipc::ProcessRegistry: one
+// per Bus handle, 1,024 of them), so that a process's counters are two cache
+// lines nobody else writes: its Workers count with relaxed fetch_adds on
+// lines it owns, without false sharing with other processes. The Workers of
+// one Bus handle (threads) share its slot: their counts add up; `workers`
+// says how many there are. Per-Worker slots would need an allocator in the
+// file (a dead Worker's slot can only be found through its process anyway)
+// and would bound the Workers per queue; per-process is what liveness can
+// tell apart, and what an operator looks at (which pid is stuck?).
+//
+//   +0    owner               0: never used. Else ipc::OwnerId (bits 0..15)
+//                             of the Bus handle whose counts these are; with
+//                             kWorkerSlotClaiming (bit 16) while that handle
+//                             resets the slot.
+//   +8    pid                 the owner's process id (informational)
+//   +16   attached_unix_ms    when the owner's first Worker of this queue was made
+//   +24   last_active_unix_ms its latest receive or settle (bus clock)
+//   +32   workers             its Workers of this queue alive now (a gauge)
+//   +40   breakers_open       of those, held back by a breaker now (a gauge)
+//   +48   received, acked     (relaxed counters, as WorkerStats counts them)
+//   +64   nacked, dead_lettered, lease_lost, handler_errors, already_done,
+//         in_doubt, breaker_opened
+//   +120  reserved
+//
+// Only the process holding registry slot r writes slot r (it holds the
+// registry slot's flock; ProcessRegistry::attach), so a slot has one writing
+// process at a time. Taking it over (ours is a newer OwnerId than the one
+// recorded, whose holder is therefore gone):
+//   1. CAS owner: old -> kWorkerSlotClaiming | me   (acq_rel; a thread of
+//      ours that loses waits until step 3: it is a few stores away)
+//   2. relaxed stores: counters and gauges 0, pid, times
+//   3. owner.store(me, release)   SYNC POINT WRITE
+// Readers (Bus::queue_stats, any process): owner.load(acquire)  SYNC POINT
+// READ; a reader seeing `me` sees the reset of step 2 (and any count after
+// it). The counters are then read relaxed, an acquire fence, the owner read
+// again: a different owner means the slot changed hands under the reader,
+// which reads again. A slot whose owner is not alive (registry: generation
+// moved on, or flock free) is a dead process's last counts, kept until the
+// next holder of the registry slot makes a Worker of this queue.
+inline constexpr uint32_t kQueueWorkerSlots = 1024;  // == ipc::kMaxProcessSlots (checked in queue_worker_table.cc)
+inline constexpr uint64_t kWorkerSlotClaiming = 1ull << 16;
+inline constexpr uint64_t kWorkerSlotOwnerMask = 0xFFFF;
+
+struct alignas(64) QueueWorkerSlot {
+  std::atomic<uint64_t> owner;
+  std::atomic<uint64_t> pid;
+  std::atomic<int64_t> attached_unix_ms;
+  std::atomic<int64_t> last_active_unix_ms;
+  std::atomic<uint64_t> workers;
+  std::atomic<uint64_t> breakers_open;
+  // relaxed counters: statistics, each a value of its own; no other memory
+  // is published through them.
+  std::atomic<uint64_t> received;
+  std::atomic<uint64_t> acked;
+  std::atomic<uint64_t> nacked;
+  std::atomic<uint64_t> dead_lettered;
+  std::atomic<uint64_t> lease_lost;
+  std::atomic<uint64_t> handler_errors;
+  std::atomic<uint64_t> already_done;
+  std::atomic<uint64_t> in_doubt;
+  std::atomic<uint64_t> breaker_opened;
+  std::atomic<uint64_t> reserved;
+};
+static_assert(sizeof(QueueWorkerSlot) == 128, "two cache lines per process: no false sharing between processes");
+static_assert(offsetof(QueueWorkerSlot, received) == 48);
+static_assert(offsetof(QueueWorkerSlot, nacked) == 64);
+static_assert(offsetof(QueueWorkerSlot, breaker_opened) == 112);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free,
+              "cross-process atomics must not fall back to a lock");
+
+// Version 1's size: the slots and group words, rounded up to a page.
+constexpr uint64_t queue_file_bytes_v1(uint32_t priorities, uint32_t window) {
   return (kQueueSlotsOffset + 2 * uint64_t{priorities} * window * sizeof(uint64_t) + 4095) / 4096 * 4096;
+}
+constexpr uint64_t queue_workers_offset(uint32_t priorities, uint32_t window) {
+  return queue_file_bytes_v1(priorities, window);
+}
+// The current version's size: version 1's plus the worker table.
+constexpr uint64_t queue_file_bytes(uint32_t priorities, uint32_t window) {
+  return queue_workers_offset(priorities, window) + uint64_t{kQueueWorkerSlots} * sizeof(QueueWorkerSlot);
 }
 
 }  // namespace sluice::format

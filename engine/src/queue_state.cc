@@ -12,6 +12,7 @@
 #include "ipc/filesystem.h"
 #include "partition.h"
 #include "partition_cursor.h"
+#include "queue_worker_table.h"
 #include "topic_ops.h"
 
 namespace sluice {
@@ -100,6 +101,9 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
   p.dedup_window_ns = options.dedup_window_ns;
   p.dedup_capacity = options.dedup_capacity;
   p.max_depth_bytes = options.max_depth_bytes;
+  p.workers_offset = queue_workers_offset(p.priorities, p.window);
+  p.worker_slots = kQueueWorkerSlots;
+  p.worker_slot_bytes = sizeof(QueueWorkerSlot);
   std::string dlq = options.dead_letter_queue.empty() ? std::string(name) + ".dlq" : options.dead_letter_queue;
   if (dlq == name) return make_error(Errc::kInvalidArgument, "queue " + std::string(name) + " cannot be its own dead-letter queue");
   if (dlq == "-" || is_dead_letter_queue) dlq.clear();  // a DLQ's own failures are only counted
@@ -137,9 +141,30 @@ Result<std::unique_ptr<QueueState>> open_queue(BusState& bus, std::string_view n
   q->name = std::string(name);
   q->params = ipc::file_params<QueueParams>(f->data());
   const QueueParams& p = q->params;
-  if (p.priorities < 1 || p.priorities > kMaxPriorities || p.window < 64 || (p.window & (p.window - 1)) != 0 ||
-      f->size() != queue_file_bytes(p.priorities, p.window) || p.max_receives < 1 || p.max_receives > kMaxAttempts)
+  uint32_t version = 0;
+  std::memcpy(&version, f->data() + offsetof(ipc::FileHeader, format_version), sizeof version);
+  if (p.priorities < 1 || p.priorities > kMaxPriorities || p.window < 64 || p.window > (1u << 24) ||
+      (p.window & (p.window - 1)) != 0 ||
+      f->size() != (version >= 2 ? queue_file_bytes(p.priorities, p.window)
+                                 : queue_file_bytes_v1(p.priorities, p.window)) ||
+      p.max_receives < 1 || p.max_receives > kMaxAttempts)
     return make_error(Errc::kCorruption, "queue state " + path + " holds invalid parameters");
+  if (version >= 2) {
+    // The worker table must lie after the group words and inside the file:
+    // never index the mapping with numbers the file gave us unchecked.
+    const uint64_t size = f->size();
+    const bool fits = p.worker_slot_bytes == sizeof(QueueWorkerSlot) && p.worker_slots >= 1 &&
+                      p.worker_slots <= kQueueWorkerSlots && p.workers_offset % alignof(QueueWorkerSlot) == 0 &&
+                      p.workers_offset >= queue_workers_offset(p.priorities, p.window) && p.workers_offset <= size &&
+                      uint64_t{p.worker_slots} * p.worker_slot_bytes <= size - p.workers_offset;
+    if (!fits)
+      return make_error(Errc::kCorruption,
+                        "queue state " + path + ": its worker table (offset " + std::to_string(p.workers_offset) +
+                            ", " + std::to_string(p.worker_slots) + " slots of " +
+                            std::to_string(p.worker_slot_bytes) + " bytes) does not fit its " + std::to_string(size) +
+                            " bytes");
+    q->worker_slots = p.worker_slots;
+  }
   q->file = std::move(*f);
   auto log = bus.topic(queue_topic_name(name), true);
   if (!log) return std::unexpected(log.error());
@@ -246,6 +271,8 @@ Result<QueueStats> queue_stats(BusState& bus, std::string_view name) {
     }
     out.levels.push_back(s);
   }
+  out.tracks_workers = (*q)->worker_slots > 0;
+  out.workers = read_worker_table(**q);
   return out;
 }
 

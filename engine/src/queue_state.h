@@ -27,6 +27,7 @@ struct QueueState {
   std::unique_ptr<GroupOffsets> floors;
   ipc::MappedFile dedup;  // queues/<q>/dedup
   format::DedupParams dedup_params{};
+  uint32_t worker_slots = 0;  // slots of the worker table; 0 in a version-1 file (none)
 
   uint32_t levels() const noexcept { return params.priorities; }
   uint64_t window() const noexcept { return params.window; }
@@ -48,6 +49,10 @@ struct QueueState {
   // The Unix time of queue time `t`, taking the one nearest to `now_unix_ns`.
   int64_t unix_ns_of(uint32_t t, int64_t now_unix_ns) const noexcept {
     return now_unix_ns + int64_t{static_cast<int32_t>(t - queue_ms(now_unix_ns))} * 1'000'000;
+  }
+  // REQUIRES: r < worker_slots (the table was checked against the file's size).
+  format::QueueWorkerSlot* worker_slot(uint32_t r) const noexcept {
+    return reinterpret_cast<format::QueueWorkerSlot*>(file.data() + params.workers_offset) + r;
   }
   std::atomic<uint64_t>& breaker() const noexcept {
     return *reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueBreakerOffset);

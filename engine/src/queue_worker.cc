@@ -20,6 +20,7 @@
 #include "partition_cursor.h"
 #include "queue_exactly_once.h"
 #include "queue_state.h"
+#include "queue_worker_table.h"
 #include "queue_writer.h"
 #include "record_codec.h"
 
@@ -56,6 +57,44 @@ struct WorkerState {
   std::unique_ptr<ExactlyOnceHandling> once;  // Guarantee::kExactlyOnce only
   std::array<char, kProcessedIdBufferBytes> id_buf{};       // run(): the current message's id
   std::array<char, kProcessedIdBufferBytes> user_id_buf{};  // Worker::processed_id
+  // This process's slot in the queue's worker table, which any process reads
+  // (queue_format.h); null for a version-1 state file, and for the internal
+  // worker of a purge. Shared with this process's other Workers of the queue.
+  QueueWorkerSlot* shared = nullptr;
+  // The exactly-once counts already added to `shared` (ExactlyOnceHandling
+  // counts into `stats`; run() adds the difference).
+  uint64_t shared_already_done = 0, shared_in_doubt = 0;
+
+  WorkerState() = default;
+  WorkerState(const WorkerState&) = delete;
+  WorkerState& operator=(const WorkerState&) = delete;
+  ~WorkerState() { detach_worker_slot(shared, stats.breaker != BreakerStatus::kClosed); }
+
+  // relaxed (all three): statistics on lines only this process writes.
+  void count(std::atomic<uint64_t> QueueWorkerSlot::*counter, int64_t now) noexcept {
+    if (shared == nullptr) return;
+    (shared->*counter).fetch_add(1, std::memory_order_relaxed);
+    shared->last_active_unix_ms.store(now / 1'000'000, std::memory_order_relaxed);
+  }
+  void count_once_outcomes() noexcept {
+    if (shared == nullptr) return;
+    shared->already_done.fetch_add(stats.already_done - std::exchange(shared_already_done, stats.already_done),
+                                   std::memory_order_relaxed);
+    shared->in_doubt.fetch_add(stats.in_doubt - std::exchange(shared_in_doubt, stats.in_doubt),
+                               std::memory_order_relaxed);
+  }
+  // The breaker state this worker sees; breakers_open counts the workers
+  // that are not closed.
+  void set_breaker(BreakerStatus b) noexcept {
+    const bool was = stats.breaker != BreakerStatus::kClosed, is = b != BreakerStatus::kClosed;
+    stats.breaker = b;
+    if (shared != nullptr && was != is) {
+      if (is)
+        shared->breakers_open.fetch_add(1, std::memory_order_relaxed);
+      else
+        shared->breakers_open.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   std::string_view processed_id(const Delivery& d, std::span<char, kProcessedIdBufferBytes> buf) const noexcept {
     return processed_id_of(d, q->name, q->params.epoch_unix_ms, buf);
@@ -130,6 +169,7 @@ void WorkerState::fill(Delivery& d, uint32_t l, const RecordView& v, uint64_t wo
   ++stats.received;
   // relaxed: a statistic.
   q->level(l).received.fetch_add(1, std::memory_order_relaxed);
+  count(&QueueWorkerSlot::received, now);
 }
 
 // Case: a READY slot in [ack_floor, deliver_next). Its offset's record is
@@ -287,13 +327,13 @@ size_t WorkerState::breaker_allowance(int64_t now) {
     uint64_t cur = w.load(std::memory_order_acquire);
     const BreakerState st = breaker_state(cur);
     if (st == kBreakerClosed) {
-      stats.breaker = BreakerStatus::kClosed;
+      set_breaker(BreakerStatus::kClosed);
       return SIZE_MAX;
     }
-    stats.breaker = st == kBreakerOpen ? BreakerStatus::kOpen : BreakerStatus::kHalfOpen;
+    set_breaker(st == kBreakerOpen ? BreakerStatus::kOpen : BreakerStatus::kHalfOpen);
     if (now_ms - breaker_ms(cur) < cooldown_ms) return 0;
     if (w.compare_exchange_strong(cur, make_breaker(kBreakerHalfOpen, 0, now_ms), std::memory_order_acq_rel)) {
-      stats.breaker = BreakerStatus::kHalfOpen;
+      set_breaker(BreakerStatus::kHalfOpen);
       return 1;
     }
   }
@@ -320,7 +360,8 @@ void WorkerState::breaker_failure(int64_t now) {
     if (w.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
       if (breaker_state(next) == kBreakerOpen) {
         ++stats.breaker_opened;
-        stats.breaker = BreakerStatus::kOpen;
+        count(&QueueWorkerSlot::breaker_opened, now);
+        set_breaker(BreakerStatus::kOpen);
       }
       return;
     }
@@ -333,7 +374,7 @@ void WorkerState::breaker_success(int64_t now) {
   uint64_t cur = w.load(std::memory_order_acquire);
   if (breaker_state(cur) != kBreakerHalfOpen) return;
   if (w.compare_exchange_strong(cur, make_breaker(kBreakerClosed, 0, now / 1'000'000), std::memory_order_acq_rel))
-    stats.breaker = BreakerStatus::kClosed;
+    set_breaker(BreakerStatus::kClosed);
 }
 
 // ---- sweeps ----------------------------------------------------------------
@@ -483,6 +524,7 @@ void WorkerState::advance_floor(uint32_t l) {
 Status WorkerState::lease_lost(Delivery& d) {
   ++stats.lease_lost;
   q->level(d.level_).lease_lost.fetch_add(1, std::memory_order_relaxed);
+  count(&QueueWorkerSlot::lease_lost, now_ns());
   return make_error(Errc::kLeaseLost, "queue " + q->name + " offset " + std::to_string(d.offset()) +
                                           ": the lease expired and the message was offered again");
 }
@@ -523,6 +565,7 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
   d.dead_lettered_ = true;
   ++stats.dead_lettered;
   q->level(d.level_).dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  count(&QueueWorkerSlot::dead_lettered, now_ns());
   settled(d.level_, d.offset());
   return {};
 }
@@ -635,9 +678,11 @@ Status Delivery::ack() {
   if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
   WorkerState& w = *worker_;
   if (auto ok = w.settle(*this, done_slot(slot_attempts(word_), offset())); !ok) return ok;
+  const int64_t now = w.now_ns();
   ++w.stats.acked;
   w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
-  w.breaker_success(w.now_ns());
+  w.count(&QueueWorkerSlot::acked, now);
+  w.breaker_success(now);
   w.settled(level_, offset());
   return {};
 }
@@ -667,6 +712,7 @@ Status Delivery::nack(const Failure& why, std::optional<int64_t> delay_ns) {
   if (ready) w.lower_ready_hint(level_, offset());
   ++w.stats.nacked;
   w.q->level(level_).nacked.fetch_add(1, std::memory_order_relaxed);
+  w.count(&QueueWorkerSlot::nacked, now);
   return {};
 }
 
@@ -777,21 +823,32 @@ Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>
       }
     } catch (const PermanentError& e) {
       ++s.stats.handler_errors;
+      s.count(&QueueWorkerSlot::handler_errors, s.now_ns());
       if (settles) (void)m.reject(Failure{"PermanentError", e.what(), e.stack_trace()});
     } catch (const TransientError& e) {
       ++s.stats.handler_errors;
+      s.count(&QueueWorkerSlot::handler_errors, s.now_ns());
       if (settles) (void)m.nack(Failure{"TransientError", e.what(), e.stack_trace()});
     } catch (const std::exception& e) {
       ++s.stats.handler_errors;
+      s.count(&QueueWorkerSlot::handler_errors, s.now_ns());
       if (settles) (void)m.nack(Failure{"Exception", e.what(), ""});
     }
+    s.count_once_outcomes();
     ++handled;
     m = Delivery();
   }
   return handled;
 }
 
-Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& options) {
+namespace {
+
+// A worker's state, options checked, without its exactly-once handling (the
+// caller's: it takes the store's state) and not counted in the queue's
+// worker table yet.
+Result<std::unique_ptr<WorkerState>> make_worker_state(const std::shared_ptr<BusState>& bus, std::string_view queue,
+                                                       const WorkerOptions& options) {
+  BusState* const state_ = bus.get();
   auto q = open_queue(*state_, queue);
   if (!q) return std::unexpected(q.error());
   if (options.lease_ns && (*options.lease_ns < 1'000'000 || *options.lease_ns > kMaxQueueDelayMs * 1'000'000))
@@ -808,12 +865,9 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
                       "WorkerOptions::processed and resolve serve Guarantee::kExactlyOnce only; this worker is " +
                           std::string(options.guarantee == Guarantee::kAtMostOnce ? "at most" : "at least") + " once");
   auto s = std::make_unique<WorkerState>();
-  s->bus = state_;
+  s->bus = bus;
   s->options = options;
   s->options.processed = nullptr;  // the caller's handle may go; `once` shares its store
-  if (exactly_once)
-    s->once = std::make_unique<ExactlyOnceHandling>(ProcessedStore(options.processed->state_),
-                                                    std::exchange(s->options.resolve, {}));
   const QueueParams& p = (*q)->params;
   s->retry = options.retry.value_or(
       RetryPolicy{p.max_receives, p.base_delay_ns, p.multiplier, p.max_delay_ns, p.jitter_ns});
@@ -823,7 +877,19 @@ Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& o
   s->lease_owner = options.detached_leases ? 0 : s->owner;
   for (uint32_t l = 0; l < (*q)->levels(); ++l) s->cursors.emplace_back(*(*q)->log->partitions[l], true);
   s->q = std::move(*q);
-  return Worker(std::move(s));
+  return s;
+}
+
+}  // namespace
+
+Result<Worker> Bus::create_worker(std::string_view queue, const WorkerOptions& options) {
+  auto s = make_worker_state(state_, queue, options);
+  if (!s) return std::unexpected(s.error());
+  if (options.guarantee == Guarantee::kExactlyOnce)
+    (*s)->once = std::make_unique<ExactlyOnceHandling>(ProcessedStore(options.processed->state_),
+                                                       std::exchange((*s)->options.resolve, {}));
+  (*s)->shared = attach_worker_slot(*(*s)->q, (*s)->now_ns() / 1'000'000);
+  return Worker(std::move(*s));
 }
 
 Status Bus::settle_receipt(std::string_view queue, std::string_view receipt, Settle how, const Failure& why) {
@@ -860,9 +926,10 @@ Status Bus::settle_receipt(std::string_view queue, std::string_view receipt, Set
 }
 
 Result<uint64_t> Bus::purge_queue(std::string_view queue) {
-  auto w = create_worker(queue);
-  if (!w) return std::unexpected(w.error());
-  return w->state_->purge();
+  // Not counted in the worker table: a purge receives nothing.
+  auto s = make_worker_state(state_, queue, {});
+  if (!s) return std::unexpected(s.error());
+  return (*s)->purge();
 }
 
 }  // namespace sluice

@@ -104,6 +104,13 @@ TEST(QueueThreads, CompetingWorkerThreadsAckEveryMessageExactlyOnce) {
   ASSERT_TRUE(s);
   EXPECT_EQ(s->total().settled_below, static_cast<uint64_t>(kTotal));
   EXPECT_EQ(s->total().nacked, static_cast<uint64_t>(kTotal / 5));
+  // The worker threads made their Workers at once: one slot of the worker
+  // table (this process's), claimed once, their counts added up there.
+  ASSERT_EQ(s->workers.size(), 1u);
+  EXPECT_EQ(s->workers[0].acked, static_cast<uint64_t>(kTotal));
+  EXPECT_EQ(s->workers[0].nacked, static_cast<uint64_t>(kTotal / 5));
+  EXPECT_EQ(s->workers[0].received, s->total().received);
+  EXPECT_EQ(s->workers[0].workers, 0u) << "every thread's Worker is gone";
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 // purge|delete`: work queues (docs/queues.md) from the command line.
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -222,8 +224,51 @@ void append_level_json(std::string& out, const QueueLevelStats& s) {
   out += "\"" + std::string(kAgeField) + "\":" + std::to_string(age_ms(s)) + "}";
 }
 
+// The per-process worker counters (QueueWorkerStats) in the order they are
+// printed.
+struct WorkerField {
+  const char* name;
+  uint64_t QueueWorkerStats::*member;
+};
+constexpr WorkerField kWorkerFields[] = {
+    {"workers", &QueueWorkerStats::workers},
+    {"received", &QueueWorkerStats::received},
+    {"acked", &QueueWorkerStats::acked},
+    {"nacked", &QueueWorkerStats::nacked},
+    {"dead_lettered", &QueueWorkerStats::dead_lettered},
+    {"lease_lost", &QueueWorkerStats::lease_lost},
+    {"handler_errors", &QueueWorkerStats::handler_errors},
+    {"already_done", &QueueWorkerStats::already_done},
+    {"in_doubt", &QueueWorkerStats::in_doubt},
+    {"breaker_opened", &QueueWorkerStats::breaker_opened},
+    {"breakers_open", &QueueWorkerStats::breakers_open},
+};
+
+// "workers":[{"pid":..,"registry_slot":..,"alive":..,"attached_unix_ms":..,
+// "last_active_unix_ms":..,<kWorkerFields>},..], or null when the queue's
+// state file keeps no worker table (format version 1).
+void append_workers_json(std::string& out, const QueueStats& s) {
+  out += ",\"workers\":";
+  if (!s.tracks_workers) {
+    out += "null";
+    return;
+  }
+  out += '[';
+  for (size_t i = 0; i < s.workers.size(); ++i) {
+    const QueueWorkerStats& w = s.workers[i];
+    out += i == 0 ? "{" : ",{";
+    out += "\"pid\":" + std::to_string(w.pid) + ",\"registry_slot\":" + std::to_string(w.registry_slot) +
+           ",\"alive\":" + (w.alive ? "true" : "false") +
+           ",\"attached_unix_ms\":" + std::to_string(w.attached_unix_ms) +
+           ",\"last_active_unix_ms\":" + std::to_string(w.last_active_unix_ms);
+    for (const WorkerField& f : kWorkerFields) out += ",\"" + std::string(f.name) + "\":" + std::to_string(w.*(f.member));
+    out += '}';
+  }
+  out += ']';
+}
+
 // One line: {"queue":..,"priorities":N,"dead_letter_queue":..|null,
-// "total":{..},"levels":[{"priority":0,..},..]}
+// "total":{..},"levels":[{"priority":0,..},..],"workers":[..]|null}
 std::string stats_json(const QueueStats& s) {
   std::string out = "{\"queue\":";
   append_json_string(out, s.name);
@@ -242,8 +287,45 @@ std::string stats_json(const QueueStats& s) {
     out += l == 0 ? "" : ",";
     out += "{\"priority\":" + std::to_string(l) + "," + level.substr(1);
   }
-  out += "]}\n";
+  out += ']';
+  append_workers_json(out, s);
+  out += "}\n";
   return out;
+}
+
+// After the levels: one row per process that made workers of the queue,
+// alive or not (a dead one keeps its last counts until its registry slot is
+// reused); idle_ms is how long ago it last received or settled.
+void append_workers_text(std::string& out, const QueueStats& s, int64_t now_unix_ms) {
+  if (!s.tracks_workers) {
+    out += "workers: not counted (a state file of format version 1: the queue predates per-worker stats)\n";
+    return;
+  }
+  if (s.workers.empty()) {
+    out += "workers: none yet\n";
+    return;
+  }
+  out += "workers (one row per process):\n";
+  char cell[64];
+  std::snprintf(cell, sizeof cell, "%10s %5s", "pid", "alive");
+  out += cell;
+  for (const WorkerField& f : kWorkerFields) {
+    std::snprintf(cell, sizeof cell, " %*s", static_cast<int>(std::max<size_t>(8, std::strlen(f.name))), f.name);
+    out += cell;
+  }
+  out += "    idle_ms\n";
+  for (const QueueWorkerStats& w : s.workers) {
+    std::snprintf(cell, sizeof cell, "%10u %5s", w.pid, w.alive ? "yes" : "no");
+    out += cell;
+    for (const WorkerField& f : kWorkerFields) {
+      std::snprintf(cell, sizeof cell, " %*llu", static_cast<int>(std::max<size_t>(8, std::strlen(f.name))),
+                    static_cast<unsigned long long>(w.*(f.member)));
+      out += cell;
+    }
+    std::snprintf(cell, sizeof cell, " %10lld\n",
+                  static_cast<long long>(std::max<int64_t>(0, now_unix_ms - w.last_active_unix_ms)));
+    out += cell;
+  }
 }
 
 // A header line, then one row per counter: a column per priority level and
@@ -281,6 +363,9 @@ std::string stats_text(const QueueStats& s) {
   }
   std::snprintf(cell, sizeof cell, " %12lld\n", static_cast<long long>(age_ms(total)));
   out += cell;
+  append_workers_text(out, s, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
   return out;
 }
 
@@ -577,7 +662,8 @@ void add_queue_commands(CLI::App& app, Context& ctx) {
     auto stats = std::make_shared<StatsArgs>();
     CLI::App* s = queue->add_subcommand(
         name, std::string(name) == "stats"
-                  ? "counters per priority level and in total (published, ack floor, depth, in flight, acked, ...)"
+                  ? "counters per priority level and in total (published, ack floor, depth, in flight, acked, ...), "
+                    "then per worker process (pid, alive, received, acked, nacked, dead-lettered, ...)"
                   : "the same as stats: the queue's counters and its dead-letter queue");
     s->add_option("name", stats->name, "queue name")->type_name("NAME")->required();
     s->add_option("--format", stats->format, "text (a table) or json (one object)")->type_name("FORMAT");

@@ -322,6 +322,25 @@ struct QueueEntry {
 // What Bus::settle_receipt does with a leased message.
 enum class Settle : uint8_t { kAck, kNack, kReject };
 
+// The Workers of one process (one Bus handle) on a queue, as the queue's
+// state file counts them: any process can read them (Bus::queue_stats). The
+// counters are WorkerStats' summed over that handle's Workers of this queue
+// since its first one was made. A process that died or closed its Bus keeps
+// its last counts, `alive` false, until another process takes its registry
+// slot and makes a Worker of this queue.
+struct QueueWorkerStats {
+  uint32_t pid = 0;
+  uint32_t registry_slot = 0;        // its slot in the bus's process registry
+  bool alive = false;                // the handle is still attached to the bus
+  int64_t attached_unix_ms = 0;      // its first Worker of this queue was made (bus clock)
+  int64_t last_active_unix_ms = 0;   // its latest receive or settle (bus clock)
+  uint64_t workers = 0;              // its Workers of this queue that exist now
+  uint64_t breakers_open = 0;        // of those, held back by a breaker (theirs or the queue's) now
+  uint64_t received = 0, acked = 0, nacked = 0, dead_lettered = 0, lease_lost = 0, handler_errors = 0;
+  uint64_t already_done = 0, in_doubt = 0;  // kExactlyOnce, as in WorkerStats
+  uint64_t breaker_opened = 0;
+};
+
 struct QueueStats {
   std::string name;
   std::string dead_letter_queue;
@@ -329,6 +348,11 @@ struct QueueStats {
   bool is_dead_letter_queue = false;                 // made to receive another queue's dead letters
   QueueOptions options;                              // as the queue was created (dead_letter_queue "-": none)
   std::vector<QueueLevelStats> levels;  // index = priority
+  // One entry per process that made Workers of this queue, by registry slot.
+  // Empty, with tracks_workers false, for a queue whose state file predates
+  // the worker table (format version 1): it works, but counts no workers.
+  std::vector<QueueWorkerStats> workers;
+  bool tracks_workers = false;
   QueueLevelStats total() const;
 };
 
