@@ -14,6 +14,7 @@
 
 #include "ipc/file_header.h"
 #include "queue_format.h"
+#include "support/clocked_bus.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -68,17 +69,11 @@ void rewrite_state(const std::string& path, const format::QueueParams& p, uint32
   write_file(path, file);
 }
 
-struct QueueWorkerStatsFixture : ::testing::Test {
-  test::TempDir dir;
-  ManualClock clock{kStartMs * kMs};
-  std::optional<Bus> bus;
-
+struct QueueWorkerStatsFixture : test::ClockedBusTest {
   void SetUp() override {
-    BusOptions bo;
-    bo.clock = &clock;
-    auto b = Bus::open(dir.path(), bo);
-    ASSERT_TRUE(b) << b.error().to_string();
-    bus.emplace(std::move(*b));
+    clock.set_ns(kStartMs * kMs);
+    ClockedBusTest::SetUp();
+    if (HasFatalFailure()) return;
     QueueOptions o;
     o.segment_bytes = 1 << 20;
     o.max_depth_bytes = 4 << 20;
