@@ -20,6 +20,8 @@ namespace {
 constexpr uint32_t kDirtyAhead = 64u << 10;
 // How far ahead of the tail publish() prefetches for writing.
 constexpr uint64_t kPrefetchAheadBytes = 1024;
+// send() composes frames up to this size on the stack (copy_staged_frame).
+constexpr uint32_t kStagedFrameBytes = 256;
 }  // namespace
 
 ProducerState::~ProducerState() {
@@ -104,7 +106,7 @@ SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame
 }
 
 SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
-                                  Partition::Reservation* out) {
+                                  Partition::Reservation* out, std::byte* stage) {
   if (partition >= topic->options.partitions)
     return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "partition " + std::to_string(partition) +
                                                                      " out of range for topic " + topic->name});
@@ -169,7 +171,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
     w->tail_count += count;
   }
   out->partition = partition;
-  FrameHeader* f = out->segment->frame(out->position);
+  FrameHeader* f = stage != nullptr ? reinterpret_cast<FrameHeader*>(stage) : out->segment->frame(out->position);
   f->base_offset = out->offset;
   f->attributes = options.exclusive ? kAttrExclusiveWriter : 0;
   if (idem) [[unlikely]] {
@@ -184,25 +186,48 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   return SendStatus::kOk;
 }
 
+namespace {
+// Copies a frame composed off the mapping into it, the lines after the
+// first one first and then the first line, less the claim word, which the
+// caller stores last. A caught-up reader polls that first line: this way
+// all of its stores reach the store buffer together, right before the claim
+// word, and the line crosses to the writer's core once per frame instead of
+// once per field (docs/architecture.md, "The order of the stores").
+void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t position, uint32_t frame_length) noexcept {
+  const uint32_t first_line = std::min(frame_length, ((position + 64) & ~63u) - position);
+  if (frame_length > first_line) std::memcpy(frame + first_line, stage + first_line, frame_length - first_line);
+  std::memcpy(frame + 8, stage + 8, first_line - 8);
+}
+}  // namespace
+
 SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t frame_length,
-                                  uint32_t count, int64_t first_timestamp_ns) {
+                                  uint32_t count, int64_t first_timestamp_ns, std::byte* stage) {
   Segment& seg = *r.segment;
   FrameHeader* f = seg.frame(r.position);
+  std::byte* const frame = stage != nullptr ? stage : seg.data() + r.position;
+  const FrameHeader* h = reinterpret_cast<const FrameHeader*>(frame);  // where reserve() wrote the header
+  // A frame we abort must be in the mapping as it would have been published.
+  auto abort_frame = [&] {
+    if (stage != nullptr) copy_staged_frame(seg.data() + r.position, stage, r.position, frame_length);
+  };
   // The writer's side of the fencing handshake: after our claim (seq_cst),
   // before publishing (docs/exactly-once.md, section 3).
-  if (idem && !idem->table->holds(idem->id)) [[unlikely]]
+  if (idem && !idem->table->holds(idem->id)) [[unlikely]] {
+    abort_frame();
     return fenced(r, frame_length, count);
+  }
   // A transaction's frame: named in the producer slot before it is
   // published, so that whoever decides the transaction finds it.
   if (txn) [[unlikely]] {
     seg.mark_prepared();  // retention must walk this segment for live transactions
-    if (auto ok = note_txn_frame(r, f->base_sequence, count); !ok) {
+    if (auto ok = note_txn_frame(r, h->base_sequence, count); !ok) {
+      abort_frame();
       abort_own(r, frame_length, count);
       return fail(ok.error().code == Errc::kTooLarge ? SendStatus::kTooLarge : SendStatus::kError, ok.error());
     }
   }
-  const uint64_t seed = frame_seed(f);
-  std::byte* rec = seg.data() + r.position + kFrameHeaderBytes;
+  const uint64_t seed = frame_seed(h);
+  std::byte* rec = frame + kFrameHeaderBytes;
   seal_record(rec, seed, 0);
   for (uint32_t i = 1; i < count; ++i) {
     uint32_t len;
@@ -210,6 +235,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     rec += align_up(len);
     seal_record(rec, seed, i);
   }
+  if (stage != nullptr) copy_staged_frame(seg.data() + r.position, stage, r.position, frame_length);
   seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
   // A transaction's frame is published PREPARED: read-committed readers wait
   // at it until the transaction's decision flips it.
@@ -230,9 +256,9 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   }
   if (idem) [[unlikely]] {
     if (txn)  // recorded at the commit
-      idem->parts[r.partition].next_seq = f->base_sequence + count;
+      idem->parts[r.partition].next_seq = h->base_sequence + count;
     else
-      record_committed(r.partition, r.offset, f->base_sequence, count);
+      record_committed(r.partition, r.offset, h->base_sequence, count);
   }
   ipc::notify(topic->control().wakeup);
   // Ask for the lines the next frames will use now, for writing: the
@@ -303,14 +329,18 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   const uint32_t frame = kFrameHeaderBytes + align_up(static_cast<uint32_t>(rec));
   result.partition = s.choose_partition(m.key, partition);
   Partition::Reservation r;
-  result.status = s.reserve(result.partition, frame, 1, &r);
+  // A small frame is composed on the stack and copied in at publish
+  // (copy_staged_frame says why); a large one is written in place.
+  alignas(64) std::byte stage_buffer[kStagedFrameBytes];
+  std::byte* const stage = frame <= kStagedFrameBytes ? stage_buffer : nullptr;
+  result.status = s.reserve(result.partition, frame, 1, &r, stage);
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
-  encode_record(r.segment->data() + r.position + kFrameHeaderBytes, m.key, m.headers, hb, m.value.data(),
-                static_cast<uint32_t>(m.value.size()), ts);
+  encode_record((stage != nullptr ? stage : r.segment->data() + r.position) + kFrameHeaderBytes, m.key, m.headers,
+                hb, m.value.data(), static_cast<uint32_t>(m.value.size()), ts);
   result.offset = r.offset;
-  result.status = s.publish(r, frame, 1, ts);
+  result.status = s.publish(r, frame, 1, ts, stage);
   return result;
 }
 

@@ -82,13 +82,16 @@ struct ProducerState {
     return status;
   }
   // Reserves a frame (shared: CAS claim; exclusive: local tail). On kOk the
-  // frame header is written and the claim word is CLAIMED (shared) or still
-  // 0 (exclusive).
+  // frame header is written (into the mapping, or into `stage` when the
+  // caller composes the frame there) and the claim word is CLAIMED (shared)
+  // or still 0 (exclusive).
   SendStatus reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
-                     Partition::Reservation* out);
-  // Checksums, indexes and publishes a frame written in place.
+                     Partition::Reservation* out, std::byte* stage = nullptr);
+  // Checksums, indexes and publishes a frame written in place, or composed
+  // in `stage` (of frame_length bytes, header written by reserve()), which
+  // is copied in first.
   SendStatus publish(const Partition::Reservation& r, uint32_t frame_length,
-                     uint32_t count, int64_t first_timestamp_ns);
+                     uint32_t count, int64_t first_timestamp_ns, std::byte* stage = nullptr);
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
 
   // Idempotence. Learns the partition's next sequence from its producer
