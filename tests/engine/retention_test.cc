@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,15 +166,23 @@ void commit_at(Bus& bus, const char* group, uint64_t offset) {
   ASSERT_TRUE(c->commit(0, offset, true));
 }
 
+// A bus whose group "slow" committed offset 10, which retention then
+// deleted (600 records, a window of two segments).
+void open_with_slow_group_past_retention(const test::TempDir& dir, std::optional<Bus>* bus) {
+  auto b = Bus::open(dir.path());
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(b->create_topic(kTopic, retained_topic(2 * kSegment)));
+  produce(*b, 0, 20);
+  commit_at(*b, "slow", 10);
+  produce(*b, 20, 600);
+  ASSERT_TRUE(b->housekeep());
+  bus->emplace(std::move(*b));
+}
+
 TEST(Retention, GroupWhoseOffsetWasDeletedResumesAtTheEarliestWithAnEvent) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(2 * kSegment)));
-  produce(*bus, 0, 20);
-  commit_at(*bus, "slow", 10);
-  produce(*bus, 20, 600);
-  ASSERT_TRUE(bus->housekeep());
+  std::optional<Bus> bus;
+  ASSERT_NO_FATAL_FAILURE(open_with_slow_group_past_retention(dir, &bus));
   const uint64_t start = bus->describe_topic(kTopic)->partitions[0].start_offset;
   ASSERT_GT(start, 10u);
 
@@ -194,13 +203,8 @@ TEST(Retention, GroupWhoseOffsetWasDeletedResumesAtTheEarliestWithAnEvent) {
 
 TEST(Retention, GroupWhoseOffsetWasDeletedJumpsToTheEndUnderTheLatestPolicy) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(2 * kSegment)));
-  produce(*bus, 0, 20);
-  commit_at(*bus, "slow", 10);
-  produce(*bus, 20, 600);
-  ASSERT_TRUE(bus->housekeep());
+  std::optional<Bus> bus;
+  ASSERT_NO_FATAL_FAILURE(open_with_slow_group_past_retention(dir, &bus));
 
   std::vector<ConsumerEvent> events;
   ConsumerOptions o = recording(&events);
@@ -223,13 +227,8 @@ TEST(Retention, GroupWhoseOffsetWasDeletedJumpsToTheEndUnderTheLatestPolicy) {
 
 TEST(Retention, GroupWhoseOffsetWasDeletedFailsUnderTheFailPolicy) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(2 * kSegment)));
-  produce(*bus, 0, 20);
-  commit_at(*bus, "slow", 10);
-  produce(*bus, 20, 600);
-  ASSERT_TRUE(bus->housekeep());
+  std::optional<Bus> bus;
+  ASSERT_NO_FATAL_FAILURE(open_with_slow_group_past_retention(dir, &bus));
   ConsumerOptions o;
   o.offset_reset = OffsetReset::kFail;
   auto c = bus->create_consumer(kTopic, "slow", o);

@@ -104,36 +104,52 @@ void signal_and_wait_for_the_kill(const test::Pipe& signal) {
   for (;;) std::this_thread::sleep_for(1s);
 }
 
-enum class KillPoint { kInsideBeforeEffect, kInsideAfterEffect };
-
-// A worker process that handles messages until "m-3", where it signals at
-// `point` and waits to be SIGKILLed.
-pid_t spawn_worker(test::Children& children, const std::string& dir, const test::Pipe& signal, KillPoint point) {
-  return children.spawn([&dir, &signal, point] {
-    auto bus = Bus::open(dir);
-    if (!bus) return 10;
-    auto store = bus->open_processed_store(kStore);
-    if (!store) return 11;
-    EffectsFile effects(dir + "/effects");
-    auto w = bus->create_worker("jobs", exactly_once(*store, &effects));
-    if (!w) return 12;
-    auto r = w->run(
-        [&](const Delivery& d) {
-          const bool victim = d.value() == "m-3";
-          if (victim && point == KillPoint::kInsideBeforeEffect) signal_and_wait_for_the_kill(signal);
-          effects.append(w->processed_id(d));
-          if (victim && point == KillPoint::kInsideAfterEffect) signal_and_wait_for_the_kill(signal);
-        },
-        [] { return false; });
-    return r ? 0 : 13;
-  });
+// A worker process's body: opens the bus, the store and the effects file,
+// makes an exactly-once worker of "jobs" that resolves against the effects,
+// and returns body(worker, store, effects) as its exit code (10 to 12: the
+// set-up failed).
+template <class Body>
+int worker_process(const std::string& dir, Body&& body) {
+  auto bus = Bus::open(dir);
+  if (!bus) return 10;
+  auto store = bus->open_processed_store(kStore);
+  if (!store) return 11;
+  EffectsFile effects(dir + "/effects");
+  auto w = bus->create_worker("jobs", exactly_once(*store, &effects));
+  if (!w) return 12;
+  return body(*w, *store, effects);
 }
 
-void kill_at_signal(test::Children& children, pid_t child, const test::Pipe& signal) {
+// Runs `body(signal)` in a child process and SIGKILLs it when it signals.
+template <class Body>
+void run_until_killed(Body&& body) {
+  test::Children children;
+  test::Pipe signal;
+  const pid_t child = children.spawn([&] { return body(signal); });
   ASSERT_GT(child, 0);
   char byte;
   ASSERT_TRUE(test::read_exact(signal.read_end(), &byte, 1, 20'000)) << "the worker did not get there";
   EXPECT_EQ(children.kill(child), 128 + SIGKILL);
+}
+
+enum class KillPoint { kInsideBeforeEffect, kInsideAfterEffect };
+
+// A worker process that handles messages until "m-3", where it signals at
+// `point` and is SIGKILLed.
+void kill_worker_at(const std::string& dir, KillPoint point) {
+  run_until_killed([&](const test::Pipe& signal) {
+    return worker_process(dir, [&](Worker& w, ProcessedStore&, EffectsFile& effects) {
+      auto r = w.run(
+          [&](const Delivery& d) {
+            const bool victim = d.value() == "m-3";
+            if (victim && point == KillPoint::kInsideBeforeEffect) signal_and_wait_for_the_kill(signal);
+            effects.append(w.processed_id(d));
+            if (victim && point == KillPoint::kInsideAfterEffect) signal_and_wait_for_the_kill(signal);
+          },
+          [] { return false; });
+      return r ? 0 : 13;
+    });
+  });
 }
 
 // Runs an exactly-once worker in this process until all `n` messages of
@@ -177,82 +193,77 @@ std::optional<Opened> open_bus(const std::string& dir) {
   return Opened{std::move(*bus), std::move(*store)};
 }
 
+// The test's side after a kill: the bus, the store and the effects file,
+// and drain() over them.
+struct Survivor {
+  explicit Survivor(const std::string& dir) : o(open_bus(dir)), effects(dir + "/effects") {}
+  WorkerStats drain(bool with_resolver, int n) { return sluice::drain(o->bus, o->store, effects, with_resolver, n); }
+  std::optional<Opened> o;
+  EffectsFile effects;
+};
+
 TEST(WorkerExactlyOnceProcesses, AWorkerKilledInsideItsHandlerBeforeTheEffectHasTheNextOneRunIt) {
   constexpr int kMessages = 10;
   test::TempDir dir;
   set_up(dir.path(), kMessages);
-  {
-    test::Children children;
-    test::Pipe signal;
-    kill_at_signal(children, spawn_worker(children, dir.path(), signal, KillPoint::kInsideBeforeEffect), signal);
-  }
-  auto o = open_bus(dir.path());
-  ASSERT_TRUE(o);
-  EffectsFile effects(dir.path() + "/effects");
-  const WorkerStats s = drain(o->bus, o->store, effects, /*with_resolver=*/true, kMessages);
+  kill_worker_at(dir.path(), KillPoint::kInsideBeforeEffect);
+  Survivor after(dir.path());
+  ASSERT_TRUE(after.o);
+  const WorkerStats s = after.drain(/*with_resolver=*/true, kMessages);
   EXPECT_EQ(s.already_done, 0u) << "the resolver found no effect: the handler ran";
-  EXPECT_EQ(o->store.stats()->resolved_ran, 1u);
-  expect_each_effect_once(effects, kMessages);
+  EXPECT_EQ(after.o->store.stats()->resolved_ran, 1u);
+  expect_each_effect_once(after.effects, kMessages);
 }
 
 TEST(WorkerExactlyOnceProcesses, AWorkerKilledAfterTheEffectHasTheMessageAckedWithoutRunningAgain) {
   constexpr int kMessages = 10;
   test::TempDir dir;
   set_up(dir.path(), kMessages);
-  {
-    test::Children children;
-    test::Pipe signal;
-    kill_at_signal(children, spawn_worker(children, dir.path(), signal, KillPoint::kInsideAfterEffect), signal);
-  }
-  auto o = open_bus(dir.path());
-  ASSERT_TRUE(o);
-  EffectsFile effects(dir.path() + "/effects");
-  const WorkerStats s = drain(o->bus, o->store, effects, /*with_resolver=*/true, kMessages);
+  kill_worker_at(dir.path(), KillPoint::kInsideAfterEffect);
+  Survivor after(dir.path());
+  ASSERT_TRUE(after.o);
+  const WorkerStats s = after.drain(/*with_resolver=*/true, kMessages);
   EXPECT_EQ(s.already_done, 1u) << "the resolver found the effect";
-  EXPECT_EQ(o->store.stats()->resolved_done, 1u);
-  expect_each_effect_once(effects, kMessages);
+  EXPECT_EQ(after.o->store.stats()->resolved_done, 1u);
+  expect_each_effect_once(after.effects, kMessages);
 }
 
 TEST(WorkerExactlyOnceProcesses, WithoutAResolverAKilledWorkersMessageGoesToTheOperatorAndIsNotRunAgain) {
   constexpr int kMessages = 10;
   test::TempDir dir;
   set_up(dir.path(), kMessages);
-  {
-    test::Children children;
-    test::Pipe signal;
-    kill_at_signal(children, spawn_worker(children, dir.path(), signal, KillPoint::kInsideAfterEffect), signal);
-  }
-  auto o = open_bus(dir.path());
-  ASSERT_TRUE(o);
-  EffectsFile effects(dir.path() + "/effects");
-  const WorkerStats s = drain(o->bus, o->store, effects, /*with_resolver=*/false, kMessages);
+  kill_worker_at(dir.path(), KillPoint::kInsideAfterEffect);
+  Survivor after(dir.path());
+  ASSERT_TRUE(after.o);
+  const WorkerStats s = after.drain(/*with_resolver=*/false, kMessages);
   EXPECT_EQ(s.in_doubt, 1u);
-  expect_each_effect_once(effects, kMessages);
+  expect_each_effect_once(after.effects, kMessages);
 
   // The operator reads the letter, finds the effect, marks the id done and
   // replays the letter: acked without running.
-  auto dw = o->bus.create_worker("jobs.dlq");
+  Bus& bus = after.o->bus;
+  auto dw = bus.create_worker("jobs.dlq");
   ASSERT_TRUE(dw);
   Delivery letter[1];
   ASSERT_EQ(*dw->receive(letter, 1'000 * kMs), 1u);
   EXPECT_EQ(letter[0].value(), "m-3");
   EXPECT_EQ(letter[0].headers().find("sluice.dlq.error_type"), "InDoubt");
   const std::string id(letter[0].headers().find(kHeaderProcessedId));
-  ASSERT_TRUE(effects.contains(id));
-  ASSERT_EQ(*o->store.mark_done(id), ProcessedState::kInDoubt);
+  ASSERT_TRUE(after.effects.contains(id));
+  ASSERT_EQ(*after.o->store.mark_done(id), ProcessedState::kInDoubt);
   std::vector<Header> headers;
   for (Header h : letter[0].headers())
     if (!h.name.starts_with("sluice.dlq.")) headers.push_back(h);
-  auto p = o->bus.create_queue_publisher("jobs");
+  auto p = bus.create_queue_publisher("jobs");
   ASSERT_TRUE(p);
   QueueMessage m;
   m.value = letter[0].value();
   m.headers = headers;
   ASSERT_TRUE(p->publish(m).ok());
   ASSERT_TRUE(letter[0].ack());
-  const WorkerStats replayed = drain(o->bus, o->store, effects, false, kMessages + 1);
+  const WorkerStats replayed = after.drain(false, kMessages + 1);
   EXPECT_EQ(replayed.already_done, 1u);
-  expect_each_effect_once(effects, kMessages);
+  expect_each_effect_once(after.effects, kMessages);
 }
 
 // run() acks right after process_once returns; a child that does the same
@@ -262,37 +273,25 @@ TEST(WorkerExactlyOnceProcesses, AWorkerKilledBetweenTheEffectsCompletionAndItsA
   constexpr int kMessages = 10;
   test::TempDir dir;
   set_up(dir.path(), kMessages);
-  {
-    test::Children children;
-    test::Pipe signal;
-    const std::string& path = dir.path();
-    const pid_t child = children.spawn([&path, &signal] {
-      auto bus = Bus::open(path);
-      if (!bus) return 10;
-      auto store = bus->open_processed_store(kStore);
-      if (!store) return 11;
-      EffectsFile effects(path + "/effects");
-      auto w = bus->create_worker("jobs", exactly_once(*store, &effects));
-      if (!w) return 12;
+  run_until_killed([&](const test::Pipe& signal) {
+    return worker_process(dir.path(), [&](Worker& w, ProcessedStore& store, EffectsFile& effects) {
       Delivery d[1];
-      auto n = w->receive(d, 5'000 * kMs);
+      auto n = w.receive(d, 5'000 * kMs);
       if (!n || *n != 1) return 13;
-      const std::string id(w->processed_id(d[0]));
-      auto r = store->process_once(id, [&] { effects.append(id); });
+      const std::string id(w.processed_id(d[0]));
+      auto r = store.process_once(id, [&] { effects.append(id); });
       if (!r || *r != ProcessOutcome::kRan) return 14;
       signal_and_wait_for_the_kill(signal);  // before the ack
       return 0;
     });
-    kill_at_signal(children, child, signal);
-  }
-  auto o = open_bus(dir.path());
-  ASSERT_TRUE(o);
-  EffectsFile effects(dir.path() + "/effects");
-  const WorkerStats s = drain(o->bus, o->store, effects, /*with_resolver=*/false, kMessages);
+  });
+  Survivor after(dir.path());
+  ASSERT_TRUE(after.o);
+  const WorkerStats s = after.drain(/*with_resolver=*/false, kMessages);
   EXPECT_EQ(s.already_done, 1u);
   EXPECT_EQ(s.in_doubt, 0u);
-  expect_each_effect_once(effects, kMessages);
-  EXPECT_EQ(o->bus.queue_stats("jobs")->total().owner_deaths, 1u);
+  expect_each_effect_once(after.effects, kMessages);
+  EXPECT_EQ(after.o->bus.queue_stats("jobs")->total().owner_deaths, 1u);
 }
 
 // Three worker processes handle 3,000 messages while the test SIGKILLs one
@@ -305,23 +304,18 @@ TEST(WorkerExactlyOnceProcesses, WorkersKilledAtRandomDoEachEffectExactlyOnce) {
   set_up(dir.path(), kMessages);
   const std::string& path = dir.path();
   auto worker_body = [&path] {
-    auto bus = Bus::open(path);
-    if (!bus) return 10;
-    auto store = bus->open_processed_store(kStore);
-    if (!store) return 11;
-    EffectsFile effects(path + "/effects");
-    auto w = bus->create_worker("jobs", exactly_once(*store, &effects));
-    if (!w) return 12;
-    auto r = w->run(
-        [&](const Delivery& d) {
-          // A little work on both sides of the effect, so that kills land
-          // inside the handler too, not only between messages.
-          std::this_thread::sleep_for(50us);
-          effects.append(w->processed_id(d));
-          std::this_thread::sleep_for(50us);
-        },
-        [] { return false; });
-    return r ? 0 : 13;
+    return worker_process(path, [](Worker& w, ProcessedStore&, EffectsFile& effects) {
+      auto r = w.run(
+          [&](const Delivery& d) {
+            // A little work on both sides of the effect, so that kills land
+            // inside the handler too, not only between messages.
+            std::this_thread::sleep_for(50us);
+            effects.append(w.processed_id(d));
+            std::this_thread::sleep_for(50us);
+          },
+          [] { return false; });
+      return r ? 0 : 13;
+    });
   };
   test::Children children;
   std::vector<pid_t> workers;
