@@ -62,7 +62,7 @@ int run(int argc, char** argv) {
   bool help = false;
   std::string error;
   if (!parse_bench_options(argc, argv, &options, &help, &error)) {
-    std::fprintf(stderr, "sluice bench: %s\n", error.c_str());
+    std::fprintf(stderr, "sluice: bench: %s\n", error.c_str());
     return 2;
   }
   if (help) {
@@ -71,7 +71,7 @@ int run(int argc, char** argv) {
   }
   ScratchDir root(options.dir.empty() ? "/dev/shm" : options.dir);
   if (root.path().empty()) {
-    std::fprintf(stderr, "sluice bench: %s\n", root.error().c_str());
+    std::fprintf(stderr, "sluice: bench: %s\n", root.error().c_str());
     return 1;
   }
   const int64_t start = steady_ns();
@@ -146,6 +146,27 @@ int run(int argc, char** argv) {
       progress("throughput", kSize, report.throughput.back().system, report.throughput.back().ok,
                report.throughput.back().error, t0);
     }
+    // The same comparisons as round trips: plain (unless the pingpong
+    // workload measured it at 64 B), idempotent, and transactions of 1, 10
+    // and 100 records.
+    auto eos_pingpong = [&](const std::string& name, bool exclusive, bool idempotent, uint32_t records) {
+      if (std::any_of(report.pingpong.begin(), report.pingpong.end(),
+                      [&](const LatencyResult& l) { return l.system == name && l.value_bytes == kSize; }))
+        return;
+      const int64_t t0 = steady_ns();
+      const std::string dir = run_dir(root, "eos-pingpong-" + std::string(exclusive ? "excl" : "shared") +
+                                                (idempotent ? "-idempotent" : "") +
+                                                (records > 0 ? "-txn-" + std::to_string(records) : ""));
+      report.pingpong.push_back(run_sluice_pingpong(options, kSize, exclusive, dir, idempotent, records));
+      remove_run_dir(dir);
+      progress("pingpong", kSize, report.pingpong.back().system, report.pingpong.back().ok,
+               report.pingpong.back().error, t0);
+    };
+    for (bool exclusive : {false, true})
+      for (bool idempotent : {false, true})
+        eos_pingpong(sluice_system_name(exclusive, idempotent), exclusive, idempotent, 0);
+    for (uint32_t records : {1u, 10u, 100u})
+      eos_pingpong("sluice/txn-" + std::to_string(records), false, false, records);
   }
   if (options.queue) {
     auto rtt_done = [&](int64_t t0) {

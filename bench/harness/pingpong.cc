@@ -1,7 +1,10 @@
 // Pingpong: side A sends a record, side B sends it back, A times every round
 // trip with the TSC and keeps every sample (preallocated, no sampling).
 // The first 8 bytes of each value carry the trip's number; A checks it.
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "bench/harness/ring_side.h"
@@ -85,22 +88,45 @@ LatencyResult run_ring_pingpong(const BenchOptions& options, uint32_t value_byte
 }
 
 LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
-                                  const std::string& bus_dir) {
+                                  const std::string& bus_dir, bool idempotent, uint32_t txn_records) {
   PairRegion region(0);
-  const uint64_t total = options.warmup + options.samples;
-  std::vector<uint64_t> ticks(options.samples);
+  // Round trips: with transactions of N records, at most 2,000,000 records
+  // move, and the warm-up shrinks in proportion.
+  const uint32_t per_trip = txn_records > 0 ? txn_records : 1;
+  const uint64_t samples = std::min<uint64_t>(options.samples, std::max<uint64_t>(1000, 2'000'000 / per_trip));
+  const uint64_t warmup = txn_records > 0 ? options.warmup * samples / std::max<uint64_t>(options.samples, 1)
+                                          : options.warmup;
+  const uint64_t total = warmup + samples;
+  std::vector<uint64_t> ticks(samples);
   TscCalibration cal;
   ProducerOptions popts;
   popts.exclusive = exclusive;
+  popts.idempotent = idempotent;
 
   auto side_a = [&](PairChannel& ch) {
     auto bus = open_bus_or_fail(ch, bus_dir);
     if (!bus) return false;
     for (const char* t : {"ping", "pong"})
-      if (auto ok = bus->create_topic(t, pingpong_topic_options(options, total, value_bytes)); !ok)
+      if (auto ok = bus->create_topic(t, pingpong_topic_options(options, total * per_trip, value_bytes)); !ok)
         return ch.fail(std::string("create_topic ") + t + ": " + ok.error().to_string());
-    auto producer = bus->create_producer("ping", popts);
-    if (!producer) return ch.fail("create_producer: " + producer.error().to_string());
+    std::optional<Producer> plain;
+    std::optional<TransactionalProducer> tx;
+    Producer* producer = nullptr;
+    if (txn_records > 0) {
+      TransactionOptions to;
+      to.producer = popts;
+      auto t = bus->create_transactional_producer("bench-pingpong", to);
+      if (!t) return ch.fail("create_transactional_producer: " + t.error().to_string());
+      tx.emplace(std::move(*t));
+      auto p = tx->producer("ping");
+      if (!p) return ch.fail("producer: " + p.error().to_string());
+      producer = *p;
+    } else {
+      auto p = bus->create_producer("ping", popts);
+      if (!p) return ch.fail("create_producer: " + p.error().to_string());
+      plain.emplace(std::move(*p));
+      producer = &*plain;
+    }
     auto consumer = bus->create_consumer("pong", "", bench_consumer_options(options));
     if (!consumer) return ch.fail("create_consumer: " + consumer.error().to_string());
     std::vector<char> msg(value_bytes, 'p');
@@ -108,16 +134,22 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
     SpinBudget budget(ch);
     if (!ch.sync(1) || !ch.sync(2)) return false;  // 1: topics exist; 2: B is ready
     for (uint64_t i = 0; i < total; ++i) {
-      if (i == options.warmup) cal.start();
+      if (i == warmup) cal.start();
       std::memcpy(msg.data(), &i, sizeof i);
       const uint64_t t0 = tsc_now();
-      const SendResult sent = producer->send(Message{{}, std::string_view(msg.data(), msg.size())});
-      if (!sent.ok()) return ch.fail("send: " + producer->last_error().to_string());
+      if (tx)
+        if (auto ok = tx->begin(); !ok) return ch.fail("begin: " + ok.error().to_string());
+      for (uint32_t k = 0; k < per_trip; ++k) {
+        const SendResult sent = producer->send(Message{{}, std::string_view(msg.data(), msg.size())});
+        if (!sent.ok()) return ch.fail("send: " + producer->last_error().to_string());
+      }
+      if (tx)
+        if (auto ok = tx->commit(); !ok) return ch.fail("commit: " + ok.error().to_string());
       if (poll_some(*consumer, echo, options, ch, budget) == 0) return false;
       if (!check_echo(ch, echo[0].value.data(), static_cast<uint32_t>(echo[0].value.size()), value_bytes, i))
         return false;
       const uint64_t t1 = tsc_now();
-      if (i >= options.warmup) ticks[i - options.warmup] = t1 - t0;
+      if (i >= warmup) ticks[i - warmup] = t1 - t0;
     }
     cal.stop();
     return ch.sync(3);
@@ -134,14 +166,19 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
     SpinBudget budget(ch);
     if (!ch.sync(2)) return false;
     for (uint64_t i = 0; i < total; ++i) {
-      if (poll_some(*consumer, in, options, ch, budget) == 0) return false;
+      // A transaction's records arrive together at its commit (read
+      // committed): the echo follows the last one.
+      for (uint32_t k = 0; k < per_trip; ++k)
+        if (poll_some(*consumer, in, options, ch, budget) == 0) return false;
       const SendResult sent = producer->send(Message{{}, in[0].value});
       if (!sent.ok()) return ch.fail("send: " + producer->last_error().to_string());
     }
     return ch.sync(3);
   };
   const PairOutcome outcome = run_process_pair(region, side_a, side_b, options.workload_timeout_ms);
-  return latency_result(sluice_system_name(exclusive), value_bytes, outcome, ticks, cal.ns_per_tick());
+  const std::string system = txn_records > 0 ? "sluice/txn-" + std::to_string(txn_records)
+                                             : std::string(sluice_system_name(exclusive, idempotent));
+  return latency_result(system, value_bytes, outcome, ticks, cal.ns_per_tick());
 }
 
 }  // namespace sluice::bench

@@ -16,8 +16,13 @@ namespace sluice::bench {
 
 // Round trips: A sends a record, B sends it back, A times each trip.
 LatencyResult run_ring_pingpong(const BenchOptions& options, uint32_t value_bytes);
+// `idempotent`: both sides' producers are idempotent. `txn_records` > 0: a
+// round trip is a transaction of that many records from A (a transactional
+// producer; shared writer unless `exclusive`) and one echo from B once it
+// has read them all, read committed ("sluice/txn-N"); fewer round trips are
+// timed so that a run moves at most 2,000,000 records (txn_round_trips()).
 LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_bytes, bool exclusive,
-                                  const std::string& bus_dir);
+                                  const std::string& bus_dir, bool idempotent = false, uint32_t txn_records = 0);
 
 // A produces as fast as it can, B consumes and times first to last record.
 // publish_every: 1 for the per-message ring the targets refer to.
