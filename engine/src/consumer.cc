@@ -1,6 +1,8 @@
 #include <sluice/bus.h>
 #include <sluice/consumer.h>
 
+#include <algorithm>
+
 #include "admin.h"
 #include "bus_state.h"
 #include "consumer_access.h"
@@ -22,6 +24,7 @@ struct ConsumerState {
     uint64_t committed = kNoOffset;
     uint64_t seek_epoch = 0;
     uint64_t repairs_seen = 0;
+    bool paused = false;  // Consumer::pause(): hands out nothing, keeps its position
   };
   std::vector<Assigned> parts;
   std::vector<uint32_t> assignment;
@@ -44,7 +47,35 @@ struct ConsumerState {
   Status position_initially(Assigned& a);
   Status commit_all(bool sync);
   void check_group_seek(Assigned& a);
+  Assigned* find(uint32_t partition) noexcept;
+  // Consumer::pause/resume: all or nothing.
+  Status set_paused(std::span<const uint32_t> partitions, bool paused);
 };
+
+ConsumerState::Assigned* ConsumerState::find(uint32_t partition) noexcept {
+  for (Assigned& a : parts)
+    if (a.cursor.partition().index() == partition) return &a;
+  return nullptr;
+}
+
+Status ConsumerState::set_paused(std::span<const uint32_t> partitions, bool paused) {
+  // Every partition is checked before any changes, so that an error leaves
+  // the pause state as it was.
+  for (uint32_t p : partitions) {
+    if (find(p) != nullptr) continue;
+    const std::string what = std::string(paused ? "cannot pause: partition " : "cannot resume: partition ") +
+                             std::to_string(p);
+    if (p >= topic->options.partitions)
+      return make_error(Errc::kInvalidArgument, what + " is out of range for topic " + topic->name + " (" +
+                                                    std::to_string(topic->options.partitions) + " partitions)");
+    std::string assigned;
+    for (uint32_t q : assignment) assigned += (assigned.empty() ? "" : ", ") + std::to_string(q);
+    return make_error(Errc::kInvalidArgument, what + " of topic " + topic->name +
+                                                  " is not assigned to this consumer (assigned: " + assigned + ")");
+  }
+  for (uint32_t p : partitions) find(p)->paused = paused;
+  return {};
+}
 
 bool ConsumerState::reset(Assigned& a, std::string why) {
   const uint64_t from = a.cursor.next_offset();
@@ -190,7 +221,11 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   for (size_t i = 0; i < count && n < out.size(); ++i) {
     ConsumerState::Assigned& a = s.parts[(s.next_part + i) % count];
     a.cursor.release_left_segments();  // the previous poll's views are dead now
+    // A paused partition is still looked at for an admin seek, which moves
+    // it (and whose event handler may resume it); it is not read: its
+    // position stays, and a retention reset waits for its resume.
     if (s.offsets) s.check_group_seek(a);
+    if (a.paused) continue;
     if (a.cursor.behind_start())
       if (auto ok = s.reset_removed(a); !ok) return std::unexpected(ok.error());
     while (n < out.size()) {
@@ -303,6 +338,26 @@ Status Consumer::seek_to_time(int64_t unix_ns, std::optional<uint32_t> partition
     a.handed_out = a.cursor.next_offset();
   }
   return {};
+}
+
+Status Consumer::pause(std::span<const uint32_t> partitions) { return state_->set_paused(partitions, true); }
+Status Consumer::resume(std::span<const uint32_t> partitions) { return state_->set_paused(partitions, false); }
+
+std::vector<uint32_t> Consumer::paused() const {
+  std::vector<uint32_t> out;
+  for (const auto& a : state_->parts)
+    if (a.paused) out.push_back(a.cursor.partition().index());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool Consumer::is_paused(uint32_t partition) const noexcept {
+  const ConsumerState::Assigned* a = state_->find(partition);
+  return a != nullptr && a->paused;
+}
+
+const GroupOffsets* ConsumerAccess::offsets(const Consumer& consumer) noexcept {
+  return consumer.state_->offsets.get();
 }
 
 uint64_t Consumer::position(uint32_t partition) const {

@@ -1,5 +1,7 @@
 #include "group_offsets.h"
 
+#include <cassert>
+
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
 #include "partition.h"
@@ -72,6 +74,36 @@ bool GroupOffsets::commit_if(uint32_t partition, uint64_t expected, uint64_t nex
   s.commit_unix_ns.store(now_ns, std::memory_order_relaxed);
   s.commit_count.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+// The retry_attempts word is a message of its own: offset and count arrive
+// in one store, and nothing else is published with it (a reader checks it
+// against the record it is about to handle, not against the committed
+// offset). So relaxed stores and loads are enough: a member reads the word
+// its predecessor in the group left, and atomicity is all it needs.
+std::optional<GroupOffsets::RetryAttempts> GroupOffsets::retry_attempts(uint32_t partition) const noexcept {
+  // relaxed: see above.
+  const uint64_t w = slot(partition).retry_attempts.load(std::memory_order_relaxed);
+  // A count of 0 is never written; reading one means the word was damaged:
+  // no count then (the record starts again at attempt 1, as before counts).
+  if (w == 0 || retry_attempts_count(w) == 0) return std::nullopt;
+  return RetryAttempts{retry_attempts_offset(w), retry_attempts_count(w)};
+}
+
+bool GroupOffsets::store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts) const noexcept {
+  assert(attempts >= 1 && attempts <= kMaxRetryAttempts);
+  if (offset > kMaxRetryAttemptsOffset) {
+    clear_retry_attempts(partition);
+    return false;
+  }
+  // relaxed: see above.
+  slot(partition).retry_attempts.store(retry_attempts_word(offset, attempts), std::memory_order_relaxed);
+  return true;
+}
+
+void GroupOffsets::clear_retry_attempts(uint32_t partition) const noexcept {
+  // relaxed: see above.
+  slot(partition).retry_attempts.store(0, std::memory_order_relaxed);
 }
 
 void invalidate_back_pressure_limits(const TopicState& topic) {

@@ -6,6 +6,7 @@
 #include <sluice/status.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,23 @@ class GroupOffsets {
     // published with it, but an observer of an offset also sees its time.
     return slot(partition).committed_offset.load(std::memory_order_acquire);
   }
+
+  // RetryMode::kInPlace's durable attempt count (GroupSlot::retry_attempts):
+  // `attempts` attempts were begun on the record at `offset` of the
+  // partition. nullopt: no count (a zero word, as in files from before the
+  // word had a meaning).
+  struct RetryAttempts {
+    uint64_t offset;
+    uint32_t attempts;
+  };
+  std::optional<RetryAttempts> retry_attempts(uint32_t partition) const noexcept;
+  // Stores (offset, attempts), replacing the partition's count. Not msynced
+  // by itself: it shares the slot's page with the committed offset, so the
+  // next synchronous commit makes it durable on a disk bus. False (and the
+  // count cleared) when offset > kMaxRetryAttemptsOffset.
+  // REQUIRES: 1 <= attempts <= format::kMaxRetryAttempts.
+  bool store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts) const noexcept;
+  void clear_retry_attempts(uint32_t partition) const noexcept;
 
  private:
   ipc::MappedFile file_;

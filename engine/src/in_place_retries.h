@@ -1,9 +1,9 @@
 // The per-partition state of a RetryingConsumer in RetryMode::kInPlace
-// (docs/queues.md, section 7): which partitions are paused behind a record
-// being retried, at which offset, after how many failed attempts, and when
-// the next attempt is due. Only book-keeping: the caller moves the consumer
-// (parks a paused partition at its end, seeks it back to the record when
-// due) and commits what commit() says.
+// (docs/queues.md, section 7): which partitions wait behind a record being
+// retried, at which offset, after how many attempts, and when the next
+// attempt is due. Only book-keeping: the caller moves the consumer (seeks a
+// newly held partition back to its record and pauses it there, resumes it
+// when the retry is due) and keeps the attempt count in the group's file.
 //
 // A partition's lane goes
 //   kFlowing --pause()--> kWaiting --start_due()--> kDue --pause()--> kWaiting
@@ -29,8 +29,8 @@ class InPlaceRetries {
  public:
   enum class Lane : uint8_t {
     kFlowing,  // records are handled as they come
-    kWaiting,  // paused: parked at its end; what it reads is dropped
-    kDue,      // paused, retry due: sought back to the record, the next one read
+    kWaiting,  // paused in the consumer at the record; its retry is not due
+    kDue,      // resumed: the record is the next one the consumer reads
   };
 
   // `*stats` (the helper's) shows the paused lanes and must outlive this.
@@ -45,7 +45,7 @@ class InPlaceRetries {
     assert(partition < lanes_.size());
     return lanes_[partition].lane;
   }
-  // The record a paused partition retries, and the attempts it has failed.
+  // The record a paused partition retries, and the attempts made on it.
   uint64_t offset(uint32_t partition) const noexcept { return lanes_[partition].offset; }
   uint32_t failed_attempts(uint32_t partition) const noexcept { return lanes_[partition].failed_attempts; }
   // A failure whose dead letter was refused: the next attempt writes it
@@ -57,7 +57,8 @@ class InPlaceRetries {
 
   // Pauses `partition` (or keeps it paused) at `offset`, whose attempt
   // `failed_attempts` just failed; the next is due at retry_at_ns. With
-  // `letter`, the next attempt only dead-letters it.
+  // `letter`, the next attempt only dead-letters it. The lane is held: see
+  // hold_new().
   void pause(uint32_t partition, uint64_t offset, uint32_t failed_attempts, int64_t retry_at_ns, int64_t now_ns,
              std::optional<Failure> letter) {
     State& s = lanes_[partition];
@@ -70,29 +71,37 @@ class InPlaceRetries {
     s.offset = offset;
     s.failed_attempts = failed_attempts;
     s.letter = std::move(letter);
-    s.park = true;
-    s.dirty = true;
+    s.hold = true;
     PausedPartition& p = find(partition);
     p.offset = offset;
     p.failed_attempts = failed_attempts;
     p.retry_at_ns = retry_at_ns;
   }
 
-  // Lets `partition` flow again (any partition number).
-  void resume(uint32_t partition, int64_t now_ns) {
-    if (partition < lanes_.size() && lanes_[partition].lane != Lane::kFlowing) end_pause(partition, now_ns);
+  // A waiting lane's record was read after all (someone resumed the
+  // partition behind the helper's back): hold it again.
+  void hold(uint32_t partition) noexcept {
+    assert(lanes_[partition].lane == Lane::kWaiting);
+    lanes_[partition].hold = true;
+  }
+
+  // Lets `partition` flow again (any partition number). False if it was
+  // flowing already.
+  bool resume(uint32_t partition, int64_t now_ns) {
+    if (partition >= lanes_.size() || lanes_[partition].lane == Lane::kFlowing) return false;
+    end_pause(partition, now_ns);
+    return true;
   }
 
   // Moves every waiting lane whose retry is due by now_ns to kDue, calling
-  // seek(partition, offset) for it.
-  template <class Seek>
-  void start_due(int64_t now_ns, Seek&& seek) {
+  // resume(partition) for it: the caller lets the consumer read it again.
+  template <class Resume>
+  void start_due(int64_t now_ns, Resume&& resume) {
     for (const PausedPartition& p : stats_.paused) {
       State& s = lanes_[p.partition];
       if (s.lane != Lane::kWaiting || p.retry_at_ns > now_ns) continue;
       s.lane = Lane::kDue;
-      s.park = false;
-      seek(p.partition, s.offset);
+      resume(p.partition);
     }
   }
 
@@ -105,51 +114,25 @@ class InPlaceRetries {
     return t;
   }
 
-  // Calls park(partition) for each lane paused since the last call: the
-  // caller moves it to its end, so that the consumer does not read the
-  // records behind the retried one while it waits.
-  template <class Park>
-  void park_new(Park&& park) {
+  // Calls hold(partition, offset) for each waiting lane held since the last
+  // call: the caller seeks the consumer back to the record (it has read past
+  // it) and pauses the partition there, so that nothing behind the record
+  // is read until its retry.
+  template <class Hold>
+  void hold_new(Hold&& hold) {
     for (uint32_t p = 0; p < lanes_.size(); ++p)
-      if (lanes_[p].park && lanes_[p].lane == Lane::kWaiting) {
-        lanes_[p].park = false;
-        park(p);
+      if (lanes_[p].hold) {
+        lanes_[p].hold = false;
+        if (lanes_[p].lane == Lane::kWaiting) hold(p, lanes_[p].offset);
       }
-  }
-
-  // A record of `partition` was handled or dropped, or its lane moved:
-  // commit() will look at it.
-  void touch(uint32_t partition) noexcept {
-    if (partition < lanes_.size()) lanes_[partition].dirty = true;
-  }
-
-  // Calls commit(partition, next_offset) for each touched lane (each lane if
-  // `all`) whose offset to commit changed: the paused record, or the
-  // consumer's position (`position(partition)`) past everything handled.
-  // Stops at the first commit that fails and returns its error.
-  template <class Position, class Commit>
-  Status commit(bool all, Position&& position, Commit&& commit) {
-    for (uint32_t p = 0; p < lanes_.size(); ++p) {
-      State& s = lanes_[p];
-      if (!s.dirty && !all) continue;
-      const uint64_t next = s.lane == Lane::kFlowing ? position(p) : s.offset;
-      if (next == kNoOffset) continue;  // not assigned to this member
-      if (next != s.committed || all)
-        if (auto ok = commit(p, next); !ok) return ok;
-      s.committed = next;
-      s.dirty = false;
-    }
-    return {};
   }
 
  private:
   struct State {
     Lane lane = Lane::kFlowing;
-    bool park = false;   // paused since park_new() last ran
-    bool dirty = false;  // its offset to commit may have changed
+    bool hold = false;  // to be sought back and paused by hold_new()
     uint32_t failed_attempts = 0;
     uint64_t offset = 0;
-    uint64_t committed = kNoOffset;  // what this member committed last
     std::optional<Failure> letter;
   };
 
@@ -166,8 +149,7 @@ class InPlaceRetries {
     stats_.paused.erase(stats_.paused.begin() + (&p - stats_.paused.data()));
     State& s = lanes_[partition];
     s.lane = Lane::kFlowing;
-    s.park = false;
-    s.dirty = true;
+    s.hold = false;
     s.failed_attempts = 0;
     s.letter.reset();
   }

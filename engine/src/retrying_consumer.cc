@@ -13,14 +13,13 @@
 // queue dead-letter it (source "queue:<retry queue>", the sluice.stream.*
 // headers kept). Nothing is lost either way.
 //
-// In place: the Consumer has no pause of its own, so a paused partition is
-// parked at its end (seek_to_end): the consumer reads only what is appended
-// while it waits, and the helper drops it unhandled. When the retry is due
-// the partition is sought back to the record, which is read from the log
-// again (no copy is kept). The consumer's position in a parked partition is
-// thus past the record, so the helper commits per partition itself (the
-// consumer's auto-commit off): the record's offset while paused, else the
-// position past what was handled. The attempt count is in memory only.
+// In place: a record that fails pauses its partition in the consumer
+// (Consumer::pause), sought back to the record: nothing behind it is read
+// while it waits, and the consumer's position there, which its commits
+// commit, is the record. When the retry is due the partition is resumed and
+// the record read from the log again (no copy is kept). The attempts begun
+// on it are also kept in the group's offsets file (GroupSlot::
+// retry_attempts), so a member that replaces a dead one goes on counting.
 #include <sluice/bus.h>
 #include <sluice/retrying_consumer.h>
 
@@ -39,6 +38,8 @@
 #include <typeinfo>
 #include <vector>
 
+#include "consumer_access.h"
+#include "group_offsets.h"
 #include "in_place_retries.h"
 #include "queue_state.h"
 
@@ -74,8 +75,9 @@ Status make_queue(Bus& bus, const std::string& name, const QueueOptions& options
 struct RetryingConsumerState {
   RetryingConsumerState(Consumer c, QueuePublisher d) : consumer(std::move(c)), dlq(std::move(d)) {}
   ~RetryingConsumerState() {
-    // What the consumer's own auto-commit does on destruction in the other mode.
-    if (in_place) (void)commit_in_place(true, true);
+    // The consumer's event handler reaches this state; the consumer may
+    // outlive it by a few members' destructors.
+    if (event_hook) *event_hook = nullptr;
   }
 
   std::string topic;
@@ -92,6 +94,8 @@ struct RetryingConsumerState {
   QueuePublisher dlq;
   RetryingConsumerStats stats;
   std::unique_ptr<InPlaceRetries> in_place;  // kInPlace
+  const GroupOffsets* offsets = nullptr;     // kInPlace: the attempt counts; the consumer's
+  std::shared_ptr<RetryingConsumerState*> event_hook;  // kInPlace: the consumer's on_event reaches us
   std::mt19937_64 rng{std::random_device{}()};
   std::array<RecordView, kBatch> batch{};
   // Reused, so that a record costs no allocation once they have grown: the
@@ -120,7 +124,13 @@ struct RetryingConsumerState {
   // kInPlace.
   Status handle_in_place(const RecordHandler& handler, const RecordView& v);
   Result<uint64_t> poll_in_place(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
-  Status commit_in_place(bool sync, bool all);
+  // Pauses the lane after a failed attempt, and counts it in the group's file.
+  void hold(uint32_t partition, uint64_t offset, uint32_t attempts, int64_t retry_at_ns, std::optional<Failure> letter);
+  // The record is settled, or its retry void: the partition flows, its count goes.
+  void end_pause(uint32_t partition);
+  // Attempts begun on the record at `offset` by earlier members (the
+  // group's file); 0 if none.
+  uint32_t attempts_begun(uint32_t partition, uint64_t offset);
 };
 
 RetryingConsumerState::Outcome RetryingConsumerState::call(const RecordHandler& handler, const StreamRecord& r) {
@@ -296,48 +306,93 @@ Result<uint64_t> RetryingConsumerState::poll(const RecordHandler& handler, uint6
 
 // ---- kInPlace ----------------------------------------------------------------
 
-// A record of a flowing or due partition: attempt 1, or the paused record's
+void RetryingConsumerState::hold(uint32_t partition, uint64_t offset, uint32_t attempts, int64_t retry_at_ns,
+                                 std::optional<Failure> letter) {
+  in_place->pause(partition, offset, attempts, retry_at_ns, clock->now_ns(), std::move(letter));
+  // Beyond the largest encodable offset the count stays in memory.
+  if (offsets) (void)offsets->store_retry_attempts(partition, offset, attempts);
+}
+
+void RetryingConsumerState::end_pause(uint32_t partition) {
+  in_place->resume(partition, clock->now_ns());
+  // Flowing in the consumer already unless the retry was voided while it
+  // waited (an admin seek, from the consumer's event handler).
+  (void)consumer.resume(partition);  // assigned: the lanes only hold assigned partitions
+  if (offsets && offsets->retry_attempts(partition)) offsets->clear_retry_attempts(partition);
+}
+
+uint32_t RetryingConsumerState::attempts_begun(uint32_t partition, uint64_t offset) {
+  if (!offsets) return 0;
+  const auto begun = offsets->retry_attempts(partition);
+  if (!begun) return 0;
+  if (begun->offset == offset) return begun->attempts;
+  // A count for a record behind this one is stale (the group was moved past
+  // it, or a member of an older build settled it): drop it, so that a
+  // rewind to that record later starts it afresh. One ahead belongs to a
+  // record this member has not reached yet (it re-reads what its
+  // predecessor handled but did not commit).
+  if (begun->offset < offset) offsets->clear_retry_attempts(partition);
+  return 0;
+}
+
+// A record of a flowing or due partition: attempt 1 (or, after a restart,
+// the attempt after those the group's file counts), or the paused record's
 // next attempt.
 Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, const RecordView& v) {
   InPlaceRetries& lanes = *in_place;
-  uint32_t attempt = 1;
-  if (lanes.lane(v.partition) == InPlaceRetries::Lane::kDue) {
-    if (v.offset == lanes.offset(v.partition))
-      attempt = lanes.failed_attempts(v.partition) + 1;
-    else  // an admin seek or a retention reset moved the partition: its retry is void
-      lanes.resume(v.partition, clock->now_ns());
+  const uint32_t partition = v.partition;
+  uint32_t attempt = 0;
+  if (lanes.lane(partition) == InPlaceRetries::Lane::kDue) {
+    if (v.offset == lanes.offset(partition))
+      attempt = lanes.failed_attempts(partition) + 1;
+    else  // the consumer was moved (a seek through consumer(), a retention reset): its retry is void
+      end_pause(partition);
   }
-  if (attempt == 1) ++stats.records;
+  if (attempt == 0) {
+    ++stats.records;
+    attempt = attempts_begun(partition, v.offset) + 1;
+  }
   producer_headers(v.headers);
-  const StreamRecord r{topic, v.partition, v.offset, v.timestamp_ns, v.key, v.value, headers, attempt};
+  const StreamRecord r{topic, partition, v.offset, v.timestamp_ns, v.key, v.value, headers, attempt};
   // A refused letter keeps the partition paused at the record, to be written
   // by the next poll without running the handler again.
   auto settle_dead = [&](const StreamRecord& failed, Failure why) -> Status {
     if (auto ok = dead_letter(failed, why); !ok) {
-      const int64_t now = clock->now_ns();
-      lanes.pause(v.partition, v.offset, failed.attempt, now, now, std::move(why));
+      hold(partition, v.offset, failed.attempt, clock->now_ns(), std::move(why));
       return ok;
     }
-    lanes.resume(v.partition, clock->now_ns());
+    end_pause(partition);
     return {};
   };
-  if (const Failure* letter = lanes.pending_letter(v.partition); letter != nullptr && attempt > 1) {
+  if (const Failure* letter = lanes.pending_letter(partition); letter != nullptr && attempt > 1) {
     StreamRecord failed = r;
     failed.attempt = attempt - 1;  // the attempts it had
     return settle_dead(failed, *letter);
   }
+  if (attempt > retry.max_receives) {
+    // Every attempt was begun by members that stopped before settling it
+    // (killed in the handler, or holding a refused letter): dead-letter it
+    // unrun, as the retry queue does a record received too often.
+    StreamRecord failed = r;
+    failed.attempt = attempt - 1;
+    return settle_dead(failed, {"MaxReceivesExceeded",
+                                "begun " + std::to_string(failed.attempt) + " times by members of group " + group +
+                                    " that stopped before settling it",
+                                ""});
+  }
+  // Counted before it runs: a member killed in the handler has begun it.
+  if (attempt > 1 && offsets) (void)offsets->store_retry_attempts(partition, v.offset, attempt);
   const Outcome o = call(handler, r);
   if (o.kind == Outcome::kOk) {
     if (attempt > 1) {
       ++stats.succeeded_after_retry;
-      lanes.resume(v.partition, clock->now_ns());
+      end_pause(partition);
     }
     return {};
   }
   if (o.kind == Outcome::kPermanent) return settle_dead(r, o.failure);
   if (attempt >= retry.max_receives) return settle_dead(r, exhausted(attempt, o.failure));
-  const int64_t now = clock->now_ns();
-  lanes.pause(v.partition, v.offset, attempt, now + retry.delay_ns(attempt, rng()), now, std::nullopt);
+  hold(partition, v.offset, attempt, clock->now_ns() + retry.delay_ns(attempt, rng()), std::nullopt);
   ++stats.retried;
   return {};
 }
@@ -345,7 +400,9 @@ Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, cons
 Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handler, uint64_t max_records,
                                                       int64_t wait_ns) {
   InPlaceRetries& lanes = *in_place;
-  lanes.start_due(clock->now_ns(), [&](uint32_t p, uint64_t offset) { consumer.seek(p, offset); });
+  // Retries whose backoff has passed: their partitions are read again, from
+  // the record (their position).
+  lanes.start_due(clock->now_ns(), [&](uint32_t p) { (void)consumer.resume(p); });
   const size_t want = static_cast<size_t>(std::min<uint64_t>(kBatch, max_records == 0 ? kBatch : max_records));
   auto got = consumer.poll(std::span(batch).first(want), wait_ns);
   if (!got) return std::unexpected(got.error());
@@ -354,9 +411,12 @@ Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handl
   size_t i = 0;
   for (; i < *got; ++i) {
     const RecordView& v = batch[i];
-    // Behind a record that waits: dropped now, read again after it.
-    if (lanes.lane(v.partition) == InPlaceRetries::Lane::kWaiting) continue;
-    lanes.touch(v.partition);
+    // Behind a record that failed in this batch: read again after it. (Or
+    // the partition was resumed behind the helper's back: hold it again.)
+    if (lanes.lane(v.partition) == InPlaceRetries::Lane::kWaiting) {
+      lanes.hold(v.partition);
+      continue;
+    }
     if (handled = handle_in_place(handler, v); !handled) break;
     ++n;
   }
@@ -373,18 +433,20 @@ Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handl
       consumer.seek(p, batch[j].offset);
     }
   }
-  // After the batch: a seek ends its views.
-  lanes.park_new([&](uint32_t p) { consumer.seek_to_end(p); });
-  const Status committed = commit_in_place(false, false);
+  // After the batch, since a seek ends its views: each partition paused in
+  // it goes back to its record and waits there. The consumer's position is
+  // then the record, so its commit below keeps it (and those of the
+  // partitions that flow pass what was handled).
+  lanes.hold_new([&](uint32_t p, uint64_t offset) {
+    consumer.seek(p, offset);
+    // Unless retention removed the record just now: the seek's reset event
+    // voided the retry (on_event), and the partition flows from the reset.
+    if (lanes.lane(p) == InPlaceRetries::Lane::kWaiting)
+      (void)consumer.pause(p);  // assigned: a record of it was just read
+  });
+  consumer.commit_async();
   if (!handled) return std::unexpected(handled.error());
-  if (!committed) return std::unexpected(committed.error());
   return n;
-}
-
-Status RetryingConsumerState::commit_in_place(bool sync, bool all) {
-  return in_place->commit(
-      all, [&](uint32_t p) { return consumer.position(p); },
-      [&](uint32_t p, uint64_t next) { return consumer.commit(p, next, sync); });
 }
 
 // ---- RetryingConsumer ------------------------------------------------------
@@ -425,8 +487,7 @@ Result<uint64_t> RetryingConsumer::run(const RecordHandler& handler, const std::
     if (!n) return n;
     handled += *n;
   }
-  if (auto ok = s.in_place ? s.commit_in_place(true, true) : s.consumer.commit_sync(); !ok)
-    return std::unexpected(ok.error());
+  if (auto ok = s.consumer.commit_sync(); !ok) return std::unexpected(ok.error());
   return handled;
 }
 
@@ -451,17 +512,18 @@ Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view top
 
   ConsumerOptions co = options.consumer;
   // In place, an admin seek of a paused partition voids its retry: the
-  // member follows the group from the new offset. Any event may have moved
-  // a position, which the next commit then looks at. Set once the lanes
-  // exist (after the consumer); events come only from its polls.
-  auto lanes = std::make_shared<InPlaceRetries*>(nullptr);
+  // member follows the group from the new offset, at once (the consumer
+  // notices the seek while the partition is paused, and a resume from its
+  // event handler takes effect in the same poll). So does a retention reset
+  // that removed the record. Set once the state exists (after the
+  // consumer); events come only from its polls.
+  auto hook = std::make_shared<RetryingConsumerState*>(nullptr);
   if (in_place) {
-    co.auto_commit = false;  // the helper commits per partition
-    co.on_event = [lanes, clock = &bus.clock(), user = std::move(co.on_event)](const ConsumerEvent& e) {
-      if (InPlaceRetries* l = *lanes) {
-        if (e.kind == ConsumerEvent::Kind::kGroupSeek) l->resume(e.partition, clock->now_ns());
-        l->touch(e.partition);
-      }
+    co.on_event = [hook, user = std::move(co.on_event)](const ConsumerEvent& e) {
+      RetryingConsumerState* s = *hook;
+      if (s && (e.kind == ConsumerEvent::Kind::kGroupSeek || e.kind == ConsumerEvent::Kind::kOffsetReset) &&
+          s->in_place->lane(e.partition) != InPlaceRetries::Lane::kFlowing)
+        s->end_pause(e.partition);
       if (user) user(e);
     };
   }
@@ -487,7 +549,9 @@ Result<RetryingConsumer> RetryingConsumer::create(Bus& bus, std::string_view top
   s->clock = &bus.clock();
   if (in_place) {
     s->in_place = std::make_unique<InPlaceRetries>(s->consumer.assignment(), &s->stats);
-    *lanes = s->in_place.get();
+    s->offsets = ConsumerAccess::offsets(s->consumer);
+    s->event_hook = hook;
+    *hook = s.get();
     return RetryingConsumer(std::move(s));
   }
 

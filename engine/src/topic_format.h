@@ -100,11 +100,27 @@ static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kControlFile
 //
 //   [0, 48)     FileHeader, kind kGroupOffsets
 //   [48, 56)    GroupParams
-//   [64 + 64p]  GroupSlot of partition p
+//   [64 + 64p]  GroupSlot of partition p:
+//     +0   committed_offset  next offset to read; kNoCommit: none
+//     +8   commit_unix_ns    informational
+//     +16  commit_count      informational
+//     +24  seek_epoch        bumped by an admin seek (members notice it)
+//     +32  retry_attempts    RetryMode::kInPlace: the record being retried
+//                            and the attempts begun on it, one u64:
+//                              bits 0..7   attempts begun (1..255)
+//                              bits 8..63  the record's offset + 1
+//                            0: no record in retry
+//     +40  reserved[3]       zero; member / generation (rebalancing)
 //
 // committed_offset is the whole commit: one aligned 8-byte atomic store, so
 // no process ever reads a torn offset and a crash leaves either the old or
 // the new value. The other fields are informational and may lag it.
+//
+// retry_attempts is one atomic store too, so its offset and count are never
+// torn apart. It is only counted for the record at its offset, so a stale
+// word (its member killed, the group moved on) never counts for another
+// record. Zero is "no count": what the word held before it had a meaning
+// (the format version did not change: docs/formats.md, "Group offsets").
 struct GroupParams {
   uint32_t partitions;
   uint32_t reserved;
@@ -116,9 +132,29 @@ struct alignas(64) GroupSlot {
   std::atomic<int64_t> commit_unix_ns;
   std::atomic<uint64_t> commit_count;
   std::atomic<uint64_t> seek_epoch;        // bumped by an admin seek
-  uint64_t reserved[4];                    // member / generation (rebalancing)
+  std::atomic<uint64_t> retry_attempts;    // in-place retries; see above
+  uint64_t reserved[3];                    // member / generation (rebalancing)
 };
 static_assert(sizeof(GroupSlot) == 64);
+static_assert(offsetof(GroupSlot, seek_epoch) == 24);
+static_assert(offsetof(GroupSlot, retry_attempts) == 32);
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "cross-process atomics must not fall back to a lock");
+
+inline constexpr uint32_t kRetryAttemptBits = 8;
+inline constexpr uint32_t kMaxRetryAttempts = (1u << kRetryAttemptBits) - 1;  // 255, as max_receives
+// The largest offset whose word fits: offset + 1 < 2^56. Beyond it (not
+// reached by any real log) the count is kept in memory only.
+inline constexpr uint64_t kMaxRetryAttemptsOffset = (uint64_t{1} << (64 - kRetryAttemptBits)) - 2;
+// REQUIRES: offset <= kMaxRetryAttemptsOffset, 1 <= attempts <= kMaxRetryAttempts.
+constexpr uint64_t retry_attempts_word(uint64_t offset, uint32_t attempts) {
+  return (offset + 1) << kRetryAttemptBits | attempts;
+}
+constexpr uint64_t retry_attempts_offset(uint64_t word) { return (word >> kRetryAttemptBits) - 1; }
+constexpr uint32_t retry_attempts_count(uint64_t word) {
+  return static_cast<uint32_t>(word & kMaxRetryAttempts);
+}
+static_assert(retry_attempts_offset(retry_attempts_word(kMaxRetryAttemptsOffset, 3)) == kMaxRetryAttemptsOffset);
+static_assert(retry_attempts_count(retry_attempts_word(0, kMaxRetryAttempts)) == kMaxRetryAttempts);
 constexpr uint64_t group_file_bytes(uint32_t partitions) {
   return (kGroupSlotsOffset + uint64_t{partitions} * sizeof(GroupSlot) + 4095) / 4096 * 4096;
 }

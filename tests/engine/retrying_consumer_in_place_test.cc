@@ -231,8 +231,8 @@ TEST_F(RetryInPlace, APermanentFailureOnARetryIsDeadLetteredAtOnce) {
 TEST_F(RetryInPlace, TheCommittedOffsetNeverPassesThePausedRecord) {
   for (int i = 0; i < 10; ++i) send("r" + std::to_string(i));
   RetryingConsumerOptions o = in_place();
-  // Asked for, but overridden: the consumer's own commits would pass the
-  // paused record.
+  // The consumer's own auto-commit keeps the paused record too: its
+  // position in the paused partition is the record.
   o.consumer.auto_commit = true;
   o.consumer.auto_commit_interval_ns = 0;
   const RecordHandler h = recorder([](const StreamRecord& r) {
@@ -256,13 +256,13 @@ TEST_F(RetryInPlace, TheCommittedOffsetNeverPassesThePausedRecord) {
   }  // the helper goes away paused: its consumer commits nothing past r3 either
   EXPECT_EQ(committed(0), 3u);
 
-  // A new member (a restart) takes the record again from attempt 1: the
-  // attempt count was in the old member's memory.
+  // A new member (a restart) takes the record again, at attempt 2: the
+  // group's offsets file counts the attempts begun on it.
   seen.clear();
   RetryingConsumer again = helper(in_place());
   const RecordHandler ok = recorder([](const StreamRecord&) {});
   EXPECT_EQ(poll(again, ok), 7u);
-  EXPECT_EQ(seen_in(0), (Strings{"r3/1", "r4/1", "r5/1", "r6/1", "r7/1", "r8/1", "r9/1"}));
+  EXPECT_EQ(seen_in(0), (Strings{"r3/2", "r4/1", "r5/1", "r6/1", "r7/1", "r8/1", "r9/1"}));
   EXPECT_EQ(committed(0), 10u);
 }
 

@@ -135,9 +135,9 @@ TEST(RetryInPlaceProcesses, AMemberKilledDuringTheBackoffIsReplacedByOneThatRetr
   }
   EXPECT_EQ(committed(dir.path(), 0), 1u);
 
-  // Its replacement starts at the group's offsets: k1 again (attempt 1: the
-  // count died with the first member), then k2 and k3, in order; nothing of
-  // partition 1 again.
+  // Its replacement starts at the group's offsets: k1 again (attempt 2: the
+  // group's offsets file kept the count), then k2 and k3, in order; nothing
+  // of partition 1 again.
   {
     test::Pipe report;
     const pid_t second = children.spawn([&] { return member_main(dir.path(), report.write_end(), -1, false, 2); });
@@ -147,7 +147,7 @@ TEST(RetryInPlaceProcesses, AMemberKilledDuringTheBackoffIsReplacedByOneThatRetr
     uint32_t paused = 1;
     ASSERT_TRUE(read_calls(report.read_end(), &calls, &paused)) << "the second member did not report";
     EXPECT_EQ(paused, 0u);
-    EXPECT_EQ(describe(calls), (Strings{"0:1/1", "0:2/1", "0:3/1"}));
+    EXPECT_EQ(describe(calls), (Strings{"0:1/2", "0:2/1", "0:3/1"}));
     EXPECT_EQ(children.wait(second, 20'000), 0);
   }
   EXPECT_EQ(committed(dir.path(), 0), 4u);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -27,7 +28,8 @@ struct ConsumerStats {
 // Reads the partitions it is assigned (all, unless options.partitions says
 // otherwise), each in strict offset order, round-robin between partitions.
 // With a group, positions start at the group's committed offsets and commits
-// move them; without one (empty group name), nothing is committed.
+// move them; without one (empty group name), nothing is committed. The
+// assignment is fixed for the Consumer's life (sluice has no rebalancing).
 // Not thread-safe: one Consumer per thread.
 struct ConsumerAccess;
 
@@ -62,6 +64,37 @@ class Consumer {
   Status seek_to_time(int64_t unix_ns, std::optional<uint32_t> partition = {});
   // Next offset this consumer will read in `partition`.
   uint64_t position(uint32_t partition) const;
+
+  // Pausing, as Kafka's consumer does it: a paused partition hands out no
+  // records and its position stays where it is, while the other partitions
+  // flow; resume() continues from that position, so nothing is skipped and
+  // nothing read twice. (docs/architecture.md, "Pausing partitions".)
+  // - Commits are unchanged: they commit what was handed out, paused or not.
+  // - seek()s of a paused partition move its position and leave it paused;
+  //   so does an admin seek of the group (Bus::seek_group), noticed and
+  //   reported (kGroupSeek) while paused. A position removed by retention
+  //   is reset (kOffsetReset) when the partition is read again, after its
+  //   resume.
+  // - Pausing is this Consumer's own state: not shared with the group's
+  //   other members, not persisted; a new Consumer starts with every
+  //   partition flowing. Should assignments ever change (rebalancing), a
+  //   partition no longer assigned loses its pause, as in Kafka.
+  // - Pausing a paused partition, or resuming a flowing one, does nothing.
+  // - May be called from options.on_event (it takes effect in that poll for
+  //   the partition reported, and at the latest in the next poll for others).
+  // Errors, in which case nothing changed: kInvalidArgument for a partition
+  // outside the topic or not assigned to this Consumer.
+  Status pause(std::span<const uint32_t> partitions);
+  Status pause(std::initializer_list<uint32_t> partitions) { return pause(std::span(partitions)); }
+  Status pause(uint32_t partition) { return pause(std::span(&partition, 1)); }
+  Status resume(std::span<const uint32_t> partitions);
+  Status resume(std::initializer_list<uint32_t> partitions) { return resume(std::span(partitions)); }
+  Status resume(uint32_t partition) { return resume(std::span(&partition, 1)); }
+  // The paused partitions, ascending.
+  std::vector<uint32_t> paused() const;
+  // False for a partition not assigned.
+  bool is_paused(uint32_t partition) const noexcept;
+
   const std::vector<uint32_t>& assignment() const noexcept;
   const ConsumerStats& stats() const noexcept;
   // Per assigned partition: committed offset, end offset, lag.

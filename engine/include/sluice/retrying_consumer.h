@@ -31,12 +31,13 @@ enum class RetryMode : uint8_t {
   // A failing record goes to the retry queue and its partition moves on:
   // throughput first; records of one key may be handled out of order.
   kRetryQueue,
-  // A failing record is retried in place: its partition is paused (nothing
-  // after it is handled or committed) until it succeeds or is dead-lettered,
-  // while the member's other partitions keep flowing. Strict order per
-  // partition. No retry queue is made or worked. The attempt count lives in
-  // this member's memory: after a restart the record is handled again from
-  // attempt 1 (the committed offset is the only durable state).
+  // A failing record is retried in place: its partition is paused
+  // (Consumer::pause: nothing after it is read, handled or committed) until
+  // it succeeds or is dead-lettered, while the member's other partitions
+  // keep flowing. Strict order per partition. No retry queue is made or
+  // worked. The attempts begun on the record are kept in the group's
+  // offsets file: a member that replaces a dead one goes on counting (and
+  // dead-letters it unrun if every attempt was used).
   kInPlace,
 };
 
@@ -51,8 +52,7 @@ struct RetryingConsumerOptions {
   // The shape of the two queues when this helper creates them (window,
   // lease, sizes); their retry policy and dead-letter queue come from above.
   QueueOptions queue;
-  // kInPlace: the helper commits per partition itself, so auto_commit is
-  // turned off, and kAtMostOnce is refused (it commits before handling).
+  // kInPlace: kAtMostOnce is refused (it commits before handling).
   ConsumerOptions consumer;
   // kRetryQueue only: for the retry queue's worker. Its retry policy is `retry` above and it
   // always acks after the handler (a retry must survive its failure).
@@ -90,7 +90,7 @@ using RecordHandler = std::function<void(const StreamRecord&)>;
 struct PausedPartition {
   uint32_t partition = 0;
   uint64_t offset = 0;           // the record retried; the group's committed offset stays here
-  uint32_t failed_attempts = 0;  // of this record, by this member since it started
+  uint32_t failed_attempts = 0;  // attempts made on it (by earlier members too: the group's file counts them)
   int64_t retry_at_ns = 0;       // bus clock: the next attempt is due
   int64_t paused_since_ns = 0;   // bus clock: its first failure
 };
@@ -145,9 +145,13 @@ class RetryingConsumer {
   RetryMode mode() const noexcept;
   const std::string& retry_queue() const noexcept;  // empty in kInPlace
   const std::string& dead_letter_queue() const noexcept;
-  // The group member reading the topic (lag, commits, seeks). kInPlace: do
-  // not commit through it: its position in a paused partition is not the
-  // record being retried (the helper reads past it and drops what it reads).
+  // The group member reading the topic (lag, commits, seeks). kInPlace: a
+  // partition waiting for a retry is paused in it at the record retried, so
+  // its position and commits keep the record; the helper resumes it when
+  // the retry is due. Pause or resume through it only partitions the helper
+  // does not hold (stats().paused): it resumes those when their retries are
+  // due, and pauses again one resumed early (what was read meanwhile is
+  // read again after the retry).
   Consumer& consumer() noexcept;
 
  private:

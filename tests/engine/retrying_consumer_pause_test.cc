@@ -1,0 +1,273 @@
+// RetryMode::kInPlace on the consumer's pause/resume (docs/queues.md,
+// section 7, "In place"): a partition waiting out a retry's backoff reads
+// nothing, so the records appended meanwhile are read once, after the
+// retry; the consumer's own position (and so its commits) stays at the
+// record retried. And the attempts begun on a record, kept in the group's
+// offsets file (GroupSlot::retry_attempts), outlive the member.
+#include <gtest/gtest.h>
+#include <sluice/sluice.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "engine/retrying_consumer_fixture.h"
+#include "topic_format.h"
+
+namespace sluice {
+namespace {
+
+using test::kMs;
+using test::kSec;
+
+struct RetryInPlacePaused : test::RetryingConsumerFixture {
+  static RetryingConsumerOptions in_place() {
+    RetryingConsumerOptions o = options();  // 3 attempts, backoff 1 s then 2 s
+    o.mode = RetryMode::kInPlace;
+    return o;
+  }
+  std::vector<std::string> seen_in(uint32_t partition) const {
+    std::vector<std::string> out;
+    for (const test::Seen& s : seen)
+      if (s.partition == partition) out.push_back(s.value + "/" + std::to_string(s.attempt));
+    return out;
+  }
+  using Strings = std::vector<std::string>;
+
+  // The group's retry_attempts word of `partition`, read or written in the
+  // file as another process would (the bus maps the same pages).
+  std::string offsets_path() const { return dir.path() + "/groups/billing/orders.offsets"; }
+  static off_t word_at(uint32_t partition) {
+    return static_cast<off_t>(format::kGroupSlotsOffset + partition * sizeof(format::GroupSlot) +
+                              offsetof(format::GroupSlot, retry_attempts));
+  }
+  uint64_t attempts_word(uint32_t partition) const {
+    uint64_t w = ~uint64_t{0};
+    const int fd = ::open(offsets_path().c_str(), O_RDONLY);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::pread(fd, &w, sizeof w, word_at(partition)), static_cast<ssize_t>(sizeof w));
+    ::close(fd);
+    return w;
+  }
+  void set_attempts_word(uint32_t partition, uint64_t w) const {
+    const int fd = ::open(offsets_path().c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, &w, sizeof w, word_at(partition)), static_cast<ssize_t>(sizeof w));
+    ::close(fd);
+  }
+};
+
+TEST_F(RetryInPlacePaused, RecordsAppendedDuringTheBackoffAreReadOnlyOnce) {
+  send("a");
+  send("b");
+  send("q0", 1);
+  RetryingConsumer c = helper(in_place());
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "b" && r.attempt == 1) throw TransientError("down");
+  });
+  EXPECT_EQ(poll(c, h), 3u);
+  ASSERT_TRUE(c.stats().is_paused(0));
+  EXPECT_EQ(c.consumer().stats().records, 3u);
+
+  // Appended while b waits: partition 0's are not read at all (the old
+  // helper parked the partition at its end and read, then dropped, each of
+  // them); partition 1 flows.
+  for (int i = 0; i < 5; ++i) {
+    send("n" + std::to_string(i));
+    clock.advance_ns(100 * kMs);
+    EXPECT_EQ(poll(c, h), 0u) << i;
+  }
+  send("q1", 1);
+  EXPECT_EQ(poll(c, h), 1u);
+  EXPECT_EQ(c.consumer().stats().records, 4u) << "the paused partition read nothing while it waited";
+  EXPECT_EQ(c.consumer().position(0), 1u) << "the consumer waits at the record retried";
+
+  clock.advance_ns(600 * kMs);
+  EXPECT_EQ(poll(c, h), 6u) << "b's second attempt, then n0..n4";
+  EXPECT_EQ(seen_in(0), (Strings{"a/1", "b/1", "b/2", "n0/1", "n1/1", "n2/1", "n3/1", "n4/1"}));
+  EXPECT_EQ(seen_in(1), (Strings{"q0/1", "q1/1"}));
+  // 3 + q1 + b again + five new ones, each once.
+  EXPECT_EQ(c.consumer().stats().records, 10u) << "no record was read twice but the one retried";
+  EXPECT_EQ(committed(0), 7u);
+  EXPECT_EQ(committed(1), 2u);
+  EXPECT_FALSE(c.stats().is_paused(0));
+}
+
+TEST_F(RetryInPlacePaused, TheConsumersCommitOfAPausedPartitionIsTheRecordRetried) {
+  for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
+  RetryingConsumer c = helper(in_place());
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1") throw TransientError("down");
+  });
+  EXPECT_EQ(poll(c, h), 2u);
+  ASSERT_TRUE(c.stats().is_paused(0));
+  EXPECT_EQ(c.consumer().position(0), 1u);
+  // Committing through the helper's consumer is safe: its position in the
+  // paused partition is the record retried (the old helper's was the end).
+  ASSERT_TRUE(c.consumer().commit_sync());
+  EXPECT_EQ(committed(0), 1u);
+  send("r4");
+  EXPECT_EQ(poll(c, h), 0u);
+  ASSERT_TRUE(c.consumer().commit_sync());
+  EXPECT_EQ(committed(0), 1u);
+}
+
+TEST_F(RetryInPlacePaused, TheAttemptCountSurvivesARestartOfTheMember) {
+  send("r0");
+  send("r1");
+  send("r2");
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1") throw TransientError("down");
+  });
+  {
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, h), 2u);
+    EXPECT_EQ(attempts_word(0), format::retry_attempts_word(1, 1));
+    clock.advance_ns(1100 * kMs);
+    EXPECT_EQ(poll(c, h), 1u);
+    EXPECT_EQ(attempts_word(0), format::retry_attempts_word(1, 2));
+    EXPECT_EQ(committed(0), 1u);
+  }  // stops (or dies) in the backoff after attempt 2
+
+  // The member that follows goes on at attempt 3, at once (the backoff's
+  // deadline was the old member's), which is the last: the record is
+  // dead-lettered with its three attempts, and the partition moves on.
+  RetryingConsumer again = helper(in_place());
+  EXPECT_EQ(poll(again, h), 2u);
+  EXPECT_EQ(seen_in(0), (Strings{"r0/1", "r1/1", "r1/2", "r1/3", "r2/1"}));
+  EXPECT_EQ(committed(0), 3u);
+  EXPECT_EQ(attempts_word(0), 0u) << "a settled record's count is cleared";
+  EXPECT_EQ(again.stats().dead_lettered, 1u);
+  Worker dw = worker("orders.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.headers().find("sluice.dlq.source_offset"), "1");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.attempts"), "3");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_type"), "MaxReceivesExceeded");
+}
+
+TEST_F(RetryInPlacePaused, ASuccessfulRetryClearsTheCount) {
+  send("r0");
+  send("r1");
+  RetryingConsumer c = helper(in_place());
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r0" && r.attempt == 1) throw TransientError("down");
+  });
+  EXPECT_EQ(poll(c, h), 1u);
+  EXPECT_EQ(attempts_word(0), format::retry_attempts_word(0, 1));
+  clock.advance_ns(1100 * kMs);
+  EXPECT_EQ(poll(c, h), 2u);
+  EXPECT_EQ(attempts_word(0), 0u);
+  EXPECT_EQ(seen_in(0), (Strings{"r0/1", "r0/2", "r1/1"}));
+}
+
+TEST_F(RetryInPlacePaused, ARecordWhoseEveryAttemptWasBegunIsDeadLetteredUnrun) {
+  send("r0");
+  send("r1");
+  send("r2");
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1") throw TransientError("down");
+  });
+  {
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, h), 2u);
+  }
+  // As a member killed inside the handler on the last attempt leaves it.
+  set_attempts_word(0, format::retry_attempts_word(1, 3));
+  seen.clear();
+  RetryingConsumer again = helper(in_place());
+  EXPECT_EQ(poll(again, h), 2u);
+  EXPECT_EQ(seen_in(0), (Strings{"r2/1"})) << "r1 is not run a fourth time";
+  EXPECT_EQ(committed(0), 3u);
+  EXPECT_EQ(attempts_word(0), 0u);
+  Worker dw = worker("orders.dlq");
+  Delivery dead = take(dw);
+  ASSERT_TRUE(dead.valid());
+  EXPECT_EQ(dead.value(), "r1");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.attempts"), "3");
+  EXPECT_EQ(dead.headers().find("sluice.dlq.error_type"), "MaxReceivesExceeded");
+  EXPECT_NE(dead.headers().find("sluice.dlq.error_message").find("begun 3 times"), std::string_view::npos)
+      << dead.headers().find("sluice.dlq.error_message");
+}
+
+TEST_F(RetryInPlacePaused, AZeroWordCountsNothingAsBeforeTheWordExisted) {
+  send("r0");
+  send("r1");
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r0" && r.attempt == 1) throw TransientError("down");
+  });
+  {
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, h), 1u);
+  }
+  // A group file of a build without the word holds zero there.
+  set_attempts_word(0, 0);
+  seen.clear();
+  RetryingConsumer again = helper(in_place());
+  EXPECT_EQ(poll(again, h), 1u) << "attempt 1 again, which fails";
+  EXPECT_EQ(seen_in(0), (Strings{"r0/1"}));
+  EXPECT_TRUE(again.stats().is_paused(0));
+}
+
+TEST_F(RetryInPlacePaused, AStaleCountForAnotherRecordIsIgnoredAndDropped) {
+  for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
+  const RecordHandler ok = recorder([](const StreamRecord&) {});
+  {
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, ok), 4u);
+  }
+  // Left by a member that failed r1 twice before the group was moved past
+  // it (or before a member of an older build settled it).
+  set_attempts_word(0, format::retry_attempts_word(1, 2));
+  send("r4");
+  seen.clear();
+  RetryingConsumer again = helper(in_place());
+  EXPECT_EQ(poll(again, ok), 1u);
+  EXPECT_EQ(seen_in(0), (Strings{"r4/1"}));
+  EXPECT_EQ(attempts_word(0), 0u) << "a count behind the records handled is dropped";
+  // So a rewind to r1 starts it afresh.
+  ASSERT_TRUE(bus->seek_group("billing", "orders", SeekTarget::offset(1), 0));
+  EXPECT_EQ(poll(again, ok), 4u);
+  EXPECT_EQ(seen_in(0), (Strings{"r4/1", "r1/1", "r2/1", "r3/1", "r4/1"}));
+}
+
+TEST_F(RetryInPlacePaused, AnAdminSeekOfAPausedPartitionClearsItsCount) {
+  for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
+  RetryingConsumer c = helper(in_place());
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1") throw TransientError("down");
+  });
+  EXPECT_EQ(poll(c, h), 2u);
+  ASSERT_TRUE(c.stats().is_paused(0));
+  EXPECT_TRUE(c.consumer().is_paused(0));
+  EXPECT_NE(attempts_word(0), 0u);
+  ASSERT_TRUE(bus->seek_group("billing", "orders", SeekTarget::offset(2), 0));
+  EXPECT_EQ(poll(c, h), 2u) << "the member follows the group at once";
+  EXPECT_EQ(attempts_word(0), 0u);
+  EXPECT_FALSE(c.consumer().is_paused(0));
+  EXPECT_EQ(seen_in(0), (Strings{"r0/1", "r1/1", "r2/1", "r3/1"}));
+}
+
+TEST_F(RetryInPlacePaused, APartitionResumedBehindTheHelpersBackIsHeldAgain) {
+  for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
+  RetryingConsumer c = helper(in_place());
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1" && r.attempt == 1) throw TransientError("down");
+  });
+  EXPECT_EQ(poll(c, h), 2u);
+  ASSERT_TRUE(c.consumer().resume(0));
+  EXPECT_EQ(poll(c, h), 0u) << "what it reads is dropped: r1 still waits";
+  EXPECT_TRUE(c.consumer().is_paused(0));
+  EXPECT_EQ(c.consumer().position(0), 1u);
+  EXPECT_EQ(committed(0), 1u);
+  clock.advance_ns(1100 * kMs);
+  EXPECT_EQ(poll(c, h), 3u);
+  EXPECT_EQ(seen_in(0), (Strings{"r0/1", "r1/1", "r1/2", "r2/1", "r3/1"}));
+  EXPECT_EQ(committed(0), 4u);
+}
+
+}  // namespace
+}  // namespace sluice
