@@ -11,27 +11,27 @@
 #include "queue_format.h"
 #include "queue_state.h"
 #include "queue_writer.h"
+#include "record_codec.h"
+#include "transaction_state.h"
 
 namespace sluice {
 
 using format::DedupEntry;
 
-namespace {
-// A queue deeper than max_depth_bytes holds its publishers up to this long
-// before they get kBackPressured.
-ProducerOptions publisher_options() {
+ProducerOptions queue_producer_options() {
   ProducerOptions o;
   o.back_pressure_timeout_ns = 1'000'000'000;
   return o;
 }
-}  // namespace
 
-QueueWriter::QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue)
-    : q(std::move(queue)), producer(ProducerAccess::make(std::move(bus), q->log, publisher_options())) {
+QueueWriter::QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue,
+                         const ProducerOptions& options)
+    : q(std::move(queue)), producer(ProducerAccess::make(std::move(bus), q->log, options)) {
   headers.reserve(16);
 }
 
-PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header> extra) noexcept {
+PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header> extra,
+                                   std::optional<uint32_t> sequence) noexcept {
   PublishResult r;
   if (m.priority >= q->levels()) {
     last_error = Error{Errc::kInvalidArgument, "priority " + std::to_string(m.priority) + " out of range for queue " +
@@ -62,6 +62,15 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
   r.priority = m.priority;
   DedupEntry* claimed = nullptr;
   if (!m.dedup_id.empty()) {
+    // The open transaction published this id already: the same message.
+    if (txn != nullptr)
+      if (const auto* held = txn->held_dedup(q.get(), key_hash(m.dedup_id) | 1)) {
+        r.status = SendStatus::kOk;
+        r.offset = held->offset;
+        r.priority = held->level;
+        r.duplicate = true;
+        return r;
+      }
     auto hit = dedup_claim(*q, m.dedup_id, q->bus->clock->now_ns(), &claimed);
     if (!hit) {
       last_error = hit.error();
@@ -76,12 +85,24 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
       return r;
     }
   }
-  const SendResult s = producer.send(Message{{}, m.value, headers}, m.priority);
+  const Message msg{{}, m.value, headers};
+  const SendResult s = sequence ? producer.send_sequenced(msg, *sequence, m.priority) : producer.send(msg, m.priority);
   r.status = s.status;
   r.offset = s.offset;
+  r.sequence = s.sequence;
+  r.duplicate = s.duplicate;
   if (!s.ok()) last_error = producer.last_error();
   if (claimed) {
-    if (s.ok())
+    const bool appended = s.ok() && !s.duplicate;
+    // A sequence duplicate is the message the id names, committed and where
+    // the log still says it is (inside a transaction it may be one of the
+    // open transaction's own frames: not recorded).
+    const bool original_known = s.ok() && s.duplicate && s.offset != kNoOffset && txn == nullptr;
+    if (appended && txn != nullptr)
+      // Counts as the id's publish only if the transaction commits: held
+      // PENDING (ours) until its decision, then completed or released.
+      txn->hold_dedup(q.get(), claimed, m.priority, s.offset);
+    else if (appended || original_known)
       dedup_complete(claimed, m.priority, s.offset, q->bus->clock->now_ns());
     else
       dedup_release(claimed);
@@ -155,6 +176,15 @@ struct QueuePublisher::Impl {
   std::optional<QueueWriter> writer;
 };
 
+QueuePublisher QueuePublisherAccess::make(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue,
+                                          const ProducerOptions& options) {
+  auto impl = std::make_unique<QueuePublisher::Impl>();
+  impl->writer.emplace(std::move(bus), std::move(queue), options);
+  return QueuePublisher(std::move(impl));
+}
+
+QueueWriter& QueuePublisherAccess::writer(QueuePublisher& p) { return *p.impl_->writer; }
+
 QueuePublisher::QueuePublisher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 QueuePublisher::QueuePublisher(QueuePublisher&&) noexcept = default;
 QueuePublisher& QueuePublisher::operator=(QueuePublisher&&) noexcept = default;
@@ -163,6 +193,27 @@ QueuePublisher::~QueuePublisher() = default;
 PublishResult QueuePublisher::publish(const QueueMessage& message) noexcept {
   return impl_->writer->publish(message, {});
 }
+PublishResult QueuePublisher::publish_sequenced(const QueueMessage& message, uint32_t sequence) noexcept {
+  QueueWriter& w = *impl_->writer;
+  if (w.producer.producer_id() == 0) {
+    w.last_error = Error{Errc::kInvalidArgument, "queue " + w.q->name + ": publish_sequenced needs an idempotent "
+                                                                       "publisher (QueuePublisherOptions::idempotent)"};
+    return PublishResult{};
+  }
+  return w.publish(message, {}, sequence);
+}
+Result<uint32_t> QueuePublisher::next_sequence(uint32_t priority) noexcept {
+  QueueWriter& w = *impl_->writer;
+  if (w.producer.producer_id() == 0)
+    return make_error(Errc::kInvalidArgument, "queue " + w.q->name + ": sequences belong to idempotent publishers "
+                                                                     "(QueuePublisherOptions::idempotent)");
+  if (priority >= w.q->levels())
+    return make_error(Errc::kInvalidArgument, "priority " + std::to_string(priority) + " out of range for queue " +
+                                                  w.q->name + " (" + std::to_string(w.q->levels()) + " levels)");
+  return w.producer.next_sequence(priority);
+}
+uint64_t QueuePublisher::producer_id() const noexcept { return impl_->writer->producer.producer_id(); }
+uint16_t QueuePublisher::producer_epoch() const noexcept { return impl_->writer->producer.producer_epoch(); }
 PublishResult QueuePublisher::publish_dead_letter(std::string_view value, std::span<const Header> headers,
                                                   const DeadLetter& letter) noexcept {
   return sluice::publish_dead_letter(*impl_->writer, value, headers, letter);
@@ -170,12 +221,21 @@ PublishResult QueuePublisher::publish_dead_letter(std::string_view value, std::s
 const Error& QueuePublisher::last_error() const noexcept { return impl_->writer->last_error; }
 uint32_t QueuePublisher::priorities() const noexcept { return impl_->writer->q->levels(); }
 
-Result<QueuePublisher> Bus::create_queue_publisher(std::string_view queue) {
+Result<QueuePublisher> Bus::create_queue_publisher(std::string_view queue, const QueuePublisherOptions& options) {
+  if (!options.idempotent && !options.producer_name.empty())
+    return make_error(Errc::kInvalidArgument, "a queue publisher's producer_name needs idempotent = true");
   auto q = open_queue(*state_, queue);
   if (!q) return std::unexpected(q.error());
-  auto impl = std::make_unique<QueuePublisher::Impl>();
-  impl->writer.emplace(state_, std::move(*q));
-  return QueuePublisher(std::move(impl));
+  ProducerOptions o = queue_producer_options();
+  o.idempotent = options.idempotent;
+  o.producer_name = options.producer_name;
+  QueuePublisher p = QueuePublisherAccess::make(state_, std::move(*q), o);
+  // The topic producer's identity and sequences, per level (a partition of
+  // the queue's internal topic): docs/exactly-once.md, section 2.
+  if (options.idempotent)
+    if (auto ok = ProducerAccess::make_idempotent(QueuePublisherAccess::writer(p).producer, options.producer_name); !ok)
+      return std::unexpected(ok.error());
+  return p;
 }
 
 }  // namespace sluice

@@ -47,6 +47,11 @@ struct WorkerState {
   uint16_t owner = 0;        // this process (sweep locks)
   uint16_t lease_owner = 0;  // recorded in our leases: `owner`, or 0 for detached leases
   std::vector<PartitionCursor> cursors;  // one per level
+  // The last try_receive stopped at a claimed or undecided (PREPARED) frame
+  // on some level: its writer or transaction holder may be dead, and only a
+  // reader coming back resolves it (docs/exactly-once.md, section 4,
+  // "Queues"), so a parked worker must not sleep its whole timeout.
+  bool held_at_pending = false;
   WorkerStats stats;
   std::mt19937_64 rng{std::random_device{}()};
   uint32_t seq = 0;
@@ -237,6 +242,9 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
     }
     RecordView v;
     const PartitionCursor::Step st = read_at(l, o, &v);
+    // Read committed: deliver_next never passes a claimed or undecided
+    // frame; the level waits here while the others go on.
+    if (st == PartitionCursor::Step::kPending) held_at_pending = true;
     if (st == PartitionCursor::Step::kEmpty || st == PartitionCursor::Step::kPending) return false;
     if (st != PartitionCursor::Step::kRecord) {
       // While we looked, another receiver may have taken o, and it may have
@@ -288,6 +296,7 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
 Result<size_t> WorkerState::try_receive(std::span<Delivery> out) {
   const int64_t now = now_ns();
   out = out.first(std::min(out.size(), breaker_allowance(now)));
+  held_at_pending = false;
   size_t n = 0;
   for (uint32_t i = q->levels(); i-- > 0 && n < out.size();) {
     // Views handed out earlier keep their own segments alive; the cursor may
@@ -756,6 +765,9 @@ int64_t WorkerState::idle_wait_ns(int64_t now) {
   // An open breaker lets a trial through after its cool-down.
   if (options.breaker.failures != 0 && breaker_state(breaker().load(std::memory_order_relaxed)) != kBreakerClosed)
     wait = kWhileLeasesAreOut;
+  // A decision or a commit wakes us; a dead publisher or transaction holder
+  // does not, and the next look resolves it (the cursor's 1 ms stall rule).
+  if (held_at_pending) wait = std::min(wait, kWhileLeasesAreOut);
   const uint32_t now_q = q->queue_ms(now);
   for (uint32_t l = 0; l < q->levels(); ++l) {
     QueueLevel& L = q->level(l);

@@ -6,6 +6,7 @@
 #include <sluice/queue.h>
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -13,16 +14,37 @@
 
 namespace sluice {
 
+struct TransactionState;
+
+// What a queue's publishers give their Producer: a queue deeper than
+// max_depth_bytes holds them up to 1 s before they get kBackPressured.
+ProducerOptions queue_producer_options();
+
 struct QueueWriter {
   std::unique_ptr<QueueState> q;
   Producer producer;
   std::vector<Header> headers;  // reused: no allocation per message once grown
   char not_before[24];
   Error last_error{Errc::kInvalidArgument, ""};
+  // A publisher bound to a transactional identity (TransactionalProducer::
+  // queue): its messages join the open transaction, and its de-duplication
+  // ids stay PENDING until the transaction's decision (TransactionState).
+  TransactionState* txn = nullptr;
 
-  QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue);
-  // Publishes `m` with `extra` headers after its own.
-  PublishResult publish(const QueueMessage& m, std::span<const Header> extra) noexcept;
+  QueueWriter(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue,
+              const ProducerOptions& options = queue_producer_options());
+  // Publishes `m` with `extra` headers after its own; with `sequence`, as
+  // that sequence of its level (Producer::send_sequenced; idempotent only).
+  PublishResult publish(const QueueMessage& m, std::span<const Header> extra,
+                        std::optional<uint32_t> sequence = std::nullopt) noexcept;
+};
+
+// How the engine reaches a QueuePublisher's writer (the transaction's bound
+// publishers are made in transaction.cc).
+struct QueuePublisherAccess {
+  static QueuePublisher make(std::shared_ptr<BusState> bus, std::unique_ptr<QueueState> queue,
+                             const ProducerOptions& options);
+  static QueueWriter& writer(QueuePublisher& p);
 };
 
 // Opens the dead-letter queue `name`, creating it (marked as a DLQ) if needed.

@@ -255,6 +255,7 @@ void roll_back(TransactionState& t) {
   t.frames.clear();
   t.keep.clear();
   t.offsets.clear();
+  t.settle_dedups(false);
 }
 }  // namespace
 
@@ -276,6 +277,7 @@ Status TransactionState::finish(uint64_t decided, ClaimState to) {
     last = x.producer->topic.get();
     ipc::notify(x.producer->topic->control().wakeup);
   }
+  settle_dedups(to == kCommitted);
   frames.clear();
   keep.clear();
   offsets.clear();
@@ -293,6 +295,7 @@ TransactionalProducer::~TransactionalProducer() {
   if (state_ && state_->open) (void)abort();
   if (state_) {
     state_->producers.clear();  // they point into this state
+    state_->queues.clear();
   }
 }
 

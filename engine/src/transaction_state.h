@@ -14,10 +14,12 @@
 #include "group_offsets.h"
 #include "segment_format.h"
 #include "producer_table.h"
+#include "queue_format.h"
 
 namespace sluice {
 
 struct ProducerState;
+struct QueueState;
 
 struct TransactionState {
   std::shared_ptr<BusState> bus;
@@ -65,6 +67,29 @@ struct TransactionState {
   // applies the offsets (commit), wakes readers and makes the slot READY.
   Status finish(uint64_t decided, format::ClaimState to);
   std::map<std::string, std::unique_ptr<Producer>, std::less<>> producers;
+  // Queue publishers bound to the identity (TransactionalProducer::queue):
+  // a queue level is a partition of the queue's internal topic, so their
+  // messages are frames of the transaction like any other.
+  std::map<std::string, std::unique_ptr<QueuePublisher>, std::less<>> queues;
+  // De-duplication ids the open transaction published: PENDING entries of
+  // this process until the decision, then completed (commit) or released
+  // (abort), so that an aborted publish never answers for its id.
+  struct HeldDedup {
+    const QueueState* queue;
+    format::DedupEntry* entry;
+    uint64_t key;  // the entry's id hash
+    uint32_t level;
+    uint64_t offset;
+  };
+  std::vector<HeldDedup> dedups;
+  const HeldDedup* held_dedup(const QueueState* queue, uint64_t key) const noexcept {
+    for (const HeldDedup& d : dedups)
+      if (d.queue == queue && d.key == key) return &d;
+    return nullptr;
+  }
+  void hold_dedup(const QueueState* queue, format::DedupEntry* entry, uint32_t level, uint64_t offset);
+  // After the decision (or a lost one: `committed` false).
+  void settle_dedups(bool committed) noexcept;
   // Consumers bound to the identity (TransactionalProducer::consumer).
   struct Bound {
     std::string group, topic;

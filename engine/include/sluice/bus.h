@@ -177,7 +177,7 @@ class Bus {
   // Removes the queue's files; processes that have it open keep their
   // mappings until they close.
   Status delete_queue(std::string_view name);
-  Result<QueuePublisher> create_queue_publisher(std::string_view queue);
+  Result<QueuePublisher> create_queue_publisher(std::string_view queue, const QueuePublisherOptions& options = {});
   Result<Worker> create_worker(std::string_view queue, const WorkerOptions& options = {});
   // Settles the message a Delivery::receipt() names, from any process:
   // kLeaseLost if that lease is over (expired and offered again, or settled).

@@ -81,8 +81,28 @@ struct PublishResult {
   SendStatus status = SendStatus::kError;
   uint64_t offset = 0;                    // in its priority level's log
   uint32_t priority = 0;
-  bool duplicate = false;                 // dedup_id seen within the window: nothing appended
+  // Nothing appended, `offset` is the original's: the dedup_id was seen
+  // within the window, or (idempotent publishers) publish_sequenced() was
+  // given a sequence the level already holds.
+  bool duplicate = false;
+  // Idempotent publishers: the message's sequence in its priority level.
+  uint32_t sequence = 0;
   bool ok() const noexcept { return status == SendStatus::kOk; }
+};
+
+// How Bus::create_queue_publisher makes a publisher (docs/exactly-once.md,
+// section 2: a queue level is a partition of the queue's internal topic).
+struct QueuePublisherOptions {
+  // Every message gets the next sequence number of its priority level under
+  // a producer identity; a publish whose outcome is unknown (the result was
+  // lost, or the process restarted) is repeated with publish_sequenced() and
+  // appended once. Opening the identity fences every earlier instance.
+  bool idempotent = false;
+  // The identity (requires `idempotent`): the same name after a restart is
+  // the same producer, and its sequences continue. Producer names are one
+  // namespace with ProducerOptions::producer_name and transactional ids.
+  // Empty: an identity of this publisher's life only.
+  std::string producer_name;
 };
 
 // What a handler says about a failure, and what a dead letter records.
@@ -283,8 +303,22 @@ class QueuePublisher {
   const Error& last_error() const noexcept;
   uint32_t priorities() const noexcept;  // valid QueueMessage::priority values are below this
 
+  // Idempotent publishers (QueuePublisherOptions::idempotent; kError with
+  // kInvalidArgument otherwise), as Producer::send_sequenced: `message` is
+  // appended as sequence `sequence` of its priority level when that is
+  // next_sequence(); below, nothing is appended and the result is a
+  // duplicate carrying the original's offset (kNoOffset if older than the
+  // identity's last 32 frames in the level); above, kOutOfOrderSequence.
+  PublishResult publish_sequenced(const QueueMessage& message, uint32_t sequence) noexcept;
+  // The sequence the next message published at `priority` gets.
+  Result<uint32_t> next_sequence(uint32_t priority) noexcept;
+  // The identity: pid (0 for a plain publisher) and this instance's epoch.
+  uint64_t producer_id() const noexcept;
+  uint16_t producer_epoch() const noexcept;
+
  private:
   friend class Bus;
+  friend struct QueuePublisherAccess;  // transactions make bound publishers
   struct Impl;
   explicit QueuePublisher(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,11 +1,12 @@
 // Transactions (docs/exactly-once.md, section 4): records sent to several
-// partitions and topics, and consumer-group offsets, become visible to
-// read-committed readers all at once, or never.
+// partitions and topics, queue messages, and consumer-group offsets, become
+// visible to read-committed readers and queue workers all at once, or never.
 #pragma once
 
 #include <sluice/consumer.h>
 #include <sluice/options.h>
 #include <sluice/producer.h>
+#include <sluice/queue.h>
 #include <sluice/status.h>
 
 #include <cstdint>
@@ -40,6 +41,16 @@ class TransactionalProducer {
   // kept as long as this object. Its sends (send, send_batch, send_sequenced;
   // not try_claim) must be inside begin()..commit()/abort().
   Result<Producer*> producer(std::string_view topic);
+  // The publisher of queue `name` bound to this identity, made on first use
+  // and kept as long as this object (kNotFound for an unknown queue). Its
+  // publishes (publish, publish_sequenced, publish_dead_letter) must be
+  // inside begin()..commit()/abort(), and become deliverable with the
+  // transaction's records and offsets, or never: workers read queue levels
+  // read-committed. Each priority level it touches counts as one of the
+  // transaction's 64 partitions. A de-duplication id published in a
+  // transaction answers for it only once it commits: until then a second
+  // publisher of the id waits (up to 5 s, then kBusy), and an abort frees it.
+  Result<QueuePublisher*> queue(std::string_view name);
 
   Status begin();
   // Makes the transaction's records and offsets visible together. kAborted:
