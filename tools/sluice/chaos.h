@@ -41,6 +41,7 @@ inline constexpr std::string_view kInTopic = "in";
 inline constexpr std::string_view kOutTopic = "out";
 inline constexpr std::string_view kGroup = "chaos";
 inline constexpr std::string_view kInputName = "chaos-input";
+inline constexpr std::string_view kTransformerIdPrefix = "chaos-xform-";  // + the slot: a transformer's identity
 inline constexpr uint32_t kPartitions = 4;
 inline constexpr uint32_t kKeys = 64;  // k0 .. k63
 inline constexpr uint32_t kMaxTransformers = kPartitions;
@@ -74,6 +75,12 @@ struct RoleSpec {
   // transformer: transactions that run past their timeout on purpose (a
   // slow holder: a helper aborts it, the holder learns kAborted and exits).
   uint32_t late_percent = 1;
+  // transformer: once it has committed this many records (0: never), the
+  // next transaction sends its records and is never decided: the instance
+  // reports "holding ..." (the first offset of its PREPARED records in each
+  // partition of `out`, and when the first went out) and waits to be
+  // SIGKILLed with it open (`sluice demo`'s victim).
+  uint64_t hold_after_records = 0;
 };
 
 // Runs a role until it is done, SIGTERMed (it then finishes its current
@@ -130,6 +137,10 @@ struct ChaosOptions {
 
 // Starts one role process; `name` labels it in messages.
 using Launcher = std::function<Result<demo::WorkerProcess>(const std::string& name, const RoleSpec& spec)>;
+// The Launcher of the `sluice` binary: execs it as `sluice chaos-worker ROLE
+// ...` (the hidden subcommand of chaos_command.cc). Not for test binaries,
+// which fork the role instead (demo::WorkerProcess::fork_call).
+Result<demo::WorkerProcess> exec_role(const std::string& name, const RoleSpec& spec);
 
 // What the supervisor did and saw.
 struct ChaosTally {
@@ -141,7 +152,8 @@ struct ChaosTally {
   uint64_t tail_committed_seen = 0;    // records a read-committed reader of `out` saw during the run
   uint64_t tail_uncommitted_seen = 0;  // ... and a read-uncommitted one
   std::vector<std::string> problems;   // the supervisor's own failed expectations
-  // Offsets of `out` the tails saw, per partition, in order.
+  // Offsets of `out` the tails saw, per partition, in order; both empty
+  // when no tails ran (the checker then skips the tails invariant).
   std::vector<std::vector<uint64_t>> committed_offsets, uncommitted_offsets;
 };
 
@@ -165,8 +177,18 @@ struct ChaosReport {
   }
 };
 
+// The transformers' identities' counters, summed: since each identity was
+// made, over all its instances (and over earlier runs on the same bus).
+struct TransactionCounts {
+  uint64_t commits = 0, holder_aborts = 0, helper_aborts = 0, fenced_sends = 0;
+};
+Result<TransactionCounts> transaction_counts(Bus& bus);
+
 // Creates the topics and the group in a bus that has none of them yet.
 Status set_up(Bus& bus, const ChaosOptions& options);
+// Whether the group's committed offsets have reached `in`'s end offsets in
+// every partition: the transformers have nothing left to do.
+Result<bool> caught_up(const Bus& bus);
 // The supervisor: runs the roles as options say, stops them, and returns
 // what happened. Prints progress to `log`.
 Result<ChaosTally> supervise(const std::string& dir, const ChaosOptions& options, const Launcher& launch, FILE* log);

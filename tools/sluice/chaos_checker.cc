@@ -254,21 +254,21 @@ void Checker::tails() {
 void Checker::counters() {
   auto ids = bus_.list_producers();
   if (!ids) return;
-  for (const ProducerIdentityInfo& id : *ids) {
+  for (const ProducerIdentityInfo& id : *ids)
     if (id.name == kInputName) report_.input_duplicates += id.duplicates;
-    if (!id.name.starts_with("chaos-xform-")) continue;
-    report_.commits += id.committed;
-    report_.holder_aborts += id.aborted;
-    report_.helper_aborts += id.aborted_by_others;
-    report_.fenced_sends += id.fenced_sends;
-  }
+  auto counts = transaction_counts(bus_);
+  if (!counts) return;
+  report_.commits = counts->commits;
+  report_.holder_aborts = counts->holder_aborts;
+  report_.helper_aborts = counts->helper_aborts;
+  report_.fenced_sends = counts->fenced_sends;
 }
 
 Result<ChaosReport> Checker::run() {
   if (auto ok = read_input(); !ok) return std::unexpected(ok.error());
   if (auto ok = read_output(); !ok) return std::unexpected(ok.error());
   if (auto ok = offsets_and_lso(); !ok) return std::unexpected(ok.error());
-  tails();
+  if (!report_.tally.committed_offsets.empty()) tails();
   const ChaosTally& t = report_.tally;
   std::string problems;
   for (const std::string& p : t.problems) problems += "; " + p;
@@ -287,6 +287,20 @@ Result<ChaosReport> Checker::run() {
 }
 
 }  // namespace
+
+Result<TransactionCounts> transaction_counts(Bus& bus) {
+  auto ids = bus.list_producers();
+  if (!ids) return std::unexpected(ids.error());
+  TransactionCounts c;
+  for (const ProducerIdentityInfo& id : *ids) {
+    if (!id.name.starts_with(kTransformerIdPrefix)) continue;
+    c.commits += id.committed;
+    c.holder_aborts += id.aborted;
+    c.helper_aborts += id.aborted_by_others;
+    c.fenced_sends += id.fenced_sends;
+  }
+  return c;
+}
 
 Result<ChaosReport> check(Bus& bus, const ChaosOptions& options, ChaosTally tally, FILE* log) {
   Checker c(bus, options, std::move(tally), log);

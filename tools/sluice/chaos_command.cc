@@ -28,16 +28,6 @@ struct ChaosArgs {
   bool keep = false;
 };
 
-Result<demo::WorkerProcess> exec_role(const std::string& name, const RoleSpec& s) {
-  return demo::WorkerProcess::spawn(
-      name, {"--dir", s.dir, "chaos-worker", s.role, "--mode", std::string(mode_name(s.mode)), "--slot",
-             std::to_string(s.slot), "--transformers", std::to_string(s.transformers), "--seed", std::to_string(s.seed),
-             "--records", std::to_string(s.records_per_partition), "--rate", std::to_string(s.rate), "--timeout-ms",
-             std::to_string(s.txn_timeout_ms), "--abort-percent", std::to_string(s.abort_percent), "--max-batch",
-             std::to_string(s.max_batch), "--work-ms", std::to_string(s.work_ms),
-             "--late-percent", std::to_string(s.late_percent)});
-}
-
 // The run's directory: the one given, if new or empty, else a fresh one.
 Result<std::string> run_dir(const Context& ctx, bool* temporary) {
   *temporary = ctx.dir.empty();
@@ -138,6 +128,7 @@ void add_chaos_worker_command(CLI::App& app, Context& ctx) {
   w->add_option("--max-batch", s->max_batch);
   w->add_option("--work-ms", s->work_ms);
   w->add_option("--late-percent", s->late_percent);
+  w->add_option("--hold-after", s->hold_after_records);
   w->callback([&ctx, s, mode] {
     if (ctx.dir.empty()) {
       ctx.exit_code = fail("chaos-worker: --dir is required", kExitUsage);

@@ -1,5 +1,6 @@
 // What the chaos roles share: the value layout, the partition assignment,
-// the stop flag and the report lines; and the dispatch to a role.
+// the stop flag and the report lines; and the launch of, and the dispatch
+// to, a role.
 #include <signal.h>
 
 #include <algorithm>
@@ -77,6 +78,16 @@ void say(const demo::Report& report) {
   std::fflush(stdout);
 }
 
+Result<demo::WorkerProcess> exec_role(const std::string& name, const RoleSpec& s) {
+  return demo::WorkerProcess::spawn(
+      name, {"--dir", s.dir, "chaos-worker", s.role, "--mode", std::string(mode_name(s.mode)), "--slot",
+             std::to_string(s.slot), "--transformers", std::to_string(s.transformers), "--seed", std::to_string(s.seed),
+             "--records", std::to_string(s.records_per_partition), "--rate", std::to_string(s.rate), "--timeout-ms",
+             std::to_string(s.txn_timeout_ms), "--abort-percent", std::to_string(s.abort_percent), "--max-batch",
+             std::to_string(s.max_batch), "--work-ms", std::to_string(s.work_ms),
+             "--late-percent", std::to_string(s.late_percent), "--hold-after",
+             std::to_string(s.hold_after_records)});
+}
 int run_role(const RoleSpec& spec) {
   g_stop = 0;
   install_stop_handler();

@@ -31,6 +31,21 @@ Status set_up(Bus& bus, const ChaosOptions& options) {
   return {};
 }
 
+Result<bool> caught_up(const Bus& bus) {
+  auto in = bus.describe_topic(kInTopic);
+  if (!in) return std::unexpected(in.error());
+  auto g = bus.describe_group(kGroup);
+  if (!g) return std::unexpected(g.error());
+  for (const PartitionInfo& p : in->partitions) {
+    bool found = false;
+    for (const PartitionLag& l : g->partitions)
+      if (l.topic == kInTopic && l.partition == p.partition)
+        found = l.committed != kNoOffset && l.committed >= p.end_offset;
+    if (!found) return false;
+  }
+  return true;
+}
+
 Result<ChaosReport> run(const std::string& dir, const ChaosOptions& o, const Launcher& launch, FILE* log) {
   const auto started = std::chrono::steady_clock::now();
   auto bus = Bus::open(dir);

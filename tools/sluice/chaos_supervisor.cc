@@ -54,7 +54,6 @@ class Supervisor {
   Status zombie(Slot& s);
   Status stop(Slot& s);
   void poll_tails();
-  Result<bool> caught_up();
   void progress(SteadyClock::time_point started);
   int64_t between(MsRange r) { return std::uniform_int_distribution<int64_t>(r.lo, std::max(r.lo, r.hi))(rng_); }
   std::vector<Slot*> slots() {
@@ -212,20 +211,6 @@ void Supervisor::poll_tails() {
   }
 }
 
-Result<bool> Supervisor::caught_up() {
-  auto in = bus_->describe_topic(kInTopic);
-  if (!in) return std::unexpected(in.error());
-  auto g = bus_->describe_group(kGroup);
-  if (!g) return std::unexpected(g.error());
-  for (const PartitionInfo& p : in->partitions) {
-    bool found = false;
-    for (const PartitionLag& l : g->partitions)
-      if (l.topic == kInTopic && l.partition == p.partition) found = l.committed != kNoOffset && l.committed >= p.end_offset;
-    if (!found) return false;
-  }
-  return true;
-}
-
 void Supervisor::progress(SteadyClock::time_point started) {
   auto in = bus_->describe_topic(kInTopic);
   auto g = bus_->describe_group(kGroup);
@@ -331,7 +316,7 @@ Result<ChaosTally> Supervisor::run() {
   const auto catch_up = SteadyClock::now() + milliseconds(o_.catch_up_ms);
   for (;;) {
     if (auto ok = pump(true); !ok) return std::unexpected(ok.error());
-    auto done = caught_up();
+    auto done = caught_up(*bus_);
     if (!done) return std::unexpected(done.error());
     if (*done) break;
     if (SteadyClock::now() >= catch_up) {

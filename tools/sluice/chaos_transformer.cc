@@ -8,9 +8,14 @@
 // aborted past its timeout, says so and exits: the supervisor restarts it
 // if it is still the current instance of its slot.
 //
+// For `sluice demo`, an instance can instead hold one transaction open
+// until it is SIGKILLed (RoleSpec::hold_after_records).
+//
 // At-least-once mode: a plain producer, the group committed after the
 // sends; a kill between the two repeats the batch.
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <random>
 #include <span>
 #include <string>
@@ -32,7 +37,7 @@ constexpr int64_t kPollTimeoutNs = 50'000'000;
 // partitions are quiet must still learn that it was fenced.
 constexpr auto kIdleProbe = std::chrono::milliseconds(200);
 
-std::string identity(uint32_t slot) { return "chaos-xform-" + std::to_string(slot); }
+std::string identity(uint32_t slot) { return std::string(kTransformerIdPrefix) + std::to_string(slot); }
 
 // The end of a fenced or timed-out instance, or a failure.
 int ended(const Error& e, const std::string& name) {
@@ -69,6 +74,26 @@ Result<Consumer> open_input(Bus& bus, const std::vector<uint32_t>& parts) {
   co.wait = WaitStrategy::kBlock;
   co.isolation = Isolation::kReadCommitted;
   return bus.create_consumer(kInTopic, kGroup, co);
+}
+
+// The demo's victim (RoleSpec::hold_after_records): its transaction's
+// records are out, PREPARED, and stay undecided. Reports them and waits to
+// be SIGKILLed (bounded: an orchestrator that died cannot leave it behind).
+// Exiting instead would leave the transaction to its timeout, which is not
+// what the demo shows, hence the failure.
+int hold_open(const std::string& name, const uint64_t (&first)[kPartitions], int64_t since_ns, size_t records) {
+  std::string offsets;
+  for (uint32_t p = 0; p < kPartitions; ++p)
+    if (first[p] != kNoOffset)
+      offsets += (offsets.empty() ? "" : ",") + std::to_string(p) + ":" + std::to_string(first[p]);
+  say(Report("holding")
+          .set("name", name)
+          .set("records", uint64_t{records})
+          .set("since_ns", since_ns)
+          .set("first", offsets));
+  const auto until = SteadyClock::now() + std::chrono::seconds(30);
+  while (!stop_requested() && SteadyClock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return fail("chaos transformer " + name + ": holding a transaction open, it was not killed");
 }
 
 // Whether a newer instance of `name` was opened (its epoch moved on). Only
@@ -144,6 +169,10 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
     }
     idle_since = SteadyClock::now();
     if (auto ok = tx->begin(); !ok) return ended(ok.error(), name);
+    const bool hold = spec.hold_after_records > 0 && records >= spec.hold_after_records;
+    uint64_t first[kPartitions];  // hold: where this transaction's records start in each partition of `out`
+    std::fill(std::begin(first), std::end(first), kNoOffset);
+    const int64_t since_ns = bus.clock().now_ns();
     bool stalled = false;
     // Late on purpose: past the timeout, with PREPARED frames out for the
     // tails to meet, one of which then aborts the transaction.
@@ -165,8 +194,10 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
         return ended(a ? Error{Errc::kFenced, "send refused"} : a.error(), name);
       }
       if (!s.ok()) return fail("chaos transformer " + name + ": send: " + (*out)->last_error().to_string());
+      first[r.partition] = std::min(first[r.partition], s.offset);
       if (i == (*n - 1) / 2 && work_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
     }
+    if (hold && !stalled) return hold_open(name, first, since_ns, *n);
     const bool on_purpose = !stalled && rng() % 100 < spec.abort_percent;
     if (stalled || on_purpose) {
       if (auto ok = tx->abort(); !ok) return ended(ok.error(), name);

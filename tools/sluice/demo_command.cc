@@ -7,8 +7,11 @@
 // queue: jobs handled by competing worker processes, some failing
 // transiently (retried with backoff) or for good (dead-lettered), one worker
 // SIGKILLed holding leases (its jobs go to the others), every job accounted
-// for as acked or dead-lettered. Every wait is bounded by a deadline, so the
-// demo ends in about 20 seconds at most whatever happens.
+// for as acked or dead-lettered. Last, an exactly-once pipeline
+// (demo_pipeline.h): transformer processes in transactions from one topic to
+// another, one SIGKILLed mid-transaction and restarted, the output checked
+// for duplicates, gaps and per-key order. Every wait is bounded by a
+// deadline, so each act ends within about 20 seconds whatever happens.
 #include <signal.h>
 #include <stdlib.h>
 
@@ -23,8 +26,11 @@
 #include <string>
 #include <vector>
 
+#include "chaos.h"
 #include "commands.h"
 #include "dead_letters.h"
+#include "demo_checks.h"
+#include "demo_pipeline.h"
 #include "demo_processes.h"
 #include "demo_protocol.h"
 
@@ -41,21 +47,11 @@ struct DemoArgs {
   uint64_t rate = 50'000;      // records/s per producer; 0: unpaced
   uint64_t jobs = 2000;        // the work-queue act's jobs
   uint32_t queue_workers = 4;  // its worker processes, one of them SIGKILLed
+  PipelineArgs pipeline;       // the exactly-once act; records_per_partition 0: skipped
   bool keep = false;
 };
 
 constexpr std::string_view kGroups[] = {"demo-audit", "demo-billing"};
-
-// Collects pass/fail lines for the summary.
-struct Checks {
-  int failed = 0;
-  void expect(bool ok, const std::string& what) {
-    if (!ok) {
-      ++failed;
-      std::printf("  CHECK FAILED: %s\n", what.c_str());
-    }
-  }
-};
 
 std::string ms_left(SteadyClock::time_point deadline) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
@@ -427,6 +423,10 @@ int run_demo_in(const std::string& dir, const DemoArgs& a) {
     const auto queue_deadline = std::max(deadline, SteadyClock::now() + std::chrono::seconds(10));
     if (int code = run_queue_act(*bus, dir, a, queue_deadline, checks); code != kExitOk) return code;
   }
+  if (a.pipeline.records_per_partition > 0) {
+    const auto pipeline_deadline = std::max(deadline, SteadyClock::now() + std::chrono::seconds(20));
+    if (int code = run_pipeline_act(*bus, dir, a.pipeline, pipeline_deadline, checks); code != kExitOk) return code;
+  }
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   if (checks.failed > 0) return fail("demo: " + std::to_string(checks.failed) + " check(s) failed");
   std::printf("all checks passed in %.1f s\n", seconds);
@@ -440,6 +440,9 @@ int run_demo(const Context& ctx, const DemoArgs& a) {
   if (a.jobs > 1'000'000) return fail("--jobs: at most 1000000", kExitUsage);
   if (a.queue_workers < 2 || a.queue_workers > kMaxProducers)
     return fail("--queue-workers: 2-" + std::to_string(kMaxProducers), kExitUsage);
+  if (a.pipeline.records_per_partition > 1'000'000) return fail("--pipeline-records: at most 1000000", kExitUsage);
+  if (a.pipeline.transformers < 2 || a.pipeline.transformers > chaos::kMaxTransformers)
+    return fail("--transformers: 2-" + std::to_string(chaos::kMaxTransformers), kExitUsage);
   std::string dir = ctx.dir;
   const bool fresh = dir.empty();
   if (fresh) {
@@ -470,12 +473,19 @@ void add_demo_command(CLI::App& app, Context& ctx) {
   CLI::App* d = app.add_subcommand(
       "demo",
       "producers, consumer groups, a SIGKILLed writer, a replay, then a work queue with retries, dead letters and a "
-      "SIGKILLed worker, as real processes (--dir optional)");
+      "SIGKILLed worker, then an exactly-once pipeline with a transformer SIGKILLed mid-transaction, as real "
+      "processes (--dir optional)");
   d->add_option("--producers", a->producers, "producer processes besides the one killed (default 3)")->type_name("N");
   d->add_option("--records", a->records, "records per producer (default 100000)")->type_name("N");
   d->add_option("--rate", a->rate, "records per second per producer, 0 for unpaced (default 50000)")->type_name("N");
   d->add_option("--jobs", a->jobs, "jobs of the work-queue act, 0 to skip it (default 2000)")->type_name("N");
   d->add_option("--queue-workers", a->queue_workers, "its worker processes, one SIGKILLed (default 4)")
+      ->type_name("N");
+  d->add_option("--pipeline-records", a->pipeline.records_per_partition,
+                "input records per partition (4) of the exactly-once act, 0 to skip it (default 500)")
+      ->type_name("N");
+  d->add_option("--transformers", a->pipeline.transformers,
+                "its transformer processes, one SIGKILLed mid-transaction (2-4, default 2)")
       ->type_name("N");
   d->add_flag("--keep", a->keep, "keep the temporary bus directory");
   d->footer("Without --dir (or SLUICE_DIR) the bus is a fresh directory under /dev/shm, removed at the end.");

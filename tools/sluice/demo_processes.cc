@@ -21,39 +21,10 @@ int ms_until(Deadline deadline) {
 
 }  // namespace
 
-Result<WorkerProcess> WorkerProcess::spawn(std::string name, const std::vector<std::string>& args) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error(errno, "pipe for demo worker " + name);
-  // Build argv before fork: the child only calls async-signal-safe functions.
-  std::vector<std::string> storage = args;
-  std::vector<char*> argv;
-  static char self_name[] = "sluice";
-  argv.push_back(self_name);
-  for (std::string& s : storage) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const int err = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return errno_error(err, "fork of demo worker " + name);
-  }
-  if (pid == 0) {
-    ::dup2(fds[1], STDOUT_FILENO);  // the duplicate does not inherit O_CLOEXEC
-    ::execv("/proc/self/exe", argv.data());
-    static const char msg[] = "sluice: demo worker: exec of /proc/self/exe failed\n";
-    (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  return WorkerProcess(std::move(name), pid, fds[0]);
-}
-
-Result<WorkerProcess> WorkerProcess::fork_call(std::string name, const std::function<int()>& body) {
+Result<WorkerProcess> WorkerProcess::start(std::string name, const std::function<void()>& child) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error(errno, "pipe for worker " + name);
+  // What is buffered now would otherwise be written twice, by both processes.
   std::fflush(stdout);
   std::fflush(stderr);
   const pid_t pid = ::fork();
@@ -64,9 +35,33 @@ Result<WorkerProcess> WorkerProcess::fork_call(std::string name, const std::func
     return errno_error(err, "fork of worker " + name);
   }
   if (pid == 0) {
-    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(fds[1], STDOUT_FILENO);  // the duplicate does not inherit O_CLOEXEC
     ::close(fds[0]);
     ::close(fds[1]);
+    child();
+    ::_exit(127);  // `child` does not return
+  }
+  ::close(fds[1]);
+  return WorkerProcess(std::move(name), pid, fds[0]);
+}
+
+Result<WorkerProcess> WorkerProcess::spawn(std::string name, const std::vector<std::string>& args) {
+  // Build argv before fork: the child only calls async-signal-safe functions.
+  std::vector<std::string> storage = args;
+  std::vector<char*> argv;
+  static char self_name[] = "sluice";
+  argv.push_back(self_name);
+  for (std::string& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  return start(std::move(name), [&argv] {
+    ::execv("/proc/self/exe", argv.data());
+    static const char msg[] = "sluice: demo worker: exec of /proc/self/exe failed\n";
+    (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+  });
+}
+
+Result<WorkerProcess> WorkerProcess::fork_call(std::string name, const std::function<int()>& body) {
+  return start(std::move(name), [&body] {
     int code = 99;
     try {
       code = body();
@@ -75,9 +70,7 @@ Result<WorkerProcess> WorkerProcess::fork_call(std::string name, const std::func
     std::fflush(stdout);
     std::fflush(stderr);
     ::_exit(code);
-  }
-  ::close(fds[1]);
-  return WorkerProcess(std::move(name), pid, fds[0]);
+  });
 }
 
 WorkerProcess::WorkerProcess(WorkerProcess&& o) noexcept

@@ -51,6 +51,10 @@ class WorkerProcess {
 
  private:
   WorkerProcess(std::string name, pid_t pid, int fd) : name_(std::move(name)), pid_(pid), fd_(fd) {}
+  // Forks a child with stdout on a new pipe (the read end is ours) that runs
+  // `child`, which must not return (it execs or _exits). `child` is built
+  // before the fork, so calling it allocates nothing.
+  static Result<WorkerProcess> start(std::string name, const std::function<void()>& child);
   bool read_some(int timeout_ms);  // false at EOF
   void reap(bool block);
 
