@@ -170,6 +170,10 @@ Status seek_group(BusState& bus, std::string_view group, std::string_view topic_
     if (partition && p->index() != *partition) continue;
     auto to = resolve_seek(*p, target);
     if (!to) return std::unexpected(to.error());
+    // An operator's seek starts over: an in-place retry's attempt count
+    // (even for the very record sought to) does not survive it, whether or
+    // not a member is running to notice the seek.
+    (*offsets)->clear_retry_attempts(p->index());
     if (auto ok = (*offsets)->commit(p->index(), *to, bus.clock->now_ns(), true); !ok) return ok;
     // release: a member that acquires the new epoch re-reads the offset above.
     (*offsets)->slot(p->index()).seek_epoch.fetch_add(1, std::memory_order_release);

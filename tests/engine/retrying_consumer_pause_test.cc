@@ -251,6 +251,26 @@ TEST_F(RetryInPlacePaused, AnAdminSeekOfAPausedPartitionClearsItsCount) {
   EXPECT_EQ(seen_in(0), (Strings{"r0/1", "r1/1", "r2/1", "r3/1"}));
 }
 
+// With no member running to notice it, an admin seek back to the very
+// record that was in retry starts its count afresh too.
+TEST_F(RetryInPlacePaused, AnAdminSeekWithNoMemberRunningClearsTheCount) {
+  for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
+  const RecordHandler h = recorder([](const StreamRecord& r) {
+    if (r.value == "r1") throw TransientError("down");
+  });
+  {
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, h), 2u);
+    ASSERT_NE(attempts_word(0), 0u);
+  }
+  ASSERT_TRUE(bus->seek_group("billing", "orders", SeekTarget::offset(1), 0));
+  EXPECT_EQ(attempts_word(0), 0u);
+  seen.clear();
+  RetryingConsumer again = helper(in_place());
+  EXPECT_EQ(poll(again, h), 1u);
+  EXPECT_EQ(seen_in(0), (Strings{"r1/1"})) << "attempt 1 again, not 2";
+}
+
 TEST_F(RetryInPlacePaused, APartitionResumedBehindTheHelpersBackIsHeldAgain) {
   for (int i = 0; i < 4; ++i) send("r" + std::to_string(i));
   RetryingConsumer c = helper(in_place());
