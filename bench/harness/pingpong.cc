@@ -109,24 +109,10 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
     for (const char* t : {"ping", "pong"})
       if (auto ok = bus->create_topic(t, pingpong_topic_options(options, total * per_trip, value_bytes)); !ok)
         return ch.fail(std::string("create_topic ") + t + ": " + ok.error().to_string());
-    std::optional<Producer> plain;
-    std::optional<TransactionalProducer> tx;
-    Producer* producer = nullptr;
-    if (txn_records > 0) {
-      TransactionOptions to;
-      to.producer = popts;
-      auto t = bus->create_transactional_producer("bench-pingpong", to);
-      if (!t) return ch.fail("create_transactional_producer: " + t.error().to_string());
-      tx.emplace(std::move(*t));
-      auto p = tx->producer("ping");
-      if (!p) return ch.fail("producer: " + p.error().to_string());
-      producer = *p;
-    } else {
-      auto p = bus->create_producer("ping", popts);
-      if (!p) return ch.fail("create_producer: " + p.error().to_string());
-      plain.emplace(std::move(*p));
-      producer = &*plain;
-    }
+    BenchProducer made;
+    if (!make_bench_producer(ch, *bus, "ping", popts, txn_records > 0, "bench-pingpong", &made)) return false;
+    Producer* const producer = made.producer;
+    std::optional<TransactionalProducer>& tx = made.tx;
     auto consumer = bus->create_consumer("pong", "", bench_consumer_options(options));
     if (!consumer) return ch.fail("create_consumer: " + consumer.error().to_string());
     std::vector<char> msg(value_bytes, 'p');

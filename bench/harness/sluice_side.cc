@@ -52,6 +52,26 @@ std::optional<Bus> open_bus_or_fail(PairChannel& ch, const std::string& dir) {
   return std::move(*bus);
 }
 
+bool make_bench_producer(PairChannel& ch, Bus& bus, const std::string& topic, const ProducerOptions& popts,
+                         bool transactional, const std::string& identity, BenchProducer* out) {
+  if (transactional) {
+    TransactionOptions to;
+    to.producer = popts;
+    auto t = bus.create_transactional_producer(identity, to);
+    if (!t) return ch.fail("create_transactional_producer: " + t.error().to_string());
+    out->tx.emplace(std::move(*t));
+    auto p = out->tx->producer(topic);
+    if (!p) return ch.fail("producer: " + p.error().to_string());
+    out->producer = *p;
+    return true;
+  }
+  auto p = bus.create_producer(topic, popts);
+  if (!p) return ch.fail("create_producer: " + p.error().to_string());
+  out->plain.emplace(std::move(*p));
+  out->producer = &*out->plain;
+  return true;
+}
+
 size_t poll_some(Consumer& consumer, std::span<RecordView> out, const BenchOptions& options, PairChannel& ch,
                  SpinBudget& budget) {
   if (options.wait == ipc::WaitStrategy::kBusySpin) {

@@ -31,6 +31,18 @@ ConsumerOptions bench_consumer_options(const BenchOptions& options);
 // Opens the bus in `dir` from inside a side; fails the channel on error.
 std::optional<Bus> open_bus_or_fail(PairChannel& ch, const std::string& dir);
 
+// The producer a side sends with: a plain (or idempotent) one per `popts`,
+// or with `transactional`, the producer of the transactional identity
+// `identity` (the side then brackets its sends with tx->begin()/commit()).
+struct BenchProducer {
+  std::optional<Producer> plain;
+  std::optional<TransactionalProducer> tx;
+  Producer* producer = nullptr;
+};
+// False after failing the channel.
+bool make_bench_producer(PairChannel& ch, Bus& bus, const std::string& topic, const ProducerOptions& popts,
+                         bool transactional, const std::string& identity, BenchProducer* out);
+
 // Waits for at least one record: try_poll in a loop for spin, poll() with
 // the consumer's strategy otherwise. Returns how many arrived, or 0 after
 // failing the channel (poll error, dead peer, deadline).

@@ -158,24 +158,10 @@ ThroughputResult run_sluice_throughput(const BenchOptions& options, uint32_t val
     if (!bus) return false;
     if (auto ok = bus->create_topic("bench", throughput_topic_options(options)); !ok)
       return ch.fail("create_topic: " + ok.error().to_string());
-    std::optional<Producer> plain;
-    std::optional<TransactionalProducer> tx;
-    Producer* producer = nullptr;
-    if (txn_records > 0) {
-      TransactionOptions to;
-      to.producer = popts;
-      auto t = bus->create_transactional_producer("bench-tx", to);
-      if (!t) return ch.fail("create_transactional_producer: " + t.error().to_string());
-      tx.emplace(std::move(*t));
-      auto p = tx->producer("bench");
-      if (!p) return ch.fail("producer: " + p.error().to_string());
-      producer = *p;
-    } else {
-      auto p = bus->create_producer("bench", popts);
-      if (!p) return ch.fail("create_producer: " + p.error().to_string());
-      plain.emplace(std::move(*p));
-      producer = &*plain;
-    }
+    BenchProducer made;
+    if (!make_bench_producer(ch, *bus, "bench", popts, txn_records > 0, "bench-tx", &made)) return false;
+    Producer* const producer = made.producer;
+    std::optional<TransactionalProducer>& tx = made.tx;
     std::vector<char> msg(value_bytes, 'z');
     auto produce = [&](uint64_t from, uint64_t to) {
       for (uint64_t i = from; i < to; ++i) {
