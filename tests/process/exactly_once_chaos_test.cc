@@ -1,7 +1,8 @@
 // The exactly-once chaos run (docs/exactly-once.md, section 9) with forked
 // processes: an idempotent input producer and three transactional
 // transformers SIGKILLed and restarted at random, transformers stopped past
-// their transaction timeout and resumed as fenced zombies, then every
+// their transaction timeout and resumed as fenced zombies, each input also
+// published to queue `outq` in its output's transaction, then every
 // invariant checked (tools/sluice/chaos_*.cc: the roles `sluice chaos`
 // runs). A few seconds and a few thousand records. The seed is drawn per
 // run and printed with any failure; SLUICE_CHAOS_SEED=S repeats one.
@@ -65,6 +66,11 @@ TEST(ExactlyOnceChaos, KilledRestartedAndFencedTransformersLeaveExactlyOneOutput
   expect_invariants(*r, seed);
   EXPECT_EQ(r->inputs, 4u * 600);
   EXPECT_EQ(r->outputs, r->inputs);
+  EXPECT_EQ(r->queue_due, r->inputs) << "every input is due a queue message";
+  EXPECT_EQ(r->queue_messages, r->inputs);
+  EXPECT_EQ(r->queue_duplicates, 0u);
+  EXPECT_EQ(r->queue_lost, 0u);
+  EXPECT_GT(r->queue_published, r->queue_messages) << "aborted transactions published messages never delivered";
   EXPECT_GE(r->tally.transformer_kills, 10u);
   EXPECT_GE(r->tally.input_kills, 2u);
   EXPECT_GE(r->tally.zombies_stopped, 1u) << "a transformer was stopped past its timeout";
@@ -86,6 +92,8 @@ TEST(ExactlyOnceChaos, AtLeastOnceLosesNothingAndCountsItsDuplicates) {
   EXPECT_EQ(r->inputs, 4u * 300);
   EXPECT_EQ(r->lost, 0u);
   EXPECT_EQ(r->outputs, r->inputs + r->duplicates);
+  EXPECT_EQ(r->queue_lost, 0u);
+  EXPECT_EQ(r->queue_messages, r->inputs + r->queue_duplicates);
   EXPECT_GE(r->tally.transformer_kills, 5u);
   EXPECT_EQ(r->tally.zombies_stopped, 0u) << "plain producers cannot be fenced: no zombies at least once";
 }

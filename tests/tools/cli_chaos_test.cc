@@ -23,24 +23,27 @@ TEST(CliChaos, AShortExactlyOnceRunPrintsEveryInvariantAndExitsZero) {
   CliResult r = run_cli_in(dir.sub("bus"), {"chaos", "--seconds", "1.5", "--seed", "7"}, test::with_timeout_ms(90'000));
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("sluice chaos: exactly-once, seed 7, 1.5 s"), std::string::npos) << r.out;
-  for (const char* invariant : {"input log", "one output per input", "per-key order", "dense sequences",
-                                "group offsets", "nothing undecided", "verify", "tails", "supervisor"}) {
+  for (const char* invariant : {"input log", "one output per input", "per-key order", "dense sequences", "queue outq",
+                                "queue outq order", "group offsets", "nothing undecided", "verify", "tails",
+                                "supervisor"}) {
     std::string line;
     for (const std::string& l : r.out_lines())
       if (l.rfind("  " + std::string(invariant) + " ", 0) == 0) line = l;
     EXPECT_NE(line.find(" OK: "), std::string::npos) << invariant << "\n" << r.out;
   }
   EXPECT_EQ(r.out.find("FAILED"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("all 9 invariants hold (exactly-once)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("all 11 invariants hold (exactly-once)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" 0 duplicates, 0 lost"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("inputs: 0 duplicates, 0 lost; "), std::string::npos) << "the outq summary\n" << r.out;
   EXPECT_TRUE(std::filesystem::exists(dir.sub("bus/topics/in"))) << "a given --dir is kept";
 }
 
 TEST(CliChaos, AtLeastOnceLosesNothingAndUsesATemporaryBus) {
   CliResult r = run_cli({"chaos", "--minutes", "0.02", "--mode", "at-least-once"}, test::with_timeout_ms(90'000));
   ASSERT_EQ(r.code, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("all 7 invariants hold (at-least-once)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("all 8 invariants hold (at-least-once)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("no input lost          OK"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("queue outq             OK"), std::string::npos) << r.out;
   const size_t at = r.out.find(", bus ");
   ASSERT_NE(at, std::string::npos) << r.out;
   const std::string bus = r.out.substr(at + 6, r.out.find('\n', at) - at - 6);

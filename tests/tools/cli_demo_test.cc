@@ -39,7 +39,8 @@ TEST(CliDemo, RunsAllChecksAndExitsZero) {
   EXPECT_NE(r.out.find("\"source\":\"queue:demo-jobs\""), std::string::npos) << "one dead letter as JSON: " << r.out;
   EXPECT_NE(r.out.find("every job            acked or dead-lettered, OK: "), std::string::npos) << r.out;
   // The exactly-once act: a transformer killed with its transaction open,
-  // restarted under its identity, and one output per input, in key order.
+  // restarted under its identity, one output per input, in key order, and
+  // one message per input in queue outq.
   EXPECT_NE(r.out.find("exactly-once pipeline: in (4 partitions) -> 2 transformer processes -> out"),
             std::string::npos)
       << r.out;
@@ -48,6 +49,10 @@ TEST(CliDemo, RunsAllChecksAndExitsZero) {
   EXPECT_NE(r.out.find("chaos-xform-1 epoch 2 fences epoch 1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("exactly once         2000 inputs, 2000 outputs read committed: 0 duplicates, 0 missing, "
                        "per-key order OK"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("queue outq           2000 messages for 2000 inputs, each with its output: 0 duplicates, "
+                       "0 missing"),
             std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find(", 1 by another process (the killed one's)"), std::string::npos) << r.out;

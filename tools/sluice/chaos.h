@@ -9,10 +9,13 @@
 //   transformers    slot s owns the partitions p with p % 3 == s under the
 //                   transactional id "chaos-xform-<s>": polls `in`
 //                   read-committed, sends one output per input to the same
-//                   partition of `out` (headers: source partition, offset),
-//                   commits the group's offsets with it; aborts some
-//                   transactions on purpose. At-least-once mode: a plain
-//                   producer, and the group committed after the sends.
+//                   partition of `out` (headers: source partition, offset,
+//                   transaction tag) and publishes the input to queue
+//                   `outq` (FIFO group = the key, de-duplication id = the
+//                   input's place), commits the group's offsets with them;
+//                   aborts some transactions on purpose. At-least-once
+//                   mode: plain producer and publisher, and the group
+//                   committed after the sends.
 //   supervisor      SIGKILLs transformers and the input producer at random
 //                   intervals and restarts them; SIGSTOPs a transformer past
 //                   its transaction timeout, starts its replacement, then
@@ -39,6 +42,7 @@ namespace sluice::cli::chaos {
 
 inline constexpr std::string_view kInTopic = "in";
 inline constexpr std::string_view kOutTopic = "out";
+inline constexpr std::string_view kOutQueue = "outq";
 inline constexpr std::string_view kGroup = "chaos";
 inline constexpr std::string_view kInputName = "chaos-input";
 inline constexpr std::string_view kTransformerIdPrefix = "chaos-xform-";  // + the slot: a transformer's identity
@@ -48,6 +52,15 @@ inline constexpr uint32_t kMaxTransformers = kPartitions;
 // Headers of an output record: where its input is.
 inline constexpr std::string_view kSourcePartition = "src-partition";
 inline constexpr std::string_view kSourceOffset = "src-offset";
+// Header of an output record and a queue message: the transaction (or, at
+// least once, the batch) that wrote it, "<slot>.<epoch>.<n>" (format_tag).
+// A queue message must carry its input's committed output's tag.
+inline constexpr std::string_view kTxnTag = "txn";
+// How long a de-duplication id of `outq` counts. At least once, a killed
+// transformer's repeat comes within a few hundred ms of the first publish;
+// exactly once the ids only meet a zombie's or an aborted transaction's
+// pending ones (held until the decision, whatever the window).
+inline constexpr int64_t kQueueDedupWindowNs = 2'000'000'000;
 
 // Exit codes of a role process besides 0 (stopped or done) and 1 (failed).
 inline constexpr int kExitFenced = 4;    // a newer instance of its identity was opened
@@ -81,6 +94,9 @@ struct RoleSpec {
   // partition of `out`, and when the first went out) and waits to be
   // SIGKILLed with it open (`sluice demo`'s victim).
   uint64_t hold_after_records = 0;
+  // transformer: inputs whose offset is a multiple of this are also
+  // published to `outq`, in the same transaction; 0: none.
+  uint32_t queue_every = 1;
 };
 
 // Runs a role until it is done, SIGTERMed (it then finishes its current
@@ -107,6 +123,14 @@ struct InputValue {
 };
 bool parse_value(std::string_view value, InputValue* out) noexcept;
 
+// The kTxnTag header: slot, the instance's epoch (0 at least once) and the
+// transaction's (batch's) number in the instance, from 1; parse_tag packs
+// it into one nonzero number, 0 when malformed.
+std::string format_tag(uint32_t slot, uint64_t epoch, uint64_t n);
+uint64_t parse_tag(std::string_view tag) noexcept;
+// The de-duplication id of input (`partition`, `offset`)'s queue message.
+std::string dedup_id(uint32_t partition, uint64_t offset);
+
 // Milliseconds in [lo, hi].
 struct MsRange {
   int64_t lo = 0, hi = 0;
@@ -130,6 +154,7 @@ struct ChaosOptions {
   uint32_t abort_percent = 5;
   uint32_t work_ms = 2;
   uint32_t late_percent = 1;
+  uint32_t queue_every = 1;  // as RoleSpec::queue_every
   uint32_t segment_bytes = 1u << 20;
   int64_t catch_up_ms = 60'000;
   int64_t progress_every_ms = 0;  // a progress line this often; 0: none
@@ -141,6 +166,19 @@ using Launcher = std::function<Result<demo::WorkerProcess>(const std::string& na
 // ...` (the hidden subcommand of chaos_command.cc). Not for test binaries,
 // which fork the role instead (demo::WorkerProcess::fork_call).
 Result<demo::WorkerProcess> exec_role(const std::string& name, const RoleSpec& spec);
+
+// A message of `outq` as a worker received it (and acked it at once).
+struct QueueSeen {
+  uint64_t offset = 0;  // of its input (kSourceOffset)
+  uint64_t n = 0;       // its value's per-key number
+  uint64_t tag = 0;     // parse_tag of its kTxnTag
+  uint32_t partition = kPartitions;  // of its input; kPartitions: unreadable headers
+  uint32_t key = 0;
+};
+// Receives everything `outq` delivers to `worker` within `timeout_ns` of
+// the first receive and then until a receive finds nothing, acking each
+// message and appending it to `seen`. Returns how many.
+Result<uint64_t> drain_queue(Worker& worker, std::vector<QueueSeen>& seen, int64_t timeout_ns);
 
 // What the supervisor did and saw.
 struct ChaosTally {
@@ -155,6 +193,8 @@ struct ChaosTally {
   // Offsets of `out` the tails saw, per partition, in order; both empty
   // when no tails ran (the checker then skips the tails invariant).
   std::vector<std::vector<uint64_t>> committed_offsets, uncommitted_offsets;
+  // What a worker of `outq` received during the run, in order.
+  std::vector<QueueSeen> queue_seen;
 };
 
 struct Invariant {
@@ -169,6 +209,9 @@ struct ChaosReport {
   uint64_t inputs = 0, outputs = 0, duplicates = 0, lost = 0;
   uint64_t commits = 0, holder_aborts = 0, helper_aborts = 0, fenced_sends = 0, input_duplicates = 0;
   uint64_t uncommitted_later_aborted = 0;  // records the read-uncommitted tail saw that ended aborted
+  // `outq`: inputs due a message, messages received, duplicates and lost;
+  // offsets its level assigned (aborted publishes included).
+  uint64_t queue_due = 0, queue_messages = 0, queue_duplicates = 0, queue_lost = 0, queue_published = 0;
   double seconds = 0;
   bool ok() const {
     for (const Invariant& i : invariants)
@@ -184,7 +227,7 @@ struct TransactionCounts {
 };
 Result<TransactionCounts> transaction_counts(Bus& bus);
 
-// Creates the topics and the group in a bus that has none of them yet.
+// Creates the topics, the queue and the group in a bus that has none of them yet.
 Status set_up(Bus& bus, const ChaosOptions& options);
 // Whether the group's committed offsets have reached `in`'s end offsets in
 // every partition: the transformers have nothing left to do.

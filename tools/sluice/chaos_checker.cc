@@ -2,7 +2,9 @@
 // role has stopped it reads `in` and `out` whole and checks, printing each:
 // the input log is dense (the idempotent producer wrote each record once),
 // every input has exactly one output (at least one, at least once), each
-// key's outputs follow its inputs, the group's offsets are at `in`'s end,
+// key's outputs follow its inputs, `outq` holds one message per input due
+// one (none lost at least once), each from its output's transaction, in
+// its key's order, the group's offsets are at `in`'s end,
 // the transformers' committed frames carry dense sequences, nothing is left
 // undecided (LSO = end), the read-committed tail saw exactly what committed,
 // the supervisor's expectations held, and `sluice verify` is clean.
@@ -28,6 +30,8 @@ struct Input {
   uint64_t n = 0;
   std::string value;
   uint32_t outputs = 0;
+  uint32_t messages = 0;  // in `outq`
+  uint64_t tag = 0;       // its (last) output's transaction (parse_tag)
 };
 
 struct InputLog {
@@ -70,6 +74,7 @@ class Checker {
   }
   Status read_input();
   Status read_output();
+  Status queue();
   Status offsets_and_lso();
   void tails();
   Status verify();
@@ -144,6 +149,7 @@ Status Checker::read_output() {
       return note(unknown, r, "names no input");
     Input& in = in_.parts[sp][in_.at[sp].at(so)];
     ++in.outputs;
+    in.tag = parse_tag(r.headers.find(kTxnTag));
     if (sp != r.partition || r.value != in.value || r.key != "k" + std::to_string(in.key))
       return note(mismatched, r, "differs from its input");
     if (static_cast<int64_t>(in.n) <= last_n[in.key]) {
@@ -188,6 +194,101 @@ Status Checker::read_output() {
     expect("no input lost", lost == 0 && unknown == 0 && mismatched == 0,
            counts + " (" + std::to_string(duplicated) + " inputs repeated, " + std::to_string(replays) +
                " outputs went back in their key's order)" + tail);
+  }
+  return {};
+}
+
+// What a worker drained from `outq` during the run, and the rest now. A
+// message of an aborted transaction would carry another tag than its
+// input's committed output (exactly once there is one output per input).
+Status Checker::queue() {
+  if (o_.queue_every == 0) return {};
+  std::vector<QueueSeen>& seen = report_.tally.queue_seen;
+  auto worker = bus_.create_worker(kOutQueue);
+  if (!worker) return std::unexpected(worker.error());
+  for (;;) {
+    auto n = drain_queue(*worker, seen, kIdleNs);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) break;
+  }
+  auto stats = bus_.queue_stats(kOutQueue);
+  if (!stats) return std::unexpected(stats.error());
+  const QueueLevelStats level = stats->total();
+  const bool exactly = o_.mode == Mode::kExactlyOnce;
+  uint64_t unreadable = 0, unknown = 0, mismatched = 0, unexpected = 0, foreign = 0, order_errors = 0, back = 0;
+  std::string first_problem;
+  auto note = [&](uint64_t& counter, const QueueSeen& q, const std::string& why) {
+    if (counter++ == 0 && first_problem.empty())
+      first_problem = "the message of " + std::string(kInTopic) + " " + std::to_string(q.partition) + "@" +
+                      std::to_string(q.offset) + ": " + why;
+  };
+  std::vector<int64_t> last_n(kKeys, -1);
+  for (const QueueSeen& q : seen) {
+    if (q.partition >= kPartitions) {
+      note(unreadable, q, "unreadable headers or value");
+      continue;
+    }
+    const auto at = in_.at[q.partition].find(q.offset);
+    if (at == in_.at[q.partition].end()) {
+      note(unknown, q, "names no input");
+      continue;
+    }
+    Input& in = in_.parts[q.partition][at->second];
+    if (q.key != in.key || q.n != in.n) {
+      note(mismatched, q, "differs from its input");
+      continue;
+    }
+    if (q.offset % o_.queue_every != 0) {
+      note(unexpected, q, "not due a message");
+      continue;
+    }
+    ++in.messages;
+    if (exactly && q.tag != in.tag) note(foreign, q, "not from its output's transaction");
+    if (static_cast<int64_t>(q.n) <= last_n[q.key]) {
+      ++back;
+      if (exactly) note(order_errors, q, "key k" + std::to_string(q.key) + " went back in its group");
+    }
+    last_n[q.key] = static_cast<int64_t>(q.n);
+  }
+  uint64_t due = 0, lost = 0, duplicates = 0, out_duplicates = 0;
+  for (const auto& part : in_.parts)
+    for (const Input& in : part) {
+      if (in.offset % o_.queue_every != 0) continue;
+      ++due;
+      lost += in.messages == 0;
+      duplicates += in.messages > 1 ? in.messages - 1 : 0;
+      out_duplicates += in.outputs > 1 ? in.outputs - 1 : 0;
+    }
+  report_.queue_due = due;
+  report_.queue_messages = seen.size();
+  report_.queue_duplicates = duplicates;
+  report_.queue_lost = lost;
+  report_.queue_published = level.published;
+  const uint64_t strays = unreadable + unknown + mismatched + unexpected;
+  const std::string which =
+      o_.queue_every > 1 ? " (their offsets multiples of " + std::to_string(o_.queue_every) + ")" : "";
+  const std::string counts = std::to_string(seen.size()) + " messages for " + std::to_string(due) + " inputs" + which +
+                             ", " + std::to_string(duplicates) + " duplicates, " + std::to_string(lost) + " lost";
+  const std::string levels = std::to_string(level.published) + " offsets published (" +
+                             std::to_string(level.published - std::min<uint64_t>(level.published, seen.size())) +
+                             " aborted publishes, never delivered), depth " + std::to_string(level.depth);
+  const std::string problems = strays + foreign ? "; " + std::to_string(strays) + " stray, " +
+                                                      std::to_string(foreign) + " from aborted transactions, first: " +
+                                                      first_problem
+                                                : "";
+  const std::string name = "queue " + std::string(kOutQueue);
+  if (exactly) {
+    expect(name, lost == 0 && duplicates == 0 && strays == 0 && foreign == 0 && level.depth == 0,
+           counts + ", each in its output's transaction; " + levels + problems);
+    expect(name + " order", order_errors == 0,
+           order_errors ? std::to_string(order_errors) + " out of order, first: " + first_problem
+                        : "each key's messages follow its inputs in its FIFO group");
+  } else {
+    const std::string window = std::to_string(kQueueDedupWindowNs / 1'000'000'000) + " s";
+    expect(name, lost == 0 && strays == 0 && level.depth == 0,
+           counts + " (their outputs: " + std::to_string(out_duplicates) + " duplicates; a repeated publish within " +
+               window + " is refused by its de-duplication id), " + std::to_string(back) +
+               " went back in their key's group; " + levels + problems);
   }
   return {};
 }
@@ -267,6 +368,7 @@ void Checker::counters() {
 Result<ChaosReport> Checker::run() {
   if (auto ok = read_input(); !ok) return std::unexpected(ok.error());
   if (auto ok = read_output(); !ok) return std::unexpected(ok.error());
+  if (auto ok = queue(); !ok) return std::unexpected(ok.error());
   if (auto ok = offsets_and_lso(); !ok) return std::unexpected(ok.error());
   if (!report_.tally.committed_offsets.empty()) tails();
   const ChaosTally& t = report_.tally;

@@ -25,6 +25,7 @@ struct ChaosArgs {
   bool seed_given = false;
   uint64_t rate = 2000;
   int64_t timeout_ms = 100;
+  uint32_t queue_every = 1;
   bool keep = false;
 };
 
@@ -52,12 +53,14 @@ int run_chaos(const Context& ctx, const ChaosArgs& a) {
     return fail("chaos: the run lasts 0.1 s to 24 hours", kExitUsage);
   if (a.rate < 1 || a.rate > 1'000'000) return fail("chaos: --rate: 1-1000000", kExitUsage);
   if (a.timeout_ms < 1 || a.timeout_ms > 60'000) return fail("chaos: --timeout-ms: 1-60000", kExitUsage);
+  if (a.queue_every > 1'000'000) return fail("chaos: --queue-every: 0-1000000", kExitUsage);
   ChaosOptions o;
   o.mode = a.mode == "at-least-once" ? Mode::kAtLeastOnce : Mode::kExactlyOnce;
   o.seed = a.seed_given ? a.seed : std::random_device{}() % 1'000'000;
   o.duration_ms = static_cast<int64_t>(std::llround(seconds * 1000));
   o.rate = a.rate;
   o.txn_timeout_ms = a.timeout_ms;
+  o.queue_every = a.queue_every;
   o.progress_every_ms = 10'000;
   bool temporary = false;
   auto dir = run_dir(ctx, &temporary);
@@ -104,6 +107,9 @@ void add_chaos_command(CLI::App& app, Context& ctx) {
   c->add_option("--timeout-ms", a->timeout_ms,
                 "the transformers' transaction timeout (default 100; a few ms: helpers abort some late ones)")
       ->type_name("MS");
+  c->add_option("--queue-every", a->queue_every,
+                "publish the inputs whose offset is a multiple of K to queue outq too (default 1: all; 0: none)")
+      ->type_name("K");
   c->add_flag("--keep", a->keep, "keep the temporary bus directory (it is kept anyway when a check fails)");
   c->footer(
       "Without --dir (or SLUICE_DIR) the bus is a fresh directory under /dev/shm, removed at the end; a given\n"
@@ -129,6 +135,7 @@ void add_chaos_worker_command(CLI::App& app, Context& ctx) {
   w->add_option("--work-ms", s->work_ms);
   w->add_option("--late-percent", s->late_percent);
   w->add_option("--hold-after", s->hold_after_records);
+  w->add_option("--queue-every", s->queue_every);
   w->callback([&ctx, s, mode] {
     if (ctx.dir.empty()) {
       ctx.exit_code = fail("chaos-worker: --dir is required", kExitUsage);

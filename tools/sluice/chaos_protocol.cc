@@ -62,6 +62,28 @@ bool parse_value(std::string_view value, InputValue* out) noexcept {
   return take_field(value, "n", &out->n) && take_field(value, "i", &out->index) && value.empty();
 }
 
+std::string format_tag(uint32_t slot, uint64_t epoch, uint64_t n) {
+  return std::to_string(slot) + "." + std::to_string(epoch) + "." + std::to_string(n);
+}
+
+uint64_t parse_tag(std::string_view tag) noexcept {
+  uint64_t part[3] = {};
+  for (int i = 0; i < 3; ++i) {
+    auto [ptr, ec] = std::from_chars(tag.data(), tag.data() + tag.size(), part[i]);
+    if (ec != std::errc{} || ptr == tag.data()) return 0;
+    tag.remove_prefix(static_cast<size_t>(ptr - tag.data()));
+    if (i < 2 && (tag.empty() || tag.front() != '.')) return 0;
+    if (i < 2) tag.remove_prefix(1);
+  }
+  // slot: 8 bits, epoch: 16 (producer epochs are 16-bit), n: 40; n >= 1.
+  if (!tag.empty() || part[0] > 0xff || part[1] > 0xffff || part[2] == 0 || part[2] >= (uint64_t{1} << 40)) return 0;
+  return part[0] << 56 | part[1] << 40 | part[2];
+}
+
+std::string dedup_id(uint32_t partition, uint64_t offset) {
+  return "in:" + std::to_string(partition) + ":" + std::to_string(offset);
+}
+
 void install_stop_handler() {
   struct sigaction sa {};
   sa.sa_handler = on_sigterm;
@@ -86,7 +108,7 @@ Result<demo::WorkerProcess> exec_role(const std::string& name, const RoleSpec& s
              std::to_string(s.txn_timeout_ms), "--abort-percent", std::to_string(s.abort_percent), "--max-batch",
              std::to_string(s.max_batch), "--work-ms", std::to_string(s.work_ms),
              "--late-percent", std::to_string(s.late_percent), "--hold-after",
-             std::to_string(s.hold_after_records)});
+             std::to_string(s.hold_after_records), "--queue-every", std::to_string(s.queue_every)});
 }
 int run_role(const RoleSpec& spec) {
   g_stop = 0;

@@ -1,11 +1,63 @@
 // A whole chaos run: the bus set up, the supervisor, the checker, and the
-// summary of what was done to the roles.
+// summary of what was done to the roles; and the drain of `outq` that the
+// supervisor and the checker share.
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 
 #include "chaos.h"
 
 namespace sluice::cli::chaos {
+
+namespace {
+
+// Entries for the ids of one window at up to 4,000 inputs/s (or the rate),
+// 1/64 full on average: a bucket of 8 full of live ids (kBusy) stays
+// unlikely in the catch-up's bursts too. A power of two, 16 MiB at most.
+uint32_t dedup_capacity(const ChaosOptions& o) {
+  const uint64_t every = std::max<uint32_t>(o.queue_every, 1);
+  const uint64_t live = std::max<uint64_t>(o.rate, 4000) * (kQueueDedupWindowNs / 1'000'000'000) / every;
+  uint64_t capacity = 16384;
+  while (capacity < 64 * live && capacity < (1u << 19)) capacity *= 2;
+  return static_cast<uint32_t>(capacity);
+}
+
+template <class T>
+bool header_number(const HeadersView& h, std::string_view name, T* out) {
+  const std::string_view s = h.find(name);
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return !s.empty() && ec == std::errc{} && p == s.data() + s.size();
+}
+
+}  // namespace
+
+Result<uint64_t> drain_queue(Worker& worker, std::vector<QueueSeen>& seen, int64_t timeout_ns) {
+  std::vector<Delivery> d(256);
+  uint64_t got = 0;
+  for (int64_t wait = timeout_ns;; wait = 0) {
+    auto n = worker.receive(d, wait);
+    if (!n) return std::unexpected(n.error());
+    if (*n == 0) return got;
+    for (size_t i = 0; i < *n; ++i) {
+      QueueSeen q;
+      InputValue v;
+      if (header_number(d[i].headers(), kSourcePartition, &q.partition) &&
+          header_number(d[i].headers(), kSourceOffset, &q.offset) && q.partition < kPartitions &&
+          parse_value(d[i].value(), &v)) {
+        q.key = v.key;
+        q.n = v.n;
+        q.tag = parse_tag(d[i].headers().find(kTxnTag));
+      } else {
+        q.partition = kPartitions;
+      }
+      seen.push_back(q);
+      if (auto ok = d[i].ack(); !ok) return std::unexpected(ok.error());
+      d[i] = Delivery();
+    }
+    got += *n;
+  }
+}
 
 Status set_up(Bus& bus, const ChaosOptions& options) {
   auto names = bus.list_topics();
@@ -14,6 +66,12 @@ Status set_up(Bus& bus, const ChaosOptions& options) {
     if (n == kInTopic || n == kOutTopic)
       return make_error(Errc::kAlreadyExists, "the bus in " + bus.dir() + " already has a topic '" + n +
                                                   "': a chaos run needs a new or empty directory");
+  auto queues = bus.list_queues();
+  if (!queues) return std::unexpected(queues.error());
+  if (std::find(queues->begin(), queues->end(), kOutQueue) != queues->end())
+    return make_error(Errc::kAlreadyExists, "the bus in " + bus.dir() + " already has a queue '" +
+                                                std::string(kOutQueue) + "': a chaos run needs a new or empty "
+                                                "directory");
   TopicOptions t;
   t.partitions = kPartitions;
   t.segment_bytes = options.segment_bytes;
@@ -22,6 +80,12 @@ Status set_up(Bus& bus, const ChaosOptions& options) {
   t.claim_timeout_ns = 1'000'000'000;
   for (std::string_view topic : {kInTopic, kOutTopic})
     if (auto ok = bus.create_topic(topic, t); !ok) return ok;
+  QueueOptions q;
+  q.segment_bytes = options.segment_bytes;
+  q.dead_letter_queue = "-";  // its workers ack everything
+  q.dedup_window_ns = kQueueDedupWindowNs;
+  q.dedup_capacity = dedup_capacity(options);
+  if (auto ok = bus.create_queue(kOutQueue, q); !ok) return ok;
   // The group's offsets file, from the beginning of `in`, before any
   // transformer commits to it.
   ConsumerOptions co;
@@ -89,6 +153,11 @@ Result<ChaosReport> run(const std::string& dir, const ChaosOptions& o, const Lau
                "outputs", (unsigned long long)r.outputs, (unsigned long long)r.inputs,
                (unsigned long long)r.duplicates, (unsigned long long)r.lost,
                (unsigned long long)r.uncommitted_later_aborted);
+  if (o.queue_every > 0)
+    std::fprintf(log, "  %-22s %llu messages for %llu inputs: %llu duplicates, %llu lost; %llu publishes aborted\n",
+                 std::string(kOutQueue).c_str(), (unsigned long long)r.queue_messages, (unsigned long long)r.queue_due,
+                 (unsigned long long)r.queue_duplicates, (unsigned long long)r.queue_lost,
+                 (unsigned long long)(r.queue_published - std::min(r.queue_published, r.queue_messages)));
   uint64_t failed = 0;
   for (const Invariant& i : r.invariants) failed += !i.ok;
   if (failed == 0)

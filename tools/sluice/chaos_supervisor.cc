@@ -3,7 +3,8 @@
 // and then turns a transformer into a zombie (SIGSTOP past its transaction
 // timeout, a replacement started, SIGCONT: it must be fenced and exit), and
 // meanwhile tails `out` with a read-committed and a read-uncommitted reader
-// (which also act as the helpers that abort dead and late transactions).
+// and drains `outq` with a worker (all three also act as the helpers that
+// abort dead and late transactions).
 // Then it stops the input, waits for the transformers to catch up, and
 // stops them. Every wait has a deadline.
 #include <signal.h>
@@ -53,7 +54,8 @@ class Supervisor {
   Status kill(Slot& s);
   Status zombie(Slot& s);
   Status stop(Slot& s);
-  void poll_tails();
+  // Polls the tails of `out` and drains `outq`.
+  void poll_readers();
   void progress(SteadyClock::time_point started);
   int64_t between(MsRange r) { return std::uniform_int_distribution<int64_t>(r.lo, std::max(r.lo, r.hi))(rng_); }
   std::vector<Slot*> slots() {
@@ -75,6 +77,7 @@ class Supervisor {
   ChaosTally tally_;
   std::optional<Bus> bus_;
   std::optional<Consumer> committed_tail_, uncommitted_tail_;
+  std::optional<Worker> queue_worker_;
   std::vector<RecordView> views_ = std::vector<RecordView>(256);
   std::vector<Slot> transformers_;
   Slot input_;
@@ -110,7 +113,7 @@ Status Supervisor::pump(bool restart) {
       if (auto ok = start(*s); !ok) return ok;
     }
   }
-  poll_tails();
+  poll_readers();
   return {};
 }
 
@@ -175,7 +178,7 @@ Status Supervisor::stop(Slot& s) {
   s.current->send_signal(SIGTERM);
   const auto deadline = SteadyClock::now() + kExitDeadline;
   while (!s.current->poll_exit() && SteadyClock::now() < deadline) {
-    poll_tails();
+    poll_readers();
     std::this_thread::sleep_for(kTick);
   }
   // Killed by the SIGTERM itself: it came before the role set its handler,
@@ -192,7 +195,7 @@ Status Supervisor::stop(Slot& s) {
   return {};
 }
 
-void Supervisor::poll_tails() {
+void Supervisor::poll_readers() {
   for (auto [tail, offsets, seen] :
        {std::tuple{&committed_tail_, &tally_.committed_offsets, &tally_.tail_committed_seen},
         std::tuple{&uncommitted_tail_, &tally_.uncommitted_offsets, &tally_.tail_uncommitted_seen}}) {
@@ -208,6 +211,12 @@ void Supervisor::poll_tails() {
       *seen += *n;
       if (*n < views_.size()) break;
     }
+  }
+  if (!queue_worker_) return;
+  // Drained as it fills: a long run's queue stays within its window.
+  if (auto n = drain_queue(*queue_worker_, tally_.queue_seen, 0); !n) {
+    problem("a worker of " + std::string(kOutQueue) + " failed: " + n.error().to_string());
+    queue_worker_.reset();
   }
 }
 
@@ -243,6 +252,9 @@ Result<ChaosTally> Supervisor::run() {
     if (!c) return std::unexpected(c.error());
     (iso == Isolation::kReadCommitted ? committed_tail_ : uncommitted_tail_).emplace(std::move(*c));
   }
+  auto worker = bus_->create_worker(kOutQueue);
+  if (!worker) return std::unexpected(worker.error());
+  queue_worker_.emplace(std::move(*worker));
 
   RoleSpec base;
   base.dir = dir_;
@@ -252,6 +264,7 @@ Result<ChaosTally> Supervisor::run() {
   base.abort_percent = o_.abort_percent;
   base.work_ms = o_.work_ms;
   base.late_percent = o_.late_percent;
+  base.queue_every = o_.queue_every;
   input_.label = "input producer";
   input_.spec = base;
   input_.spec.role = "input";
@@ -328,16 +341,19 @@ Result<ChaosTally> Supervisor::run() {
   }
   for (Slot& s : transformers_)
     if (auto ok = stop(s); !ok) return std::unexpected(ok.error());
-  // The tails read to the end: nothing is written any more, and what is
-  // undecided belongs to dead or fenced instances, which readers settle.
+  // The tails and the queue's worker read to the end: nothing is written
+  // any more, and what is undecided belongs to dead or fenced instances,
+  // which readers settle.
+  const auto seen = [&] { return tally_.tail_committed_seen + tally_.tail_uncommitted_seen + tally_.queue_seen.size(); };
   for (int idle = 0; idle < 50;) {
-    const uint64_t before = tally_.tail_committed_seen + tally_.tail_uncommitted_seen;
-    poll_tails();
-    idle = tally_.tail_committed_seen + tally_.tail_uncommitted_seen == before ? idle + 1 : 0;
+    const uint64_t before = seen();
+    poll_readers();
+    idle = seen() == before ? idle + 1 : 0;
     std::this_thread::sleep_for(kTick);
   }
   committed_tail_.reset();
   uncommitted_tail_.reset();
+  queue_worker_.reset();
   return std::move(tally_);
 }
 

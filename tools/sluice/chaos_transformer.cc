@@ -11,8 +11,13 @@
 // For `sluice demo`, an instance can instead hold one transaction open
 // until it is SIGKILLed (RoleSpec::hold_after_records).
 //
-// At-least-once mode: a plain producer, the group committed after the
-// sends; a kill between the two repeats the batch.
+// Inputs whose offset is a multiple of RoleSpec::queue_every (every input
+// by default) are also published to queue `outq` in the same transaction,
+// with the input's place as de-duplication id and its key as FIFO group.
+//
+// At-least-once mode: a plain producer and publisher, the group committed
+// after the sends; a kill between the two repeats the batch (the
+// de-duplication ids refuse the repeated publishes within their window).
 #include <algorithm>
 #include <chrono>
 #include <iterator>
@@ -52,20 +57,35 @@ int ended(const Error& e, const std::string& name) {
   return fail("chaos transformer " + name + ": " + e.to_string());
 }
 
-// One output record: the input's key and value, and where the input is.
+// One output record: the input's key and value, where the input is, and
+// the transaction's tag; and the input's queue message: the same, in the
+// key's FIFO group, under a de-duplication id naming the input.
 struct Output {
   char partition[12];
   char offset[24];
-  Header headers[2];
+  std::string dedup;
+  Header headers[3];
   Message message;
-  explicit Output(const RecordView& r) {
+  QueueMessage queued;
+  Output(const RecordView& r, std::string_view tag) {
     const int pl = std::snprintf(partition, sizeof partition, "%u", r.partition);
     const int ol = std::snprintf(offset, sizeof offset, "%llu", (unsigned long long)r.offset);
     headers[0] = Header{kSourcePartition, std::string_view(partition, static_cast<size_t>(pl))};
     headers[1] = Header{kSourceOffset, std::string_view(offset, static_cast<size_t>(ol))};
-    message = Message{r.key, r.value, std::span<const Header>(headers, 2)};
+    headers[2] = Header{kTxnTag, tag};
+    message = Message{r.key, r.value, std::span<const Header>(headers, 3)};
+    queued.value = r.value;
+    queued.headers = std::span<const Header>(headers, 3);
+    queued.group = r.key;
+    dedup = dedup_id(r.partition, r.offset);
+    queued.dedup_id = dedup;
   }
 };
+
+// Whether input `r` also goes to `outq`.
+bool queued(const RoleSpec& spec, const RecordView& r) {
+  return spec.queue_every > 0 && r.offset % spec.queue_every == 0;
+}
 
 Result<Consumer> open_input(Bus& bus, const std::vector<uint32_t>& parts) {
   ConsumerOptions co;
@@ -123,10 +143,13 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
   if (!in) return fail("chaos transformer " + name + ": " + in.error().to_string());
   auto out = tx->producer(kOutTopic);
   if (!out) return fail("chaos transformer " + name + ": " + out.error().to_string());
+  // Its publishes join the transaction: delivered with the outputs, or never.
+  auto outq = tx->queue(kOutQueue);
+  if (!outq) return fail("chaos transformer " + name + ": " + outq.error().to_string());
   say(Report("ready").set("name", name).set("epoch", uint64_t{tx->producer_epoch()}));
 
   std::vector<RecordView> batch(spec.max_batch);
-  uint64_t commits = 0, aborts = 0, records = 0;
+  uint64_t commits = 0, aborts = 0, records = 0, begun = 0;
   auto idle_since = SteadyClock::now();
   // committed[p]: the group's offset as this instance left it, where an
   // abort must rewind the consumer to.
@@ -169,6 +192,7 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
     }
     idle_since = SteadyClock::now();
     if (auto ok = tx->begin(); !ok) return ended(ok.error(), name);
+    const std::string tag = format_tag(spec.slot, tx->producer_epoch(), ++begun);
     const bool hold = spec.hold_after_records > 0 && records >= spec.hold_after_records;
     uint64_t first[kPartitions];  // hold: where this transaction's records start in each partition of `out`
     std::fill(std::begin(first), std::end(first), kNoOffset);
@@ -180,13 +204,17 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
     const int64_t work_ms = late ? spec.txn_timeout_ms + 20 : static_cast<int64_t>(rng() % (spec.work_ms + 1));
     for (size_t i = 0; i < *n; ++i) {
       const RecordView& r = batch[i];
-      const Output o(r);
+      const Output o(r, tag);
       const SendResult s = (*out)->send(o.message, r.partition);
-      if (s.status == SendStatus::kAborted) {  // our claim was aborted as stalled: this transaction goes
+      const bool to_queue = queued(spec, r);
+      PublishResult q;
+      SendStatus status = s.status;
+      if (s.ok() && to_queue) status = (q = (*outq)->publish(o.queued)).status;
+      if (status == SendStatus::kAborted) {  // our claim was aborted as stalled: this transaction goes
         stalled = true;
         break;
       }
-      if (s.status == SendStatus::kFenced) {
+      if (status == SendStatus::kFenced) {
         // A send says kFenced both when a newer instance opened the name and
         // when a helper aborted our transaction past its timeout (the epoch
         // moved either way); the transaction knows which (kFenced, kAborted).
@@ -194,6 +222,13 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
         return ended(a ? Error{Errc::kFenced, "send refused"} : a.error(), name);
       }
       if (!s.ok()) return fail("chaos transformer " + name + ": send: " + (*out)->last_error().to_string());
+      if (to_queue && !q.ok())
+        return fail("chaos transformer " + name + ": publish: " + (*outq)->last_error().to_string());
+      // The id counts once its transaction commits, and only an earlier
+      // commit of this input can hold it: the input was transformed twice.
+      if (to_queue && q.duplicate)
+        return fail("chaos transformer " + name + ": " + std::string(kOutQueue) + " already holds de-duplication id " +
+                    std::string(o.queued.dedup_id) + " (committed at offset " + std::to_string(q.offset) + ")");
       first[r.partition] = std::min(first[r.partition], s.offset);
       if (i == (*n - 1) / 2 && work_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
     }
@@ -221,6 +256,8 @@ int run_at_least_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t
   if (!in) return fail("chaos transformer " + name + ": " + in.error().to_string());
   auto out = bus.create_producer(kOutTopic);
   if (!out) return fail("chaos transformer " + name + ": " + out.error().to_string());
+  auto outq = bus.create_queue_publisher(kOutQueue);
+  if (!outq) return fail("chaos transformer " + name + ": " + outq.error().to_string());
   say(Report("ready").set("name", name));
   std::vector<RecordView> batch(spec.max_batch);
   uint64_t commits = 0, records = 0;
@@ -233,12 +270,21 @@ int run_at_least_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t
     bool moved = *n > 0;
     for (uint32_t p : parts) moved = moved || in->position(p) != committed[p];
     if (!moved) continue;
+    // No epoch at least once: epoch 0 (tags are compared with the
+    // outputs' only exactly once).
+    const std::string tag = format_tag(spec.slot, 0, commits + 1);
     for (size_t i = 0; i < *n; ++i) {
-      const Output o(batch[i]);
+      const Output o(batch[i], tag);
       SendResult s = out->send(o.message, batch[i].partition);
       for (int retry = 0; s.status == SendStatus::kAborted && retry < 100; ++retry)
         s = out->send(o.message, batch[i].partition);  // a stalled claim was aborted: at least once, so again
       if (!s.ok()) return fail("chaos transformer " + name + ": send: " + out->last_error().to_string());
+      if (!queued(spec, batch[i])) continue;
+      // A repeat after a kill is refused by the de-duplication id while it
+      // counts (the queue's window): the queue's duplicates are fewer.
+      PublishResult q = outq->publish(o.queued);
+      for (int retry = 0; q.status == SendStatus::kAborted && retry < 100; ++retry) q = outq->publish(o.queued);
+      if (!q.ok()) return fail("chaos transformer " + name + ": publish: " + outq->last_error().to_string());
     }
     // The work, between the sends and the commit: a kill there repeats them.
     if (const auto work_ms = rng() % (spec.work_ms + 1); work_ms > 0)

@@ -7,7 +7,7 @@
 // fences the dead instance and aborts that transaction, which releases the
 // LSO; the act measures how long it was held. Once the group has consumed
 // all of `in`, the transformers stop and the chaos run's checker reads
-// `out` read-committed.
+// `out` read-committed and drains `outq`.
 #include "demo_pipeline.h"
 
 #include <signal.h>
@@ -72,7 +72,7 @@ Result<bool> lso_released(const Bus& bus, const std::vector<Held>& held, std::st
   return released;
 }
 
-// The act's topics from an earlier run on this bus; their groups' offsets
+// The act's topics and queue from an earlier run on this bus; their groups' offsets
 // go with them.
 Status drop_topics(Bus& bus) {
   auto names = bus.list_topics();
@@ -80,6 +80,10 @@ Status drop_topics(Bus& bus) {
   for (std::string_view t : {chaos::kInTopic, chaos::kOutTopic})
     if (std::find(names->begin(), names->end(), t) != names->end())
       if (auto ok = bus.delete_topic(t); !ok) return ok;
+  auto queues = bus.list_queues();
+  if (!queues) return std::unexpected(queues.error());
+  if (std::find(queues->begin(), queues->end(), chaos::kOutQueue) != queues->end())
+    if (auto ok = bus.delete_queue(chaos::kOutQueue); !ok) return ok;
   return {};
 }
 
@@ -122,12 +126,13 @@ int run_pipeline_act(Bus& bus, const std::string& dir, const PipelineArgs& a, De
   auto counts_before = chaos::transaction_counts(bus);
   if (!counts_before) return fail(counts_before.error());
   const uint64_t inputs = a.records_per_partition * chaos::kPartitions;
-  std::printf("\nexactly-once pipeline: %s (%u partitions) -> %u transformer processes -> %s\n",
+  std::printf("\nexactly-once pipeline: %s (%u partitions) -> %u transformer processes -> %s and queue %s\n",
               std::string(chaos::kInTopic).c_str(), chaos::kPartitions, a.transformers,
-              std::string(chaos::kOutTopic).c_str());
+              std::string(chaos::kOutTopic).c_str(), std::string(chaos::kOutQueue).c_str());
 
   // 1. The transformers: consume-transform-produce, one transaction per poll
-  // (its outputs and the group's offsets), 5% of them aborted on purpose.
+  // (its outputs, their messages in `outq` and the group's offsets), 5% of
+  // them aborted on purpose.
   chaos::RoleSpec spec;
   spec.role = "transformer";
   spec.dir = dir;
@@ -231,8 +236,9 @@ int run_pipeline_act(Bus& bus, const std::string& dir, const PipelineArgs& a, De
   if (!stop_role(*replacement, deadline)) tally.problems.push_back(replacement->name() + " failed");
   tally.failed_exits = tally.problems.size();
 
-  // 6. The checker reads `in` and `out` whole, read committed.
-  std::printf("  checker (%s read committed)\n", std::string(chaos::kOutTopic).c_str());
+  // 6. The checker reads `in` and `out` whole, read committed, and drains `outq`.
+  std::printf("  checker (%s read committed, %s drained)\n", std::string(chaos::kOutTopic).c_str(),
+              std::string(chaos::kOutQueue).c_str());
   auto report = chaos::check(bus, o, std::move(tally), stdout);
   if (!report) return fail(report.error());
   const chaos::ChaosReport& r = *report;
@@ -246,6 +252,10 @@ int run_pipeline_act(Bus& bus, const std::string& dir, const PipelineArgs& a, De
       "  %-20s %llu inputs, %llu outputs read committed: %llu duplicates, %llu missing, per-key order %s (%.1f s)\n",
       "exactly once", (unsigned long long)r.inputs, (unsigned long long)r.outputs, (unsigned long long)r.duplicates,
       (unsigned long long)r.lost, order_ok ? "OK" : "BROKEN", act_s);
+  std::printf("  %-20s %llu messages for %llu inputs, each with its output: %llu duplicates, %llu missing\n",
+              ("queue " + std::string(chaos::kOutQueue)).c_str(), (unsigned long long)r.queue_messages,
+              (unsigned long long)r.queue_due, (unsigned long long)r.queue_duplicates,
+              (unsigned long long)r.queue_lost);
   std::printf("  %-20s %llu committed; aborted: %llu by their transformers (on purpose), %llu by another process "
               "(the killed one's)\n",
               "transactions", (unsigned long long)commits, (unsigned long long)holder_aborts,
@@ -262,6 +272,8 @@ int run_pipeline_act(Bus& bus, const std::string& dir, const PipelineArgs& a, De
   checks.expect(r.duplicates == 0, "no duplicate output");
   checks.expect(r.lost == 0, "no missing output");
   checks.expect(order_ok, "each key's outputs in its inputs' order");
+  checks.expect(r.queue_messages == r.inputs && r.queue_duplicates == 0 && r.queue_lost == 0,
+                "one message in " + std::string(chaos::kOutQueue) + " per input");
   checks.expect(helper_aborts == 1, "the killed transformer's transaction was aborted by another process");
   checks.expect(new_epoch != old_epoch, "the restart fenced the killed instance (a new epoch)");
   checks.expect(!held.empty(), "the killed transformer reported its open transaction's records");
