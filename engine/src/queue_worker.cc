@@ -19,6 +19,7 @@
 #include "partition.h"
 #include "partition_cursor.h"
 #include "queue_exactly_once.h"
+#include "queue_parking.h"
 #include "queue_state.h"
 #include "queue_worker_table.h"
 #include "queue_writer.h"
@@ -56,6 +57,7 @@ struct WorkerState {
   std::mt19937_64 rng{std::random_device{}()};
   uint32_t seq = 0;
   std::optional<QueueWriter> dlq;  // opened on the first dead letter
+  std::optional<QueueWriter> lot;  // the parking lot, opened on the first park
   std::vector<std::pair<uint16_t, bool>> liveness;  // per sweep: owner -> alive
   Error last_error{Errc::kInvalidArgument, ""};
   std::atomic<uint64_t> own_breaker{0};  // CLOSED; used unless the breaker is queue-wide
@@ -140,6 +142,7 @@ struct WorkerState {
   void settled(uint32_t l, uint64_t offset);
   Status settle(Delivery& d, uint64_t desired);
   Status dead_letter(Delivery& d, const Failure& why);
+  Status park(Delivery& d, int64_t until_unix_ns, std::string_view reason);
   Status lease_lost(Delivery& d);
   // A dead-letter queue never drops a letter for too many receives (it has
   // nowhere to send it): receives only count.
@@ -579,6 +582,55 @@ Status WorkerState::dead_letter(Delivery& d, const Failure& why) {
   return {};
 }
 
+// Publish, then settle: at least once. A worker killed in between leaves the
+// message leased to a dead owner; a sweep makes it READY and its next
+// parking publishes under the same de-duplication id, which the lot drops.
+Status WorkerState::park(Delivery& d, int64_t until_unix_ns, std::string_view reason) {
+  auto bad = [&](std::string why) { return make_error(Errc::kInvalidArgument, "queue " + q->name + ": park: " + why); };
+  if (d.worker_ != this) return bad("the delivery is not leased by this worker");
+  if (slot_state(d.word_) != kSlotLeased) return bad("the delivery is already settled");
+  if (!d.headers().find(kHeaderParkedFrom).empty())
+    return bad("offset " + std::to_string(d.offset()) + " is a parked message (it came from " +
+               std::string(d.headers().find(kHeaderParkedFrom)) +
+               "); a parking lot's messages are not parked again: unpark them");
+  if (options.parking_lot.empty() && q->name.ends_with(".parking"))
+    return bad("this queue is a parking lot by its name; a parking lot has no parking lot of its own "
+               "(name one with WorkerOptions::parking_lot)");
+  const std::string lot_name = options.parking_lot.empty() ? q->name + ".parking" : options.parking_lot;
+  if (lot_name == q->name) return bad("a queue cannot be its own parking lot");
+  const int64_t now = now_ns();
+  if (until_unix_ns > now && until_unix_ns - now > kMaxQueueDelayMs * 1'000'000)
+    return bad("a message may be parked for at most 14 days");
+  // acquire: pairs with the acq_rel CASes on the word (sweeps, settles). A
+  // lease already lost is not parked: its next holder decides.
+  if (q->slot(d.level_, d.offset()).load(std::memory_order_acquire) != d.word_) return lease_lost(d);
+  if (!lot) {
+    auto lq = open_parking_lot(*bus, lot_name, q->log->options.segment_bytes, q->params.max_depth_bytes);
+    if (!lq) return std::unexpected(lq.error());
+    lot.emplace(bus, std::move(*lq));
+  }
+  std::vector<Header> headers;
+  // An exactly-once worker's parked copy names its id, as its dead letters
+  // do (the copy comes back at a new offset).
+  std::array<char, kProcessedIdBufferBytes> id_buf;
+  for (Header h : d.headers())
+    if (!once || h.name != kHeaderProcessedId) headers.push_back(h);
+  if (once) headers.push_back(Header{kHeaderProcessedId, processed_id(d, id_buf)});
+  ParkedFrom from;
+  from.queue = q->name;
+  from.priority = d.level_;
+  from.offset = d.offset();
+  from.queue_epoch_unix_ms = q->params.epoch_unix_ms;
+  from.attempts = d.attempt();
+  from.until_unix_ns = until_unix_ns;
+  from.reason = reason;
+  if (!publish_parked(*lot, d.value(), headers, from).ok()) return std::unexpected(lot->last_error);
+  if (auto ok = settle(d, done_slot(slot_attempts(d.word_), d.offset())); !ok) return ok;
+  ++stats.parked;
+  settled(d.level_, d.offset());
+  return {};
+}
+
 Result<Delivery> WorkerState::adopt(uint32_t l, uint64_t offset, uint64_t word) {
   const std::string what = "receipt for queue " + q->name + " offset " + std::to_string(offset);
   if (l >= q->levels()) return make_error(Errc::kInvalidArgument, what + ": no such priority");
@@ -753,6 +805,9 @@ Worker& Worker::operator=(Worker&&) noexcept = default;
 Worker::~Worker() = default;
 
 const WorkerStats& Worker::stats() const noexcept { return state_->stats; }
+Status Worker::park(Delivery& d, int64_t until_unix_ns, std::string_view reason) {
+  return state_->park(d, until_unix_ns, reason);
+}
 Guarantee Worker::guarantee() const noexcept { return state_->options.guarantee; }
 std::string_view Worker::processed_id(const Delivery& d) const noexcept {
   // Not id_buf: a handler asks while run() still uses that one.
@@ -833,6 +888,12 @@ Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>
         handler(m);
         if (settles) (void)m.ack();
       }
+    } catch (const ParkError& e) {
+      // Not a handler error: the handler chose to put the message aside. A
+      // park that fails (the lot refuses it) is a transient failure.
+      if (settles)
+        if (auto ok = s.park(m, e.until_unix_ns(), e.what()); !ok && ok.error().code != Errc::kLeaseLost)
+          (void)m.nack(Failure{"ParkFailed", ok.error().message, ""});
     } catch (const PermanentError& e) {
       ++s.stats.handler_errors;
       s.count(&QueueWorkerSlot::handler_errors, s.now_ns());

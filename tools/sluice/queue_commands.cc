@@ -1,5 +1,5 @@
 // `sluice queue create|list|describe|stats|publish|receive|ack|nack|reject|
-// purge|delete`: work queues (docs/queues.md) from the command line.
+// purge|unpark|delete`: work queues (docs/queues.md) from the command line.
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -214,6 +214,10 @@ constexpr const char* kAgeField = "oldest_unsettled_age_ms";
 
 int64_t age_ms(const QueueLevelStats& s) { return s.oldest_unsettled_age_ns / static_cast<int64_t>(kNsPerMs); }
 
+// A parking lot by the default name (WorkerOptions::parking_lot): its
+// unsettled messages are the parked ones.
+bool is_parking_lot(const QueueStats& s) { return s.name.ends_with(".parking"); }
+
 void append_level_json(std::string& out, const QueueLevelStats& s) {
   out += '{';
   for (const StatField& f : kStatFields) {
@@ -278,6 +282,10 @@ std::string stats_json(const QueueStats& s) {
     out += "null";
   else
     append_json_string(out, s.dead_letter_queue);
+  if (is_parking_lot(s)) {
+    const QueueLevelStats t = s.total();
+    out += ",\"parked\":" + std::to_string(t.unsettled) + ",\"oldest_parked_age_ms\":" + std::to_string(age_ms(t));
+  }
   out += ",\"total\":";
   append_level_json(out, s.total());
   out += ",\"levels\":[";
@@ -335,6 +343,11 @@ std::string stats_text(const QueueStats& s) {
                     (s.levels.size() == 1 ? " priority, " : " priorities, ");
   out += s.dead_letter_queue.empty() ? "no dead-letter queue (dead letters are counted, then dropped)\n"
                                      : "dead-letter queue " + s.dead_letter_queue + "\n";
+  if (is_parking_lot(s)) {
+    const QueueLevelStats t = s.total();
+    out += "parking lot: " + std::to_string(t.unsettled) + " parked, the oldest parked " +
+           std::to_string(age_ms(t)) + " ms ago (sluice queue unpark " + s.name + " releases the due ones)\n";
+  }
   char cell[64];
   std::snprintf(cell, sizeof cell, "%-24s", "");
   out += cell;
@@ -379,6 +392,65 @@ int run_stats(const Context& ctx, const StatsArgs& a) {
   if (!s) return fail(s.error());
   const std::string out = a.format == "json" ? stats_json(*s) : stats_text(*s);
   std::fwrite(out.data(), 1, out.size(), stdout);
+  return kExitOk;
+}
+
+// ---- unpark --------------------------------------------------------------------
+
+struct UnparkArgs {
+  std::string lot;
+  std::string to;
+  std::string rate = "0", max = "0";
+  std::optional<std::string> window;
+  std::string format = "text";
+};
+
+int run_unpark(const Context& ctx, const UnparkArgs& a) {
+  if (auto ok = check_name(a.lot, "parking lot"); !ok) return fail(ok.error());
+  if (!a.to.empty()) {
+    if (auto ok = check_name(a.to, "queue"); !ok) return fail(ok.error());
+    if (a.to == a.lot) return fail("--to: the parking lot itself", kExitUsage);
+  }
+  if (a.format != "text" && a.format != "json")
+    return fail("--format: '" + a.format + "' is not text or json", kExitUsage);
+  auto rate = parse_u64(a.rate, "--rate");
+  if (!rate) return fail(rate.error(), kExitUsage);
+  auto max = parse_u64(a.max, "--max");
+  if (!max) return fail(max.error(), kExitUsage);
+  UnparkOptions o;
+  o.to = a.to;
+  o.rate_per_sec = static_cast<double>(*rate);
+  o.max_messages = *max;
+  if (a.window) {
+    auto w = parse_daily_window(*a.window);
+    if (!w) return fail("--window: " + w.error().message, kExitUsage);
+    o.window = *w;
+  }
+  auto bus = open_bus(ctx);
+  if (!bus) return fail(bus.error());
+  auto r = bus->unpark(a.lot, o);
+  if (!r) return fail(r.error());
+  if (a.format == "json") {
+    std::printf("{\"lot\":");
+    std::string name;
+    append_json_string(name, a.lot);
+    std::printf("%s,\"moved\":%llu,\"duplicates\":%llu,\"skipped\":%llu,\"outside_window\":%s,"
+                "\"window_opens_unix_ms\":%lld}\n",
+                name.c_str(), static_cast<unsigned long long>(r->moved), static_cast<unsigned long long>(r->duplicates),
+                static_cast<unsigned long long>(r->skipped), r->outside_window ? "true" : "false",
+                static_cast<long long>(r->outside_window ? r->window_opens_unix_ns / 1'000'000 : 0));
+  } else if (r->outside_window) {
+    std::printf("%s: outside the window %s UTC, nothing moved; it opens in %lld s\n", a.lot.c_str(),
+                a.window->c_str(), static_cast<long long>((r->window_opens_unix_ns - bus->clock().now_ns()) / 1'000'000'000));
+  } else {
+    std::printf("unparked %llu %s from %s", static_cast<unsigned long long>(r->moved),
+                r->moved == 1 ? "message" : "messages", a.lot.c_str());
+    if (r->duplicates > 0) std::printf(" (%llu already there)", static_cast<unsigned long long>(r->duplicates));
+    if (r->skipped > 0)
+      std::printf("; %llu due left in the lot (no source queue to go back to: give --to)",
+                  static_cast<unsigned long long>(r->skipped));
+    std::printf("\n");
+  }
   return kExitOk;
 }
 
@@ -736,6 +808,20 @@ void add_queue_commands(CLI::App& app, Context& ctx) {
       "purge", "remove every message published so far, leased ones included; print how many were removed");
   pu->add_option("name", *purge_name, "queue name")->type_name("NAME")->required();
   pu->callback([&ctx, purge_name] { ctx.exit_code = run_purge(ctx, *purge_name); });
+
+  auto unpark = std::make_shared<UnparkArgs>();
+  CLI::App* up = queue->add_subcommand(
+      "unpark", "move a parking lot's due messages back to their source queue (or --to), each acked in the lot "
+                "after its re-publish");
+  up->add_option("lot", unpark->lot, "parking lot (a queue, e.g. orders.parking)")->type_name("LOT")->required();
+  up->add_option("--to", unpark->to, "publish to this queue instead of each message's source")->type_name("QUEUE");
+  up->add_option("--rate", unpark->rate, "at most N messages per second (default 0: unpaced)")->type_name("N");
+  up->add_option("--max,-n", unpark->max, "move at most N messages (default 0: every due one)")->type_name("N");
+  up->add_option("--window", unpark->window, "release only inside this daily UTC window, e.g. 02:00-04:00")
+      ->type_name("HH:MM-HH:MM");
+  up->add_option("--format", unpark->format, "text or json (one object: moved, duplicates, skipped, ...)")
+      ->type_name("FORMAT");
+  up->callback([&ctx, unpark] { ctx.exit_code = run_unpark(ctx, *unpark); });
 
   auto delete_name = std::make_shared<std::string>();
   CLI::App* del = queue->add_subcommand("delete", "delete a queue and its messages (not its dead-letter queue)");

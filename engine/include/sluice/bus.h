@@ -188,6 +188,12 @@ class Bus {
   // ones included (their holders' acks then fail with kLeaseLost). Returns
   // how many were removed. Like SQS PurgeQueue.
   Result<uint64_t> purge_queue(std::string_view queue);
+  // Moves the due messages of parking lot `lot` (Worker::park) back to their
+  // source queue (or options.to), headers restored, each acked in the lot
+  // only after its re-publish (de-duplication id unpark:<lot>:<priority>:
+  // <offset>@<epoch ms>, so a crash in between makes one copy). On the bus
+  // clock; see UnparkOptions. kNotFound for an unknown lot.
+  Result<UnparkResult> unpark(std::string_view lot, const UnparkOptions& options = {});
 
   // Processed-id stores (sluice/processed.h, docs/exactly-once.md section
   // 6): `processed/<name>`, names as for topics. Opens the store, creating

@@ -129,6 +129,31 @@ class PermanentError : public std::runtime_error {
  private:
   std::string stack_;
 };
+// Throw from a run() handler: the message is parked (Worker::park) until
+// `until_unix_ns` with `reason` (e.what()). For failures retries will not fix
+// soon: a downstream outage, a bad deploy.
+class ParkError : public std::runtime_error {
+ public:
+  ParkError(int64_t until_unix_ns, const std::string& reason)
+      : std::runtime_error(reason), until_unix_ns_(until_unix_ns) {}
+  int64_t until_unix_ns() const noexcept { return until_unix_ns_; }
+ private:
+  int64_t until_unix_ns_;
+};
+
+// Parking lots (docs/queues.md, section 7, "Parking lot"): the headers a
+// parked copy carries. `from` is the queue it came from (and goes back to);
+// a message carrying it sits in a lot, and parking it again is refused.
+inline constexpr std::string_view kHeaderParkedFrom = "sluice.parked.from";
+inline constexpr std::string_view kHeaderParkedReason = "sluice.parked.reason";
+inline constexpr std::string_view kHeaderParkedAt = "sluice.parked.at";              // RFC 3339 UTC
+inline constexpr std::string_view kHeaderParkedAttempts = "sluice.parked.attempts";  // receives before parking
+inline constexpr std::string_view kHeaderParkedUntil = "sluice.parked.until";        // RFC 3339 UTC: not before
+inline constexpr std::string_view kHeaderParkedPriority = "sluice.parked.priority";  // its level in `from`
+inline constexpr std::string_view kHeaderParkedGroup = "sluice.parked.group";        // its FIFO group, as data
+inline constexpr std::string_view kHeaderParkedOffset = "sluice.parked.offset";      // its offset in `from`
+// Kept when unparked: how many times the message has been parked so far.
+inline constexpr std::string_view kHeaderParkedCount = "sluice.parked.count";
 
 // One received message, leased to this worker until settled or expired. The
 // value and headers are views into the queue's log, valid while this object
@@ -222,6 +247,10 @@ struct WorkerOptions {
   // dead-lettered as "InDoubt" for an operator to settle. Called on the
   // thread of run(); what it refers to must outlive the worker.
   std::function<bool(std::string_view id)> resolve;
+  // Where Worker::park (and a handler's ParkError) sends messages: empty
+  // means "<queue>.parking", created on first use (max receives 255). Not
+  // the queue itself.
+  std::string parking_lot;
 };
 
 struct WorkerStats {
@@ -230,11 +259,13 @@ struct WorkerStats {
   // kExactlyOnce: messages acked without running the handler, their id being
   // done (or a resolver saying so); messages dead-lettered as in doubt.
   uint64_t already_done = 0, in_doubt = 0;
+  uint64_t parked = 0;                // moved to the parking lot (Worker::park, ParkError)
   BreakerStatus breaker = BreakerStatus::kClosed;
 };
 
 // What a handler returns is an ack; a TransientError (or any other exception)
-// a nack; a PermanentError a dead letter.
+// a nack; a PermanentError a dead letter; a ParkError parks the message
+// (Worker::park; a park that fails is a nack).
 //
 // Guarantee::kExactlyOnce: run() calls the handler inside
 // ProcessedStore::process_once with the message's id (kHeaderProcessedId):
@@ -261,6 +292,16 @@ class Worker {
   // `max_messages` have been handled (0: no limit). Returns how many.
   Result<uint64_t> run(const Handler& handler, const std::function<bool()>& stop, uint64_t max_messages = 0,
                        int64_t idle_ns = 10'000'000);
+  // Parks `d`, leased by this worker: publishes a copy (payload and headers,
+  // plus the sluice.parked.* headers above) to the parking lot, delivered
+  // not before `until_unix_ns` (at most 14 days ahead; the past means at
+  // once), then settles `d` as done. At least once: a crash between the two
+  // leaves `d` to be redelivered, and its second parking is the same parked
+  // copy (de-duplication id park:<queue>:<priority>:<offset>@<epoch ms>,
+  // within the lot's de-duplication window). kInvalidArgument: `d` is not
+  // leased by this worker, is a parked copy itself (it sits in a lot), or
+  // `until` is too far; kLeaseLost: the lease ended (nothing was parked).
+  Status park(Delivery& d, int64_t until_unix_ns, std::string_view reason);
   const WorkerStats& stats() const noexcept;
   Guarantee guarantee() const noexcept;
   // The id under which run() processes `d` with kExactlyOnce (see
@@ -275,6 +316,48 @@ class Worker {
   friend class Bus;
   explicit Worker(std::unique_ptr<WorkerState> state);
   std::unique_ptr<WorkerState> state_;
+};
+
+// A daily window in UTC, [start, end) in minutes of the day; an end before
+// the start wraps past midnight ("22:00-02:00"); start == end is all day.
+struct DailyWindow {
+  uint32_t start_minute = 0, end_minute = 0;
+  bool contains(int64_t unix_ns) const noexcept;
+  // The first instant at or after `unix_ns` inside the window.
+  int64_t next_open_unix_ns(int64_t unix_ns) const noexcept;
+};
+// "HH:MM-HH:MM" (UTC, 00:00-23:59), as `sluice queue unpark --window` takes it.
+Result<DailyWindow> parse_daily_window(std::string_view text);
+
+// What Bus::unpark moves, and how fast.
+struct UnparkOptions {
+  // Where due messages go: empty means back to their source queue
+  // (kHeaderParkedFrom); a message without one, or whose queue is gone,
+  // is left in the lot (UnparkResult::skipped).
+  std::string to;
+  uint64_t max_messages = 0;       // 0: every due message
+  // At most this many messages per second of the bus clock (0: unpaced);
+  // between messages the call waits with `wait_until`.
+  double rate_per_sec = 0;
+  // Release only while the bus clock is inside this window; outside it the
+  // call moves nothing (UnparkResult::outside_window).
+  std::optional<DailyWindow> window;
+  // Which due messages to move; the others stay in the lot (each such look
+  // counts as one receive there). Null: all.
+  std::function<bool(const Delivery&)> filter;
+  // How the pacing waits until a bus-clock time. Null: sleeps on the real
+  // clock until the bus clock reaches it. Tests advance a ManualClock.
+  std::function<void(int64_t unix_ns)> wait_until;
+  // Tests: called after a message's re-publish, before its ack in the lot;
+  // false stops the call there, leaving that message leased (a crash).
+  std::function<bool(const Delivery&)> before_ack;
+};
+struct UnparkResult {
+  uint64_t moved = 0;              // re-published and acked in the lot
+  uint64_t duplicates = 0;         // of those, already re-published earlier (a crash before its ack)
+  uint64_t skipped = 0;            // due, but left in the lot (filter; no source, or no such queue, and no `to`)
+  bool outside_window = false;
+  int64_t window_opens_unix_ns = 0;  // outside_window: when it opens next
 };
 
 // Where a dead letter came from and why: the seed's DLQ record.
