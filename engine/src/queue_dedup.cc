@@ -18,12 +18,13 @@ constexpr auto kWaitForPending = std::chrono::seconds(5);
 
 Result<std::optional<DedupHit>> dedup_claim(QueueState& q, std::string_view id, int64_t now_ns,
                                            DedupEntry** claimed) {
-  const uint64_t h = key_hash(id) | 1;
+  const uint64_t hash = key_hash(id);
+  const uint64_t h = hash | 1;  // the entry's key: never 0 (an unused entry)
   const int64_t now_ms = now_ns / 1'000'000;
   const int64_t window_ms = q.dedup_params.window_ns / 1'000'000;
   const ipc::ProcessRegistry& registry = q.bus->registry;
   const uint16_t me = registry.self();
-  DedupBucket& b = q.dedup_bucket(h);
+  DedupBucket& b = q.dedup_bucket(hash);
   const auto deadline = std::chrono::steady_clock::now() + kWaitForPending;
   for (;;) {
     {

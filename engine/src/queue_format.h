@@ -195,7 +195,10 @@ constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
 //   [4096 + 256 b)   bucket b of `buckets`: a lock word on its own line, then
 //                    kDedupWays entries of 24 bytes
 //
-// An id lives in bucket XXH3-64(id) % buckets, in any of its ways. Lookups
+// An id lives in bucket XXH3-64(id) % buckets, in any of its ways (in files
+// without kDedupFullHashBuckets, bucket (XXH3-64(id) | 1) % buckets: with a
+// power-of-two bucket count only the odd buckets, half the table; such files
+// keep that mapping, so the ids they hold are still found). Lookups
 // and claims of a bucket happen under its lock (OwnerId + 1; a dead
 // holder's lock is taken over), so two publishers of one id never both find
 // it absent; the append itself happens outside the lock, the entry PENDING
@@ -205,9 +208,10 @@ constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
 //   published_ms  Unix ms of the append; the entry counts for `window_ns`
 struct DedupParams {
   uint32_t buckets;
-  uint32_t reserved;
+  uint32_t flags;  // kDedupFullHashBuckets in files made since 2026-11-27; 0 before
   int64_t window_ns;
 };
+inline constexpr uint32_t kDedupFullHashBuckets = 1;
 static_assert(sizeof(DedupParams) == 16);
 inline constexpr uint32_t kDedupWays = 8;
 inline constexpr uint64_t kDedupBucketsOffset = 4096;

@@ -79,7 +79,7 @@ Status create_queue_files(BusState& bus, std::string_view name, const QueueOptio
     return ok;
   if (auto ok = ipc::make_dirs(dir); !ok) return ok;
   {
-    DedupParams d{options.dedup_capacity / kDedupWays, 0, options.dedup_window_ns};
+    DedupParams d{options.dedup_capacity / kDedupWays, format::kDedupFullHashBuckets, options.dedup_window_ns};
     const uint64_t bytes = dedup_file_bytes(d.buckets);
     auto f = ipc::MappedFile::create_temp(dir + "/dedup", bytes, {});
     if (!f) return std::unexpected(f.error());
@@ -185,7 +185,7 @@ Result<std::unique_ptr<QueueState>> open_queue(BusState& bus, std::string_view n
     return std::unexpected(ok.error());
   q->dedup_params = ipc::file_params<DedupParams>(d->data());
   if (q->dedup_params.buckets == 0 || d->size() != dedup_file_bytes(q->dedup_params.buckets) ||
-      q->dedup_params.window_ns <= 0)
+      q->dedup_params.window_ns <= 0 || (q->dedup_params.flags & ~format::kDedupFullHashBuckets) != 0)
     return make_error(Errc::kCorruption, "queue de-duplication table " + dedup_path + " holds invalid parameters");
   q->dedup = std::move(*d);
   return q;

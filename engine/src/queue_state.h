@@ -57,9 +57,10 @@ struct QueueState {
   std::atomic<uint64_t>& breaker() const noexcept {
     return *reinterpret_cast<std::atomic<uint64_t>*>(file.data() + format::kQueueBreakerOffset);
   }
+  // The bucket of an id whose XXH3-64 is `id_hash` (queue_format.h).
   format::DedupBucket& dedup_bucket(uint64_t id_hash) const noexcept {
-    return reinterpret_cast<format::DedupBucket*>(dedup.data() + format::kDedupBucketsOffset)[id_hash %
-                                                                                             dedup_params.buckets];
+    const uint64_t h = dedup_params.flags & format::kDedupFullHashBuckets ? id_hash : id_hash | 1;
+    return reinterpret_cast<format::DedupBucket*>(dedup.data() + format::kDedupBucketsOffset)[h % dedup_params.buckets];
   }
   std::string dead_letter_queue() const {
     return std::string(params.dead_letter_queue, strnlen(params.dead_letter_queue, sizeof params.dead_letter_queue));

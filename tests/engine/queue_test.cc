@@ -517,6 +517,27 @@ TEST_F(QueueFixture, AFullDedupBucketIsBusyNotASilentMiss) {
   EXPECT_TRUE(p->publish(m).duplicate);
 }
 
+// Every bucket takes ids. The table once placed an id by (hash | 1) %
+// buckets, and with a power-of-two bucket count only the odd buckets were
+// used: with two buckets of 8 ways, the ninth id was refused. These twelve
+// ids (no more than 8 of them hash to either bucket) must all fit now.
+TEST_F(QueueFixture, DedupIdsSpreadOverEveryBucket) {
+  QueueOptions o = options();
+  o.dedup_capacity = 16;  // two buckets of 8 ways
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  auto p = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(p);
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = "id-" + std::to_string(i);
+    QueueMessage m;
+    m.value = "v";
+    m.dedup_id = id;
+    const PublishResult r = p->publish(m);
+    ASSERT_TRUE(r.ok()) << id << ": " << p->last_error().to_string();
+    EXPECT_FALSE(r.duplicate) << id;
+  }
+}
+
 // The seed's circuit breaker: after K transient failures in a window the
 // worker stops taking messages for a cool-down, then lets one through.
 TEST_F(QueueFixture, ACircuitBreakerOpensCoolsDownAndTriesOneMessage) {
