@@ -17,22 +17,7 @@ namespace {
 using test::kMs;
 using test::kSec;
 
-struct RetryInPlace : test::RetryingConsumerFixture {
-  static RetryingConsumerOptions in_place() {
-    RetryingConsumerOptions o = options();  // 3 attempts, backoff 1 s then 2 s
-    o.mode = RetryMode::kInPlace;
-    return o;
-  }
-
-  // The values the handler saw in `partition`, as "value/attempt".
-  std::vector<std::string> seen_in(uint32_t partition) const {
-    std::vector<std::string> out;
-    for (const test::Seen& s : seen)
-      if (s.partition == partition) out.push_back(s.value + "/" + std::to_string(s.attempt));
-    return out;
-  }
-  using Strings = std::vector<std::string>;
-};
+struct RetryInPlace : test::InPlaceRetryFixture {};
 
 TEST_F(RetryInPlace, APartitionKeepsItsOrderAcrossTransientFailures) {
   const Header trace[] = {{"trace", "t-1"}};

@@ -23,19 +23,7 @@ namespace {
 using test::kMs;
 using test::kSec;
 
-struct RetryInPlacePaused : test::RetryingConsumerFixture {
-  static RetryingConsumerOptions in_place() {
-    RetryingConsumerOptions o = options();  // 3 attempts, backoff 1 s then 2 s
-    o.mode = RetryMode::kInPlace;
-    return o;
-  }
-  std::vector<std::string> seen_in(uint32_t partition) const {
-    std::vector<std::string> out;
-    for (const test::Seen& s : seen)
-      if (s.partition == partition) out.push_back(s.value + "/" + std::to_string(s.attempt));
-    return out;
-  }
-  using Strings = std::vector<std::string>;
+struct RetryInPlacePaused : test::InPlaceRetryFixture {
 
   // The group's retry_attempts word of `partition`, read or written in the
   // file as another process would (the bus maps the same pages).
