@@ -44,17 +44,6 @@ struct Parking : test::ClockedBusTest {
     m.group = group;
     ASSERT_TRUE(p->publish(m).ok()) << p->last_error().to_string();
   }
-  Worker worker(std::string_view queue, WorkerOptions o = {}) {
-    auto w = bus->create_worker(queue, o);
-    EXPECT_TRUE(w) << w.error().to_string();
-    return std::move(*w);
-  }
-  static Delivery take(Worker& w) {
-    Delivery d[1];
-    auto n = w.receive(d, 0);
-    EXPECT_TRUE(n) << n.error().to_string();
-    return std::move(d[0]);
-  }
   // Publishes `value` to orders, receives it and parks it until `until`.
   void park(std::string_view value, int64_t until, std::string_view reason = "payments down") {
     publish(value);

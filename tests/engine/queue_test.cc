@@ -44,20 +44,6 @@ struct QueueFixture : test::ClockedBusTest {
     ASSERT_TRUE(p->publish(m).ok()) << p->last_error().to_string();
   }
 
-  Worker worker(std::string_view queue, WorkerOptions o = {}) {
-    auto w = bus->create_worker(queue, o);
-    EXPECT_TRUE(w) << w.error().to_string();
-    return std::move(*w);
-  }
-
-  // Receives one message now (no waiting); an invalid Delivery if none.
-  static Delivery take(Worker& w) {
-    Delivery d[1];
-    auto n = w.receive(d, 0);
-    EXPECT_TRUE(n) << n.error().to_string();
-    return std::move(d[0]);
-  }
-
   // Moves the clock past the sweep interval, so the next receive sweeps.
   void tick(int64_t ns = 2 * kMs) { clock.advance_ns(ns); }
 };

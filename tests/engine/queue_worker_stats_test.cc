@@ -97,17 +97,7 @@ struct QueueWorkerStatsFixture : test::ClockedBusTest {
       ASSERT_TRUE(p->publish(m).ok()) << p->last_error().to_string();
     }
   }
-  Worker worker(const WorkerOptions& o = {}) {
-    auto w = bus->create_worker("jobs", o);
-    EXPECT_TRUE(w) << w.error().to_string();
-    return std::move(*w);
-  }
-  static Delivery take(Worker& w) {
-    Delivery d[1];
-    auto n = w.receive(d, 0);
-    EXPECT_TRUE(n) << n.error().to_string();
-    return std::move(d[0]);
-  }
+  Worker worker(const WorkerOptions& o = {}) { return ClockedBusTest::worker("jobs", o); }
   QueueStats stats() {
     auto s = bus->queue_stats("jobs");
     EXPECT_TRUE(s) << s.error().to_string();

@@ -71,17 +71,6 @@ struct ExactlyOnceWorker : test::ClockedBusTest {
     o.resolve = std::move(resolve);
     return o;
   }
-  Worker worker(std::string_view queue, const WorkerOptions& o = {}) {
-    auto w = bus->create_worker(queue, o);
-    EXPECT_TRUE(w) << w.error().to_string();
-    return std::move(*w);
-  }
-  static Delivery take(Worker& w) {
-    Delivery d[1];
-    auto n = w.receive(d, 0);
-    EXPECT_TRUE(n) << n.error().to_string();
-    return std::move(d[0]);
-  }
   // run() for one message, or one look when none is there. Returns how many
   // were handled.
   static uint64_t run_one(Worker& w, const Handler& h) {

@@ -6,6 +6,7 @@
 #include <sluice/sluice.h>
 
 #include <optional>
+#include <string_view>
 
 #include "support/test_support.h"
 
@@ -24,6 +25,21 @@ struct ClockedBusTest : ::testing::Test {
     auto b = Bus::open(dir.path(), bo);
     ASSERT_TRUE(b) << b.error().to_string();
     bus.emplace(std::move(*b));
+  }
+
+  // A worker of `queue` (the test fails if none can be made).
+  Worker worker(std::string_view queue, const WorkerOptions& o = {}) {
+    auto w = bus->create_worker(queue, o);
+    EXPECT_TRUE(w) << w.error().to_string();
+    return std::move(*w);
+  }
+
+  // Receives one message now (no waiting); an invalid Delivery if none.
+  static Delivery take(Worker& w) {
+    Delivery d[1];
+    auto n = w.receive(d, 0);
+    EXPECT_TRUE(n) << n.error().to_string();
+    return std::move(d[0]);
   }
 };
 
