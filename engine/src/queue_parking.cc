@@ -34,28 +34,13 @@ int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 
 
 }  // namespace
 
-std::string rfc3339_utc_ms(int64_t unix_ns) {
-  const int64_t ms = floor_div(unix_ns, 1'000'000);
-  const time_t secs = static_cast<time_t>(floor_div(ms, 1000));
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[48];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms - int64_t{secs} * 1000));
-  return buf;
-}
-
 Result<std::unique_ptr<QueueState>> open_parking_lot(BusState& bus, std::string_view name, uint32_t segment_bytes,
                                                      int64_t max_depth_bytes) {
-  auto lot = open_queue(bus, name);
-  if (lot || lot.error().code != Errc::kNotFound) return lot;
   QueueOptions o;
   o.segment_bytes = segment_bytes;
   o.max_depth_bytes = max_depth_bytes;
   o.retry.max_receives = format::kMaxAttempts;
-  auto made = create_queue_files(bus, name, o);
-  if (!made && made.error().code != Errc::kAlreadyExists) return std::unexpected(made.error());
-  return open_queue(bus, name);
+  return open_or_create_queue(bus, name, o, false);
 }
 
 PublishResult publish_parked(QueueWriter& lot, std::string_view value, std::span<const Header> headers,

@@ -42,7 +42,4 @@ Result<std::unique_ptr<QueueState>> open_parking_lot(BusState& bus, std::string_
 PublishResult publish_parked(QueueWriter& lot, std::string_view value, std::span<const Header> headers,
                              const ParkedFrom& from) noexcept;
 
-// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z
-std::string rfc3339_utc_ms(int64_t unix_ns);
-
 }  // namespace sluice

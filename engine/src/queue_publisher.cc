@@ -111,33 +111,41 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
 }
 
 namespace {
-// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z
-std::string rfc3339_utc(int64_t unix_ns) {
-  const time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+// Floor division, so that times before 1970 land in the right second too.
+int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+}  // namespace
+
+std::string rfc3339_utc_ms(int64_t unix_ns) {
+  const int64_t ms = floor_div(unix_ns, 1'000'000);
+  const time_t secs = static_cast<time_t>(floor_div(ms, 1000));
   std::tm tm{};
   gmtime_r(&secs, &tm);
-  char buf[40];
+  char buf[48];
   const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>((unix_ns / 1'000'000) % 1000));
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms - int64_t{secs} * 1000));
   return buf;
 }
-}  // namespace
+
+Result<std::unique_ptr<QueueState>> open_or_create_queue(BusState& bus, std::string_view name, const QueueOptions& o,
+                                                         bool dead_letter_queue) {
+  auto q = open_queue(bus, name);
+  if (q || q.error().code != Errc::kNotFound) return q;
+  auto made = create_queue_files(bus, name, o, dead_letter_queue);
+  if (!made && made.error().code != Errc::kAlreadyExists) return std::unexpected(made.error());  // a race: the winner's is as good
+  return open_queue(bus, name);
+}
 
 Result<std::unique_ptr<QueueState>> open_dead_letter_queue(BusState& bus, std::string_view name,
                                                            uint32_t segment_bytes, int64_t max_depth_bytes) {
-  auto dq = open_queue(bus, name);
-  if (dq || dq.error().code != Errc::kNotFound) return dq;
   QueueOptions o;
   o.segment_bytes = segment_bytes;
   o.max_depth_bytes = max_depth_bytes;
-  auto made = create_queue_files(bus, name, o, true);
-  if (!made && made.error().code != Errc::kAlreadyExists) return std::unexpected(made.error());
-  return open_queue(bus, name);
+  return open_or_create_queue(bus, name, o, true);
 }
 
 PublishResult publish_dead_letter(QueueWriter& dlq, std::string_view value, std::span<const Header> headers,
                                   const DeadLetter& letter) noexcept {
-  const std::string failed_at = rfc3339_utc(dlq.q->bus->clock->now_ns());
+  const std::string failed_at = rfc3339_utc_ms(dlq.q->bus->clock->now_ns());
   const std::string partition = std::to_string(letter.partition);
   const std::string offset = std::to_string(letter.offset);
   const std::string attempts = std::to_string(letter.attempts);

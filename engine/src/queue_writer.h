@@ -47,6 +47,14 @@ struct QueuePublisherAccess {
   static QueueWriter& writer(QueuePublisher& p);
 };
 
+// RFC 3339, UTC, milliseconds: 2026-03-30T12:00:00.123Z (dead letters' and
+// parked messages' times).
+std::string rfc3339_utc_ms(int64_t unix_ns);
+
+// Opens queue `name`, creating it with `o` (as a DLQ if `dead_letter_queue`)
+// if it does not exist yet; a concurrent creator's queue is as good.
+Result<std::unique_ptr<QueueState>> open_or_create_queue(BusState& bus, std::string_view name, const QueueOptions& o,
+                                                         bool dead_letter_queue);
 // Opens the dead-letter queue `name`, creating it (marked as a DLQ) if needed.
 Result<std::unique_ptr<QueueState>> open_dead_letter_queue(BusState& bus, std::string_view name,
                                                            uint32_t segment_bytes, int64_t max_depth_bytes);
