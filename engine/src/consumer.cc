@@ -164,6 +164,11 @@ Consumer::~Consumer() {
   if (state_ && state_->options.auto_commit) (void)state_->commit_all(true);
 }
 
+Guarantee Consumer::guarantee() const noexcept {
+  return state_->bound ? Guarantee::kExactlyOnce : state_->options.guarantee;
+}
+Isolation Consumer::isolation() const noexcept { return state_->options.isolation; }
+
 Result<Consumer> Bus::create_consumer(std::string_view topic, std::string_view group,
                                       const ConsumerOptions& options) {
   if (options.guarantee == Guarantee::kExactlyOnce)

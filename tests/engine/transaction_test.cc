@@ -248,6 +248,27 @@ TEST_F(Transactions, TheLastStableOffsetStopsAtTheOpenTransactionUntilItIsDecide
   EXPECT_EQ(lso(), (std::pair<uint64_t, uint64_t>{3, 3}));
 }
 
+TEST_F(Transactions, EachConsumerStatesItsGuaranteeAndABoundOneIsExactlyOnce) {
+  for (Guarantee g : {Guarantee::kAtLeastOnce, Guarantee::kAtMostOnce}) {
+    ConsumerOptions o;
+    o.guarantee = g;
+    o.isolation = Isolation::kReadUncommitted;
+    auto c = bus_->create_consumer("b", g == Guarantee::kAtMostOnce ? "amo" : "alo", o);
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->guarantee(), g);
+    EXPECT_EQ(c->isolation(), Isolation::kReadUncommitted);
+  }
+  // Whatever it was asked for, a consumer whose positions commit with the
+  // transaction's output is exactly-once within the bus, and read-committed.
+  ConsumerOptions asked;
+  asked.guarantee = Guarantee::kAtMostOnce;
+  asked.isolation = Isolation::kReadUncommitted;
+  TransactionalProducer t = tx();
+  Consumer* bound = *t.consumer("b", "xform-in", asked);
+  EXPECT_EQ(bound->guarantee(), Guarantee::kExactlyOnce);
+  EXPECT_EQ(bound->isolation(), Isolation::kReadCommitted);
+}
+
 TEST_F(Transactions, ABoundConsumersOffsetsMoveWithCommitsAndRewindOnAborts) {
   Producer in = *bus_->create_producer("b");
   for (const char* v : {"r0", "r1", "r2", "r3"}) ASSERT_TRUE(in.send(Message{"", v}, 0).ok());

@@ -65,6 +65,14 @@ class Consumer {
   // Next offset this consumer will read in `partition`.
   uint64_t position(uint32_t partition) const;
 
+  // The delivery guarantee this consumer gives (docs/exactly-once.md, the
+  // table at the top): its ConsumerOptions::guarantee, except for a consumer
+  // bound to a TransactionalProducer, whose positions are committed only by
+  // the transaction that also commits what it produced: kExactlyOnce within
+  // the bus (consume-transform-produce).
+  Guarantee guarantee() const noexcept;
+  Isolation isolation() const noexcept;
+
   // Pausing, as Kafka's consumer does it: a paused partition hands out no
   // records and its position stays where it is, while the other partitions
   // flow; resume() continues from that position, so nothing is skipped and
