@@ -27,19 +27,8 @@ using test::parse_json;
 using test::run_cli;
 using test::run_cli_in;
 
-class CliDlq : public ::testing::Test {
+class CliDlq : public test::CliBusTest {
  protected:
-  void SetUp() override { ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0); }
-
-  CliResult cli(std::vector<std::string> args, std::string input = "") {
-    return run_cli_in(dir_.path(), std::move(args), test::with_input(std::move(input)));
-  }
-  CliResult ok(std::vector<std::string> args, std::string input = "") {
-    CliResult r = cli(args, std::move(input));
-    EXPECT_EQ(r.code, 0) << args[0] << " " << args[1] << ": " << r.err;
-    EXPECT_TRUE(r.err.empty()) << r.err;
-    return r;
-  }
   // orders: "bad-0" and "bad-1" rejected as BadInput, "slow" dead-lettered by
   // max receives (1), "fine" acked. orders.dlq then holds, in this order:
   // 0 bad-0 (BadInput), 1 bad-1 (BadInput), 2 slow (MaxReceivesExceeded).
@@ -69,7 +58,6 @@ class CliDlq : public ::testing::Test {
     CliResult r = ok({"queue", "stats", queue, "--format", "json"});
     return parse_json(r.out);
   }
-  test::TempDir dir_;
 };
 
 TEST_F(CliDlq, ListShowsEveryLetterWithItsMetadataAndChangesNothing) {

@@ -39,18 +39,8 @@ std::vector<std::vector<std::string>> rows(const std::string& text, const std::s
   return out;
 }
 
-class CliProcessed : public ::testing::Test {
+class CliProcessed : public test::CliBusTest {
  protected:
-  void SetUp() override { ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0); }
-
-  CliResult cli(std::vector<std::string> args) { return run_cli_in(dir_.path(), std::move(args)); }
-  CliResult ok(std::vector<std::string> args) {
-    CliResult r = cli(args);
-    EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_TRUE(r.err.empty()) << r.err;
-    return r;
-  }
-
   // A child process runs process_once(id) and exits inside fn: the id is
   // left PENDING by a dead process, i.e. in doubt.
   void leave_in_doubt(const std::string& store, const std::string& id) {
@@ -66,7 +56,6 @@ class CliProcessed : public ::testing::Test {
     ASSERT_EQ(test::wait_child(pid, 10'000), 0) << "the runner did not die inside fn";
   }
 
-  test::TempDir dir_;
 };
 
 TEST_F(CliProcessed, StoresAreCreatedListedShownAndDeleted) {

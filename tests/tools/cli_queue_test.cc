@@ -33,13 +33,8 @@ using test::row;
 
 // ---- the fixture ------------------------------------------------------------
 
-class CliQueue : public ::testing::Test {
+class CliQueue : public test::CliBusTest {
  protected:
-  void SetUp() override { ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0); }
-
-  CliResult cli(std::vector<std::string> args, std::string input = "") {
-    return run_cli_in(dir_.path(), std::move(args), test::with_input(std::move(input)));
-  }
   void create(std::vector<std::string> args) {
     args.insert(args.begin(), {"queue", "create"});
     CliResult r = cli(args);
@@ -68,7 +63,6 @@ class CliQueue : public ::testing::Test {
     EXPECT_EQ(r.out_lines().size(), 1u) << "one line of JSON: " << r.out;
     return parse_json(r.out);
   }
-  test::TempDir dir_;
 };
 
 TEST_F(CliQueue, PublishedLinesAreReceivedInOrderAndAckedOnce) {

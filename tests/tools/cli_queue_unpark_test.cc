@@ -22,18 +22,8 @@ using test::kExitError;
 using test::kExitUsage;
 using test::run_cli_in;
 
-class CliUnpark : public ::testing::Test {
+class CliUnpark : public test::CliBusTest {
  protected:
-  void SetUp() override { ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0); }
-  CliResult cli(std::vector<std::string> args, std::string input = "") {
-    return run_cli_in(dir_.path(), std::move(args), test::with_input(std::move(input)));
-  }
-  CliResult ok(std::vector<std::string> args, std::string input = "") {
-    CliResult r = cli(args, std::move(input));
-    EXPECT_EQ(r.code, 0) << args[0] << " " << args[1] << ": " << r.err;
-    EXPECT_TRUE(r.err.empty()) << r.err;
-    return r;
-  }
   // Publishes `values` to orders with the CLI and parks each through the
   // library, due now.
   void park_all(const std::string& values, size_t n) {
@@ -49,7 +39,6 @@ class CliUnpark : public ::testing::Test {
       ASSERT_TRUE(w->park(d[0], 0, "downstream outage"));
     }
   }
-  test::TempDir dir_;
 };
 
 TEST_F(CliUnpark, MovesDueMessagesBackToTheirSource) {

@@ -26,15 +26,13 @@ using test::parse_json;
 using test::row;
 using test::run_cli_in;
 
-class CliQueueWorkers : public ::testing::Test {
+class CliQueueWorkers : public test::CliBusTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0);
-    ASSERT_EQ(cli({"queue", "create", "jobs"}).code, 0);
-    ASSERT_EQ(cli({"queue", "publish", "jobs"}, "a\nb\nc\n").code, 0);
-  }
-  CliResult cli(std::vector<std::string> args, std::string input = "") {
-    return run_cli_in(dir_.path(), std::move(args), test::with_input(std::move(input)));
+    CliBusTest::SetUp();
+    if (HasFatalFailure()) return;
+    ok({"queue", "create", "jobs"});
+    ok({"queue", "publish", "jobs"}, "a\nb\nc\n");
   }
   Json stats() {
     CliResult r = cli({"queue", "stats", "jobs", "--format", "json"});
@@ -42,7 +40,6 @@ class CliQueueWorkers : public ::testing::Test {
     EXPECT_EQ(r.out_lines().size(), 1u) << "one line of JSON: " << r.out;
     return parse_json(r.out);
   }
-  test::TempDir dir_;
 };
 
 TEST_F(CliQueueWorkers, AReceivingInvocationHasARowWithItsCountsAfterItExits) {

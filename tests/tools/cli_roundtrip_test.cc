@@ -22,22 +22,18 @@ using test::CliResult;
 using test::run_cli_in;
 
 // A bus with topic `t` of `partitions` partitions.
-class CliRoundTrip : public ::testing::Test {
+class CliRoundTrip : public test::CliBusTest {
  protected:
   void SetUp() override {
-    ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0);
-    ASSERT_EQ(run_cli_in(dir_.path(), {"topic", "create", "t", "--partitions", "3", "--segment-bytes", "64KiB"}).code,
-              0);
-  }
-  CliResult cli(std::vector<std::string> args, std::string input = "") {
-    return run_cli_in(dir_.path(), std::move(args), test::with_input(std::move(input)));
+    CliBusTest::SetUp();
+    if (HasFatalFailure()) return;
+    ok({"topic", "create", "t", "--partitions", "3", "--segment-bytes", "64KiB"});
   }
   CliResult consume(const std::string& group, std::vector<std::string> extra = {}) {
     std::vector<std::string> args{"consume", "t", "--group", group, "--idle-exit-ms", "150"};
     args.insert(args.end(), extra.begin(), extra.end());
     return cli(args);
   }
-  test::TempDir dir_;
 };
 
 // Loose JSON reading: the raw text of a string field (escapes kept), or

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "support/test_support.h"
+
 #ifndef SLUICE_CLI_PATH
 #error "SLUICE_CLI_PATH must name the sluice binary"
 #endif
@@ -188,5 +190,26 @@ inline CliResult run_cli_in(const std::string& dir, std::vector<std::string> arg
   args.insert(args.begin(), {"--dir", dir});
   return run_cli(args, options);
 }
+
+// The fixture of most tool tests: one bus directory, initialised by
+// `sluice init`, and the command line run on it.
+class CliBusTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(run_cli_in(dir_.path(), {"init"}).code, 0); }
+
+  // `sluice --dir <bus> args...`, with `input` on stdin.
+  CliResult cli(std::vector<std::string> args, std::string input = "") {
+    return run_cli_in(dir_.path(), std::move(args), with_input(std::move(input)));
+  }
+  // The same, expecting success and a silent stderr.
+  CliResult ok(std::vector<std::string> args, std::string input = "") {
+    CliResult r = cli(args, std::move(input));
+    EXPECT_EQ(r.code, 0) << args[0] << (args.size() > 1 ? " " + args[1] : "") << ": " << r.err;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+    return r;
+  }
+
+  TempDir dir_;
+};
 
 }  // namespace sluice::test
