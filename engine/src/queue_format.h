@@ -204,7 +204,10 @@ constexpr bool queue_time_reached(uint32_t due, uint32_t now) {
 // it absent; the append itself happens outside the lock, the entry PENDING
 // meanwhile. Entry words:
 //   key           XXH3-64(id) | 1; 0 = never used
-//   state         0 free; PENDING: 1 | owner << 8; DONE: 2 | level << 4 | offset << 8
+//   state         0 free; PENDING: 1 | owner << 8; DONE: 2 | level << 4 | offset << 8;
+//                 HELD (a transaction's PENDING entry after its append, since
+//                 2026-11-28): 1 | 1 << 3 | level << 4 | owner << 8 | offset << 24
+//                 (queue_exactly_once.h; older code reads it as PENDING)
 //   published_ms  Unix ms of the append; the entry counts for `window_ns`
 struct DedupParams {
   uint32_t buckets;

@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "producer_state.h"
+#include "queue_exactly_once.h"
 #include "queue_format.h"
 #include "queue_state.h"
 #include "queue_writer.h"
@@ -98,11 +99,17 @@ PublishResult QueueWriter::publish(const QueueMessage& m, std::span<const Header
     // the log still says it is (inside a transaction it may be one of the
     // open transaction's own frames: not recorded).
     const bool original_known = s.ok() && s.duplicate && s.offset != kNoOffset && txn == nullptr;
-    if (appended && txn != nullptr)
-      // Counts as the id's publish only if the transaction commits: held
-      // PENDING (ours) until its decision, then completed or released.
-      txn->hold_dedup(q.get(), claimed, m.priority, s.offset);
-    else if (appended || original_known)
+    if (appended && txn != nullptr) {
+      // Counts as the id's publish only if the transaction commits: HELD
+      // (ours, naming the frame) until its decision, then completed or
+      // released. The HELD word lets another publisher of the id see in the
+      // log that the transaction is over even if this process is stopped
+      // (queue_exactly_once.h). It cannot fail here (nobody takes over a
+      // live publisher's plain PENDING entry); if it did, the entry is not
+      // ours to settle.
+      if (dedup_hold(claimed, q->bus->registry.self(), m.priority, s.offset))
+        txn->hold_dedup(q.get(), claimed, m.priority, s.offset);
+    } else if (appended || original_known)
       dedup_complete(claimed, m.priority, s.offset, q->bus->clock->now_ns());
     else
       dedup_release(claimed);

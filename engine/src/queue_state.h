@@ -86,7 +86,9 @@ struct DedupHit {
 // Otherwise claims an entry for this publisher (PENDING) in *claimed and
 // returns nullopt; follow with dedup_complete() or dedup_release(). Waits
 // (bounded) while another publisher of the same id is between its claim and
-// its append. kBusy: the id's bucket is full of live ids, or the wait ran out.
+// its append, or its transaction is open and its process alive (a HELD
+// entry whose transaction the log shows over is completed or taken over at
+// once: docs/exactly-once.md, section 11). kBusy: the id's bucket is full of live ids, or the wait ran out.
 Result<std::optional<DedupHit>> dedup_claim(QueueState& q, std::string_view id, int64_t now_ns,
                                            format::DedupEntry** claimed);
 void dedup_complete(format::DedupEntry* e, uint32_t level, uint64_t offset, int64_t now_ns);

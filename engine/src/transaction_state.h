@@ -71,8 +71,8 @@ struct TransactionState {
   // a queue level is a partition of the queue's internal topic, so their
   // messages are frames of the transaction like any other.
   std::map<std::string, std::unique_ptr<QueuePublisher>, std::less<>> queues;
-  // De-duplication ids the open transaction published: PENDING entries of
-  // this process until the decision, then completed (commit) or released
+  // De-duplication ids the open transaction published: HELD entries of this
+  // process (naming their frames, queue_exactly_once.h) until the decision, then completed (commit) or released
   // (abort), so that an aborted publish never answers for its id.
   struct HeldDedup {
     const QueueState* queue;

@@ -16,19 +16,13 @@
 namespace sluice {
 namespace {
 
-constexpr int64_t kMs = 1'000'000;
-constexpr int64_t kSec = 1'000 * kMs;
+using test::queue_message;
 
 struct IdempotentQueuePublisher : test::ClockedBusTest {
   void SetUp() override {
     ClockedBusTest::SetUp();
     if (HasFatalFailure()) return;
-    QueueOptions o;
-    o.priorities = 2;
-    o.segment_bytes = 1 << 20;
-    o.max_depth_bytes = 4 << 20;
-    o.lease_ns = 30 * kSec;
-    ASSERT_TRUE(bus->create_queue("jobs", o));
+    ASSERT_TRUE(bus->create_queue("jobs", test::two_level_queue()));
   }
 
   QueuePublisher publisher(std::string name = "billing") {
@@ -38,13 +32,6 @@ struct IdempotentQueuePublisher : test::ClockedBusTest {
     auto p = bus->create_queue_publisher("jobs", o);
     EXPECT_TRUE(p) << p.error().to_string();
     return std::move(*p);
-  }
-
-  static QueueMessage message(std::string_view value, uint32_t priority = 0) {
-    QueueMessage m;
-    m.value = value;
-    m.priority = priority;
-    return m;
   }
 
   // Every message the queue delivers now, acked, by level then offset.
@@ -67,13 +54,13 @@ struct IdempotentQueuePublisher : test::ClockedBusTest {
 TEST_F(IdempotentQueuePublisher, APublishRetriedAfterALostResultIsAppendedOnce) {
   QueuePublisher p = publisher();
   EXPECT_NE(p.producer_id(), 0u);
-  const PublishResult first = p.publish(message("charge-1"));
+  const PublishResult first = p.publish(queue_message("charge-1"));
   ASSERT_TRUE(first.ok()) << p.last_error().to_string();
   EXPECT_FALSE(first.duplicate);
   EXPECT_EQ(first.sequence, 0u);
   // The result was "lost": the application repeats the publish with the
   // sequence it had been given (or reads next_sequence after a restart).
-  const PublishResult retry = p.publish_sequenced(message("charge-1"), first.sequence);
+  const PublishResult retry = p.publish_sequenced(queue_message("charge-1"), first.sequence);
   ASSERT_TRUE(retry.ok()) << p.last_error().to_string();
   EXPECT_TRUE(retry.duplicate);
   EXPECT_EQ(retry.offset, first.offset);
@@ -85,9 +72,9 @@ TEST_F(IdempotentQueuePublisher, APublishRetriedAfterALostResultIsAppendedOnce) 
 
 TEST_F(IdempotentQueuePublisher, SequencesArePerPriorityLevel) {
   QueuePublisher p = publisher();
-  EXPECT_EQ(p.publish(message("a", 0)).sequence, 0u);
-  EXPECT_EQ(p.publish(message("b", 0)).sequence, 1u);
-  const PublishResult hi = p.publish(message("c", 1));
+  EXPECT_EQ(p.publish(queue_message("a", 0)).sequence, 0u);
+  EXPECT_EQ(p.publish(queue_message("b", 0)).sequence, 1u);
+  const PublishResult hi = p.publish(queue_message("c", 1));
   ASSERT_TRUE(hi.ok());
   EXPECT_EQ(hi.sequence, 0u);
   EXPECT_EQ(hi.priority, 1u);
@@ -101,7 +88,7 @@ TEST_F(IdempotentQueuePublisher, ADuplicateAcrossAPublisherRestartReturnsTheOrig
   {
     QueuePublisher p = publisher();
     for (const char* v : {"m0", "m1", "m2"}) {
-      const PublishResult r = p.publish(message(v));
+      const PublishResult r = p.publish(queue_message(v));
       ASSERT_TRUE(r.ok()) << p.last_error().to_string();
       offsets.push_back(r.offset);
     }
@@ -110,14 +97,14 @@ TEST_F(IdempotentQueuePublisher, ADuplicateAcrossAPublisherRestartReturnsTheOrig
   auto next = again.next_sequence(0);
   ASSERT_TRUE(next) << next.error().to_string();
   EXPECT_EQ(*next, 3u);
-  const PublishResult dup = again.publish_sequenced(message("m1"), 1);
+  const PublishResult dup = again.publish_sequenced(queue_message("m1"), 1);
   ASSERT_TRUE(dup.ok()) << again.last_error().to_string();
   EXPECT_TRUE(dup.duplicate);
   EXPECT_EQ(dup.offset, offsets[1]);
-  const PublishResult gap = again.publish_sequenced(message("m5"), 5);
+  const PublishResult gap = again.publish_sequenced(queue_message("m5"), 5);
   EXPECT_EQ(gap.status, SendStatus::kOutOfOrderSequence);
   EXPECT_EQ(again.last_error().code, Errc::kOutOfOrderSequence);
-  const PublishResult fresh = again.publish_sequenced(message("m3"), 3);
+  const PublishResult fresh = again.publish_sequenced(queue_message("m3"), 3);
   ASSERT_TRUE(fresh.ok()) << again.last_error().to_string();
   EXPECT_FALSE(fresh.duplicate);
   EXPECT_EQ(drain(), (std::vector<std::string>{"m0", "m1", "m2", "m3"}));
@@ -125,15 +112,15 @@ TEST_F(IdempotentQueuePublisher, ADuplicateAcrossAPublisherRestartReturnsTheOrig
 
 TEST_F(IdempotentQueuePublisher, AZombiePublisherIsFenced) {
   QueuePublisher zombie = publisher();
-  ASSERT_TRUE(zombie.publish(message("before")).ok());
+  ASSERT_TRUE(zombie.publish(queue_message("before")).ok());
   QueuePublisher current = publisher();
   EXPECT_NE(current.producer_epoch(), zombie.producer_epoch());
-  const PublishResult late = zombie.publish(message("zombie"));
+  const PublishResult late = zombie.publish(queue_message("zombie"));
   EXPECT_EQ(late.status, SendStatus::kFenced);
   EXPECT_EQ(zombie.last_error().code, Errc::kFenced);
   EXPECT_NE(zombie.last_error().message.find("fenced"), std::string::npos) << zombie.last_error().message;
-  EXPECT_EQ(zombie.publish_sequenced(message("zombie"), 1).status, SendStatus::kFenced);
-  const PublishResult r = current.publish(message("after"));
+  EXPECT_EQ(zombie.publish_sequenced(queue_message("zombie"), 1).status, SendStatus::kFenced);
+  const PublishResult r = current.publish(queue_message("after"));
   ASSERT_TRUE(r.ok()) << current.last_error().to_string();
   EXPECT_EQ(r.sequence, 1u) << "the new instance continues the identity's sequences";
   EXPECT_EQ(drain(), (std::vector<std::string>{"before", "after"}));
@@ -144,22 +131,22 @@ TEST_F(IdempotentQueuePublisher, AnUnnamedIdentityDeduplicatesWithinItsLife) {
   o.idempotent = true;
   auto p = bus->create_queue_publisher("jobs", o);
   ASSERT_TRUE(p) << p.error().to_string();
-  const PublishResult r = p->publish(message("x"));
+  const PublishResult r = p->publish(queue_message("x"));
   ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(p->publish_sequenced(message("x"), r.sequence).duplicate);
+  EXPECT_TRUE(p->publish_sequenced(queue_message("x"), r.sequence).duplicate);
   EXPECT_EQ(drain(), (std::vector<std::string>{"x"}));
 }
 
 TEST_F(IdempotentQueuePublisher, ADedupIdAndASequenceBothHold) {
   QueuePublisher p = publisher();
-  QueueMessage m = message("once");
+  QueueMessage m = queue_message("once");
   m.dedup_id = "order-7";
   const PublishResult r = p.publish(m);
   ASSERT_TRUE(r.ok());
   const PublishResult by_id = p.publish(m);
   EXPECT_TRUE(by_id.duplicate);
   EXPECT_EQ(by_id.offset, r.offset);
-  const PublishResult by_seq = p.publish_sequenced(message("once"), r.sequence);
+  const PublishResult by_seq = p.publish_sequenced(queue_message("once"), r.sequence);
   EXPECT_TRUE(by_seq.duplicate);
   EXPECT_EQ(by_seq.offset, r.offset);
   EXPECT_EQ(drain(), (std::vector<std::string>{"once"}));
@@ -187,7 +174,7 @@ TEST_F(IdempotentQueuePublisher, MisuseIsRefusedWithAClearError) {
   auto plain = bus->create_queue_publisher("jobs");
   ASSERT_TRUE(plain);
   EXPECT_EQ(plain->producer_id(), 0u);
-  EXPECT_EQ(plain->publish_sequenced(message("x"), 0).status, SendStatus::kError);
+  EXPECT_EQ(plain->publish_sequenced(queue_message("x"), 0).status, SendStatus::kError);
   EXPECT_EQ(plain->last_error().code, Errc::kInvalidArgument);
   auto seq = plain->next_sequence(0);
   ASSERT_FALSE(seq);
@@ -197,7 +184,7 @@ TEST_F(IdempotentQueuePublisher, MisuseIsRefusedWithAClearError) {
   auto out_of_range = idem.next_sequence(2);
   ASSERT_FALSE(out_of_range);
   EXPECT_EQ(out_of_range.error().code, Errc::kInvalidArgument);
-  const PublishResult r = idem.publish_sequenced(message("x", 7), 0);
+  const PublishResult r = idem.publish_sequenced(queue_message("x", 7), 0);
   EXPECT_EQ(r.status, SendStatus::kError);
   EXPECT_EQ(idem.last_error().code, Errc::kInvalidArgument);
   EXPECT_TRUE(drain().empty());

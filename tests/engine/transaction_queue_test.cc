@@ -6,8 +6,12 @@
 // records; a worker waits at an undecided message while other levels flow;
 // a transaction past its timeout is aborted by the worker waiting at it;
 // de-duplication ids, delays, priorities and FIFO groups behave as for
-// plain publishes. A holder killed by SIGKILL is in
-// tests/process/transaction_queue_process_test.cc.
+// plain publishes; a de-duplication id held by a transaction that is over
+// (fenced by a newer instance, aborted at its timeout, or committed by a
+// decision its stopped holder did not carry out) is taken over or answered
+// at once by the next publisher of the id, although the holder's process
+// lives (docs/exactly-once.md, section 11). A holder killed by SIGKILL, and
+// one SIGSTOPped, are in tests/process/transaction_queue_process_test.cc.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sluice/sluice.h>
@@ -23,6 +27,8 @@
 namespace sluice {
 namespace {
 
+using test::queue_message;
+
 constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kSec = 1'000 * kMs;
 
@@ -30,11 +36,7 @@ struct TransactionalQueue : test::ClockedBusTest {
   void SetUp() override {
     ClockedBusTest::SetUp();
     if (HasFatalFailure()) return;
-    QueueOptions o;
-    o.priorities = 2;
-    o.segment_bytes = 1 << 20;
-    o.max_depth_bytes = 4 << 20;
-    o.lease_ns = 30 * kSec;
+    QueueOptions o = test::two_level_queue();
     o.retry.jitter_ns = 0;
     ASSERT_TRUE(bus->create_queue("mail", o));
     TopicOptions t;
@@ -56,17 +58,47 @@ struct TransactionalQueue : test::ClockedBusTest {
     return std::move(*t);
   }
 
-  static QueueMessage message(std::string_view value, uint32_t priority = 0) {
-    QueueMessage m;
-    m.value = value;
-    m.priority = priority;
-    return m;
+  // Begins a transaction of `t` and publishes `m` in it through the
+  // transaction's publisher of "mail".
+  PublishResult begin_and_publish(TransactionalProducer& t, const QueueMessage& m) {
+    auto q = t.queue("mail");
+    EXPECT_TRUE(q) << q.error().to_string();
+    if (!q) return {};
+    EXPECT_TRUE(t.begin());
+    const PublishResult r = (*q)->publish(m);
+    EXPECT_TRUE(r.ok()) << (*q)->last_error().to_string();
+    return r;
+  }
+
+  // `t`'s commit is refused with `code`.
+  static void expect_commit_refused(TransactionalProducer& t, Errc code) {
+    auto c = t.commit();
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().code, code) << c.error().to_string();
+  }
+
+  // `m`'s id answers for the message at `offset`, which the queue delivers
+  // once.
+  void expect_once(const QueueMessage& m, uint64_t offset) {
+    const PublishResult again = publish_plain(m);
+    EXPECT_TRUE(again.duplicate);
+    EXPECT_EQ(again.offset, offset);
+    EXPECT_EQ(drain(), (std::vector<std::string>{std::string(m.value)}));
+  }
+
+  // Publishes `m` with a plain publisher of "mail", which must succeed (it
+  // must not wait for another publisher of its id and get kBusy).
+  PublishResult publish_plain(const QueueMessage& m) {
+    auto p = bus->create_queue_publisher("mail");
+    EXPECT_TRUE(p) << p.error().to_string();
+    if (!p) return {};
+    const PublishResult r = p->publish(m);
+    EXPECT_TRUE(r.ok()) << "status " << static_cast<int>(r.status) << ": " << p->last_error().to_string();
+    return r;
   }
 
   void publish_plain(std::string_view value, uint32_t priority = 0) {
-    auto p = bus->create_queue_publisher("mail");
-    ASSERT_TRUE(p) << p.error().to_string();
-    ASSERT_TRUE(p->publish(message(value, priority)).ok()) << p->last_error().to_string();
+    publish_plain(queue_message(value, priority));
   }
 
   // What the worker receives in a few non-blocking receives, acking each
@@ -141,8 +173,8 @@ TEST_F(TransactionalQueue, MessagesOfAnAbortedTransactionAreNeverDelivered) {
   auto q = t.queue("mail");
   ASSERT_TRUE(q) << q.error().to_string();
   ASSERT_TRUE(t.begin());
-  ASSERT_TRUE((*q)->publish(message("aborted-1")).ok()) << (*q)->last_error().to_string();
-  ASSERT_TRUE((*q)->publish(message("aborted-2")).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("aborted-1")).ok()) << (*q)->last_error().to_string();
+  ASSERT_TRUE((*q)->publish(queue_message("aborted-2")).ok());
   ASSERT_TRUE(t.add_offset("billing", "invoices", 0, 7));
   EXPECT_TRUE(drain().empty()) << "undecided";
   ASSERT_TRUE(t.abort());
@@ -171,8 +203,8 @@ TEST_F(TransactionalQueue, MessagesOfACommittedTransactionAreDeliveredOnceWithIt
   make_group("billing");
   ASSERT_TRUE(t.begin());
   ASSERT_TRUE((*out)->send(Message{"", "invoice-1"}).ok());
-  ASSERT_TRUE((*q)->publish(message("mail-1")).ok());
-  ASSERT_TRUE((*q)->publish(message("mail-2")).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("mail-1")).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("mail-2")).ok());
   ASSERT_TRUE(t.add_offset("billing", "invoices", 0, 7));
   EXPECT_TRUE(drain().empty());
   EXPECT_EQ(*reader->try_poll(records), 0u);
@@ -192,10 +224,7 @@ TEST_F(TransactionalQueue, MessagesOfACommittedTransactionAreDeliveredOnceWithIt
 
 TEST_F(TransactionalQueue, AWorkerDoesNotPassAnUndecidedMessageButOtherLevelsFlow) {
   TransactionalProducer t = tx();
-  auto q = t.queue("mail");
-  ASSERT_TRUE(q);
-  ASSERT_TRUE(t.begin());
-  ASSERT_TRUE((*q)->publish(message("txn-low", 0)).ok());
+  ASSERT_TRUE(begin_and_publish(t, queue_message("txn-low", 0)).ok());
   publish_plain("plain-low", 0);   // committed, but behind the undecided one
   publish_plain("plain-high", 1);  // another level
   EXPECT_EQ(drain(), (std::vector<std::string>{"plain-high"}));
@@ -206,17 +235,12 @@ TEST_F(TransactionalQueue, AWorkerDoesNotPassAnUndecidedMessageButOtherLevelsFlo
 
 TEST_F(TransactionalQueue, ATransactionPastItsTimeoutIsAbortedByTheWorkerWaitingAtIt) {
   TransactionalProducer t = tx("late", 100 * kMs);
-  auto q = t.queue("mail");
-  ASSERT_TRUE(q);
-  ASSERT_TRUE(t.begin());
-  ASSERT_TRUE((*q)->publish(message("late")).ok());
+  ASSERT_TRUE(begin_and_publish(t, queue_message("late")).ok());
   publish_plain("behind");
   EXPECT_TRUE(drain().empty());
   clock.advance_ns(200 * kMs);
   EXPECT_EQ(drain(), (std::vector<std::string>{"behind"})) << "the worker aborted it and moved on";
-  auto c = t.commit();
-  ASSERT_FALSE(c);
-  EXPECT_EQ(c.error().code, Errc::kAborted) << c.error().to_string();
+  expect_commit_refused(t, Errc::kAborted);
   EXPECT_EQ(level(0).settled_below, 2u);
 }
 
@@ -225,8 +249,8 @@ TEST_F(TransactionalQueue, AWorkerCarriesOutADecidedCommitWhoseHolderStopped) {
   auto q = t.queue("mail");
   ASSERT_TRUE(q);
   ASSERT_TRUE(t.begin());
-  ASSERT_TRUE((*q)->publish(message("low", 0)).ok());
-  ASSERT_TRUE((*q)->publish(message("high", 1)).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("low", 0)).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("high", 1)).ok());
   // As if the holder died right after its decision CAS, before any flip.
   set_slot_state(t.producer_id(), format::kProducerCommitting);
   EXPECT_EQ(drain(), (std::vector<std::string>{"high", "low"}));
@@ -236,12 +260,9 @@ TEST_F(TransactionalQueue, ADedupIdCountsOnlyOnceItsTransactionCommits) {
   TransactionalProducer t = tx();
   auto q = t.queue("mail");
   ASSERT_TRUE(q);
-  QueueMessage m = message("order-7");
-  m.dedup_id = "order-7";
+  const QueueMessage m = queue_message("order-7", 0, "order-7");
 
-  ASSERT_TRUE(t.begin());
-  const PublishResult first = (*q)->publish(m);
-  ASSERT_TRUE(first.ok()) << (*q)->last_error().to_string();
+  const PublishResult first = begin_and_publish(t, m);
   EXPECT_FALSE(first.duplicate);
   const PublishResult again = (*q)->publish(m);
   ASSERT_TRUE(again.ok());
@@ -249,20 +270,57 @@ TEST_F(TransactionalQueue, ADedupIdCountsOnlyOnceItsTransactionCommits) {
   EXPECT_EQ(again.offset, first.offset);
   ASSERT_TRUE(t.abort());
 
-  ASSERT_TRUE(t.begin());
-  const PublishResult retry = (*q)->publish(m);
-  ASSERT_TRUE(retry.ok()) << (*q)->last_error().to_string();
+  const PublishResult retry = begin_and_publish(t, m);
   EXPECT_FALSE(retry.duplicate) << "an aborted publish does not answer for its id";
   EXPECT_GT(retry.offset, first.offset);
   ASSERT_TRUE(t.commit());
+  expect_once(m, retry.offset);
+}
 
-  auto plain = bus->create_queue_publisher("mail");
-  ASSERT_TRUE(plain);
-  const PublishResult after = plain->publish(m);
-  ASSERT_TRUE(after.ok());
-  EXPECT_TRUE(after.duplicate);
-  EXPECT_EQ(after.offset, retry.offset);
-  EXPECT_EQ(drain(), (std::vector<std::string>{"order-7"}));
+// A de-duplication id held by a transaction whose process lives on (a
+// SIGSTOPped zombie) is judged by its transaction, not by the liveness of
+// its process: once the transaction is over, a second publisher of the id
+// takes it over (aborted) or is answered with it (committed) at once, where
+// it used to wait the full 5 s and get kBusy.
+TEST_F(TransactionalQueue, AFencedHolderDoesNotMakeItsReplacementWaitForItsDedupIds) {
+  const QueueMessage m = queue_message("order-9", 0, "order-9");
+  TransactionalProducer zombie = tx();
+  begin_and_publish(zombie, m);
+  TransactionalProducer current = tx();  // fences the zombie: its transaction is aborted, its process alive
+  const PublishResult r = begin_and_publish(current, m);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.duplicate) << "the zombie's publish was aborted: it does not answer for the id";
+  // The zombie wakes up: its commit fails, and its release of the id must
+  // not free the entry the replacement now holds.
+  expect_commit_refused(zombie, Errc::kFenced);
+  ASSERT_TRUE(current.commit());
+  expect_once(m, r.offset);
+}
+
+TEST_F(TransactionalQueue, ADedupIdOfATransactionPastItsTimeoutIsTakenOverByTheNextPublisher) {
+  const QueueMessage m = queue_message("order-10", 0, "order-10");
+  TransactionalProducer late = tx("late", 100 * kMs);
+  begin_and_publish(late, m);
+  clock.advance_ns(200 * kMs);
+  const PublishResult r = publish_plain(m);  // aborts the late transaction, as a worker waiting at it would
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.duplicate);
+  expect_commit_refused(late, Errc::kAborted);
+  expect_once(m, r.offset);  // the late holder's release did not free the new entry
+}
+
+TEST_F(TransactionalQueue, ADedupIdOfACommitDecidedByAStoppedHolderAnswersForItself) {
+  const QueueMessage m = queue_message("order-11", 0, "order-11");
+  TransactionalProducer t = tx();
+  const PublishResult first = begin_and_publish(t, m);
+  ASSERT_TRUE(first.ok());
+  // As if the holder stopped right after its commit decision, before it
+  // completed the id.
+  set_slot_state(t.producer_id(), format::kProducerCommitting);
+  const PublishResult r = publish_plain(m);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r.duplicate) << "the committed publish answers for its id";
+  expect_once(m, first.offset);
 }
 
 TEST_F(TransactionalQueue, DelaysPrioritiesAndGroupsHoldForTransactionalPublishes) {
@@ -270,16 +328,16 @@ TEST_F(TransactionalQueue, DelaysPrioritiesAndGroupsHoldForTransactionalPublishe
   auto q = t.queue("mail");
   ASSERT_TRUE(q);
   ASSERT_TRUE(t.begin());
-  QueueMessage a = message("g-a");
+  QueueMessage a = queue_message("g-a");
   a.group = "customer-1";
-  QueueMessage b = message("g-b");
+  QueueMessage b = queue_message("g-b");
   b.group = "customer-1";
-  QueueMessage later = message("later");
+  QueueMessage later = queue_message("later");
   later.deliver_at_unix_ns = clock.now_ns() + 10 * kSec;
   ASSERT_TRUE((*q)->publish(later).ok());
   ASSERT_TRUE((*q)->publish(a).ok());
   ASSERT_TRUE((*q)->publish(b).ok());
-  ASSERT_TRUE((*q)->publish(message("urgent", 1)).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("urgent", 1)).ok());
   ASSERT_TRUE(t.commit());
 
   std::vector<Delivery> held;
@@ -304,7 +362,7 @@ TEST_F(TransactionalQueue, PublishesOutsideATransactionAndUnknownQueuesAreRefuse
   ASSERT_TRUE(same);
   EXPECT_EQ(*same, *q) << "made once";
   EXPECT_EQ((*q)->producer_id(), t.producer_id());
-  const PublishResult r = (*q)->publish(message("outside"));
+  const PublishResult r = (*q)->publish(queue_message("outside"));
   EXPECT_EQ(r.status, SendStatus::kError);
   EXPECT_EQ((*q)->last_error().code, Errc::kInvalidArgument);
   EXPECT_NE((*q)->last_error().message.find("begin()"), std::string::npos) << (*q)->last_error().message;
@@ -316,18 +374,16 @@ TEST_F(TransactionalQueue, ANewInstanceOfTheNameAbortsTheOpenTransactionAndFence
   auto q = old.queue("mail");
   ASSERT_TRUE(q);
   ASSERT_TRUE(old.begin());
-  ASSERT_TRUE((*q)->publish(message("zombie")).ok());
+  ASSERT_TRUE((*q)->publish(queue_message("zombie")).ok());
   TransactionalProducer current = tx();  // settles the open transaction: aborted
   publish_plain("plain");
   EXPECT_EQ(drain(), (std::vector<std::string>{"plain"}));
-  EXPECT_EQ((*q)->publish(message("zombie-2")).status, SendStatus::kFenced);
-  auto c = old.commit();
-  ASSERT_FALSE(c);
-  EXPECT_EQ(c.error().code, Errc::kFenced);
+  EXPECT_EQ((*q)->publish(queue_message("zombie-2")).status, SendStatus::kFenced);
+  expect_commit_refused(old, Errc::kFenced);
   auto q2 = current.queue("mail");
   ASSERT_TRUE(q2);
   ASSERT_TRUE(current.begin());
-  ASSERT_TRUE((*q2)->publish(message("current")).ok());
+  ASSERT_TRUE((*q2)->publish(queue_message("current")).ok());
   ASSERT_TRUE(current.commit());
   EXPECT_EQ(drain(), (std::vector<std::string>{"current"}));
   // zombie, plain, zombie-2 (claimed, then aborted by its fenced writer), current
@@ -335,22 +391,14 @@ TEST_F(TransactionalQueue, ANewInstanceOfTheNameAbortsTheOpenTransactionAndFence
 }
 
 TEST_F(TransactionalQueue, DestroyingTheProducerAbortsItsOpenTransaction) {
+  const QueueMessage m = queue_message("gone", 0, "gone");
   {
     TransactionalProducer t = tx();
-    auto q = t.queue("mail");
-    ASSERT_TRUE(q);
-    ASSERT_TRUE(t.begin());
-    QueueMessage m = message("gone");
-    m.dedup_id = "gone";
-    ASSERT_TRUE((*q)->publish(m).ok());
+    begin_and_publish(t, m);
   }
   publish_plain("plain");
   EXPECT_EQ(drain(), (std::vector<std::string>{"plain"}));
-  auto p = bus->create_queue_publisher("mail");
-  ASSERT_TRUE(p);
-  QueueMessage m = message("gone");
-  m.dedup_id = "gone";
-  const PublishResult r = p->publish(m);
+  const PublishResult r = publish_plain(m);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r.duplicate) << "the aborted publish released its id";
 }

@@ -5,29 +5,31 @@
 // processes blocked at its messages are released too; an idempotent queue
 // publisher killed again and again while publishing, and restarted from
 // next_sequence() with a resend of its last message, leaves each message in
-// the queue exactly once, in order.
+// the queue exactly once, in order; a SIGSTOPped zombie holding de-duplication
+// ids in an open transaction does not hold up its replacement, which
+// republishes the ids at once, each delivered once, and the zombie woken up
+// afterwards neither commits nor frees the ids.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sluice/sluice.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "process_helpers.h"
+#include "support/clocked_bus.h"
 
 namespace sluice {
 namespace {
 
 QueueOptions two_levels() {
-  QueueOptions o;
-  o.priorities = 2;
-  o.segment_bytes = 1 << 20;
+  QueueOptions o = test::two_level_queue();
   o.max_depth_bytes = 8 << 20;
-  o.lease_ns = 30'000'000'000;
   return o;
 }
 
@@ -59,19 +61,43 @@ int hold_open_transaction(const std::string& dir, int ready_fd, uint32_t n) {
   return 17;
 }
 
-TEST(TransactionQueueProcess, AKilledHolderLeavesWorkersNothingOfItAndDoesNotHoldThem) {
-  test::TempDir dir;
+// Makes "mail" (two levels) and "invoices" in `dir`, starts a child holding
+// an open transaction of `n` messages per level (hold_open_transaction) and
+// waits until it has published them.
+void start_holder(const test::TempDir& dir, test::Children& children, uint32_t n, pid_t* holder) {
   {
     auto bus = Bus::open(dir.path());
     ASSERT_TRUE(bus);
     ASSERT_TRUE(bus->create_queue("mail", two_levels()));
     ASSERT_TRUE(bus->create_topic("invoices", test::small_topic()));
   }
-  test::Children children;
   test::Pipe ready;
-  const pid_t holder = children.spawn([&] { return hold_open_transaction(dir.path(), ready.write_end(), 50); });
+  *holder = children.spawn([&] { return hold_open_transaction(dir.path(), ready.write_end(), n); });
   char b;
   ASSERT_TRUE(test::read_exact(ready.read_end(), &b, 1, 30'000));
+}
+
+// The values of every message `worker` delivers until it finds none for
+// 50 ms, each acked.
+std::vector<std::string> receive_all(Worker& worker) {
+  std::vector<std::string> got;
+  Delivery d[64];
+  for (;;) {
+    auto n = worker.receive(d, 50'000'000);
+    EXPECT_TRUE(n) << n.error().to_string();
+    if (!n || *n == 0) return got;
+    for (size_t k = 0; k < *n; ++k) {
+      got.emplace_back(d[k].value());
+      EXPECT_TRUE(d[k].ack());
+    }
+  }
+}
+
+TEST(TransactionQueueProcess, AKilledHolderLeavesWorkersNothingOfItAndDoesNotHoldThem) {
+  test::TempDir dir;
+  test::Children children;
+  pid_t holder = 0;
+  ASSERT_NO_FATAL_FAILURE(start_holder(dir, children, 50, &holder));
 
   auto bus = Bus::open(dir.path());
   ASSERT_TRUE(bus);
@@ -134,17 +160,9 @@ TEST(TransactionQueueProcess, AKilledHolderLeavesWorkersNothingOfItAndDoesNotHol
 
 TEST(TransactionQueueProcess, WorkerProcessesBlockedAtAKilledTransactionMoveOn) {
   test::TempDir dir;
-  {
-    auto bus = Bus::open(dir.path());
-    ASSERT_TRUE(bus);
-    ASSERT_TRUE(bus->create_queue("mail", two_levels()));
-    ASSERT_TRUE(bus->create_topic("invoices", test::small_topic()));
-  }
   test::Children children;
-  test::Pipe ready;
-  const pid_t holder = children.spawn([&] { return hold_open_transaction(dir.path(), ready.write_end(), 10); });
-  char b;
-  ASSERT_TRUE(test::read_exact(ready.read_end(), &b, 1, 30'000));
+  pid_t holder = 0;
+  ASSERT_NO_FATAL_FAILURE(start_holder(dir, children, 10, &holder));
   constexpr uint32_t kAfter = 40;
   {
     auto bus = Bus::open(dir.path());
@@ -194,6 +212,97 @@ TEST(TransactionQueueProcess, WorkerProcessesBlockedAtAKilledTransactionMoveOn) 
   for (pid_t w : workers) EXPECT_EQ(children.wait(w, 10'000), 0);
   char extra;
   EXPECT_FALSE(test::read_exact(seen.read_end(), &extra, 1, 100)) << "more deliveries than messages";
+}
+
+// Publishes "<prefix>-i" with de-duplication id "order-i" through `q`, for
+// i < n. False at the first failure (see q.last_error()); *fresh counts the
+// publishes that were not duplicates.
+bool publish_orders(QueuePublisher& q, std::string_view prefix, uint32_t n, uint32_t* fresh) {
+  *fresh = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    const std::string value = std::string(prefix) + "-" + std::to_string(i);
+    const std::string id = "order-" + std::to_string(i);
+    const PublishResult r = q.publish(test::queue_message(value, 0, id));
+    if (!r.ok()) return false;
+    *fresh += r.duplicate ? 0 : 1;
+  }
+  return true;
+}
+
+// Child: opens a transaction under "mailer" that publishes `n` messages
+// with de-duplication ids order-0..order-(n-1), reports on `ready`, waits
+// for `go` (it is SIGSTOPped and fenced meanwhile), then tries to commit,
+// which must fail as fenced. Exit 0 when it did.
+int hold_dedup_ids_then_commit(const std::string& dir, int ready_fd, int go_fd, uint32_t n) {
+  auto bus = Bus::open(dir);
+  if (!bus) return 20;
+  auto tx = bus->create_transactional_producer("mailer");
+  if (!tx) return 21;
+  auto q = tx->queue("mail");
+  if (!q || !tx->begin()) return 22;
+  uint32_t fresh = 0;
+  if (!publish_orders(**q, "zombie", n, &fresh) || fresh != n) return 23;
+  char b = 1;
+  if (!test::write_all(ready_fd, &b, 1)) return 24;
+  if (!test::read_exact(go_fd, &b, 1, 60'000)) return 25;
+  auto c = tx->commit();
+  if (c) return 26;  // a zombie's commit must not go through
+  return c.error().code == Errc::kFenced ? 0 : 27;
+}
+
+TEST(TransactionQueueProcess, AReplacementRepublishesTheDedupIdsOfAStoppedZombieAtOnceEachDeliveredOnce) {
+  test::TempDir dir;
+  {
+    auto bus = Bus::open(dir.path());
+    ASSERT_TRUE(bus);
+    ASSERT_TRUE(bus->create_queue("mail", two_levels()));
+  }
+  constexpr uint32_t kIds = 20;
+  test::Children children;
+  test::Pipe ready, go;
+  const pid_t zombie =
+      children.spawn([&] { return hold_dedup_ids_then_commit(dir.path(), ready.write_end(), go.read_end(), kIds); });
+  char b = 1;
+  ASSERT_TRUE(test::read_exact(ready.read_end(), &b, 1, 30'000));
+  ASSERT_EQ(::kill(zombie, SIGSTOP), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(zombie, &status, WUNTRACED), zombie);  // it is stopped, alive, holding the ids
+  ASSERT_TRUE(WIFSTOPPED(status));
+
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  auto tx = bus->create_transactional_producer("mailer");  // fences the zombie, aborting its transaction
+  ASSERT_TRUE(tx) << tx.error().to_string();
+  auto q = tx->queue("mail");
+  ASSERT_TRUE(q);
+  ASSERT_TRUE(tx->begin());
+  const auto t0 = std::chrono::steady_clock::now();
+  uint32_t fresh = 0;
+  ASSERT_TRUE(publish_orders(**q, "current", kIds, &fresh)) << (*q)->last_error().to_string();
+  EXPECT_EQ(fresh, kIds) << "the zombie's aborted publishes do not answer for the ids";
+  ASSERT_TRUE(tx->commit());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, std::chrono::seconds(2)) << "the stopped zombie's ids were taken over at once, not after 5 s each";
+  std::printf("  %u ids of the stopped zombie republished in %.1f ms\n", kIds,
+              std::chrono::duration<double, std::milli>(took).count());
+
+  // The zombie wakes up: its commit is refused and its ids stay the replacement's.
+  ASSERT_EQ(::kill(zombie, SIGCONT), 0);
+  ASSERT_TRUE(test::write_all(go.write_end(), &b, 1));
+  EXPECT_EQ(children.wait(zombie, 10'000), 0) << "the zombie committed, or failed otherwise";
+
+  auto worker = bus->create_worker("mail");
+  ASSERT_TRUE(worker);
+  std::vector<std::string> got = receive_all(*worker);
+  std::vector<std::string> want;
+  for (uint32_t i = 0; i < kIds; ++i) want.emplace_back("current-" + std::to_string(i));
+  std::sort(got.begin(), got.end());
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(got, want) << "each id once, the replacement's";
+  auto plain = bus->create_queue_publisher("mail");
+  ASSERT_TRUE(plain);
+  ASSERT_TRUE(publish_orders(*plain, "again", kIds, &fresh)) << plain->last_error().to_string();
+  EXPECT_EQ(fresh, 0u) << "the zombie's wake-up released ids it no longer held";
 }
 
 // Child: publishes messages 0..total-1 to "jobs" as sequences 0..total-1
@@ -258,17 +367,7 @@ TEST(TransactionQueueProcess, AnIdempotentPublisherKilledAgainAndAgainPublishesE
   ASSERT_TRUE(bus);
   auto worker = bus->create_worker("jobs");
   ASSERT_TRUE(worker);
-  std::vector<std::string> got;
-  Delivery d[64];
-  for (;;) {
-    auto n = worker->receive(d, 50'000'000);
-    ASSERT_TRUE(n) << n.error().to_string();
-    if (*n == 0) break;
-    for (size_t k = 0; k < *n; ++k) {
-      got.emplace_back(d[k].value());
-      ASSERT_TRUE(d[k].ack());
-    }
-  }
+  const std::vector<std::string> got = receive_all(*worker);
   ASSERT_EQ(got.size(), kTotal) << "after " << kills << " kills";
   for (uint32_t i = 0; i < kTotal; ++i) ASSERT_EQ(got[i], "m" + std::to_string(i)) << "after " << kills << " kills";
   std::printf("  %u messages once each, in order, after %d SIGKILLs of the publisher\n", kTotal, kills);

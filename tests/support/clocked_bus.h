@@ -43,4 +43,25 @@ struct ClockedBusTest : ::testing::Test {
   }
 };
 
+// The queue of the transactional and idempotent publisher suites: two
+// priority levels, 1 MiB segments, 4 MiB deep, 30 s leases.
+inline QueueOptions two_level_queue() {
+  QueueOptions o;
+  o.priorities = 2;
+  o.segment_bytes = 1 << 20;
+  o.max_depth_bytes = 4 << 20;
+  o.lease_ns = 30'000'000'000;
+  return o;
+}
+
+// A queue message of `value` at `priority`, with de-duplication id
+// `dedup_id` when not empty. The views must outlive the message.
+inline QueueMessage queue_message(std::string_view value, uint32_t priority = 0, std::string_view dedup_id = {}) {
+  QueueMessage m;
+  m.value = value;
+  m.priority = priority;
+  m.dedup_id = dedup_id;
+  return m;
+}
+
 }  // namespace sluice::test
