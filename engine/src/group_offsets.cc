@@ -77,33 +77,64 @@ bool GroupOffsets::commit_if(uint32_t partition, uint64_t expected, uint64_t nex
 }
 
 // The retry_attempts word is a message of its own: offset and count arrive
-// in one store, and nothing else is published with it (a reader checks it
-// against the record it is about to handle, not against the committed
-// offset). So relaxed stores and loads are enough: a member reads the word
-// its predecessor in the group left, and atomicity is all it needs.
+// in one store (a reader checks them against the record it is about to
+// handle, not against the committed offset). The retry_at_ns word is that
+// message's due time, and travels under it:
+//   SYNC POINT WRITE: a writer that changes the count word zeroes the
+//   deadline first and stores the count with release; it sets the
+//   deadline (release) only after the count it belongs to.
+//   SYNC POINT READ: a reader loads the count (acquire), the deadline
+//   (acquire), and the count again.
+// A reader that acquires count w sees the deadline zeroed before w was
+// stored, or a later store. A later store is w's own deadline, or comes
+// after a newer count w2 (a writer that moved on): then the deadline's
+// acquire orders the second load after w2, which differs from w, and the
+// deadline is dropped. So a deadline is never paired with the wrong count
+// (short of the count going w -> w2 -> w between two loads). A crash stops
+// the writer between two of its stores, leaving the old count with no
+// deadline, or the new count with none or its own.
 std::optional<GroupOffsets::RetryAttempts> GroupOffsets::retry_attempts(uint32_t partition) const noexcept {
-  // relaxed: see above.
-  const uint64_t w = slot(partition).retry_attempts.load(std::memory_order_relaxed);
+  GroupSlot& s = slot(partition);
+  // acquire (both): see SYNC POINT READ above.
+  const uint64_t w = s.retry_attempts.load(std::memory_order_acquire);
   // A count of 0 is never written; reading one means the word was damaged:
   // no count then (the record starts again at attempt 1, as before counts).
   if (w == 0 || retry_attempts_count(w) == 0) return std::nullopt;
-  return RetryAttempts{retry_attempts_offset(w), retry_attempts_count(w)};
+  int64_t retry_at_ns = s.retry_at_ns.load(std::memory_order_acquire);
+  // relaxed: ordered after the deadline's acquire load above.
+  if (s.retry_attempts.load(std::memory_order_relaxed) != w) retry_at_ns = 0;
+  return RetryAttempts{retry_attempts_offset(w), retry_attempts_count(w), retry_at_ns};
 }
 
-bool GroupOffsets::store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts) const noexcept {
+bool GroupOffsets::store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts,
+                                        int64_t retry_at_ns) const noexcept {
   assert(attempts >= 1 && attempts <= kMaxRetryAttempts);
   if (offset > kMaxRetryAttemptsOffset) {
     clear_retry_attempts(partition);
     return false;
   }
-  // relaxed: see above.
-  slot(partition).retry_attempts.store(retry_attempts_word(offset, attempts), std::memory_order_relaxed);
+  GroupSlot& s = slot(partition);
+  const uint64_t w = retry_attempts_word(offset, attempts);
+  // relaxed: the caller is the word's only writer but for an admin seek's
+  // clear. Reading a cleared word only makes it store the count again; a
+  // clear just after this load leaves the deadline below beside a zero
+  // count, which no reader takes.
+  if (s.retry_attempts.load(std::memory_order_relaxed) != w) {
+    // relaxed: published by the release store of the count below.
+    s.retry_at_ns.store(0, std::memory_order_relaxed);
+    // release: SYNC POINT WRITE, above.
+    s.retry_attempts.store(w, std::memory_order_release);
+  }
+  // release: SYNC POINT WRITE, above (pairs with the deadline's acquire load).
+  s.retry_at_ns.store(retry_at_ns, std::memory_order_release);
   return true;
 }
 
 void GroupOffsets::clear_retry_attempts(uint32_t partition) const noexcept {
-  // relaxed: see above.
-  slot(partition).retry_attempts.store(0, std::memory_order_relaxed);
+  GroupSlot& s = slot(partition);
+  // relaxed, then release: SYNC POINT WRITE, above.
+  s.retry_at_ns.store(0, std::memory_order_relaxed);
+  s.retry_attempts.store(0, std::memory_order_release);
 }
 
 void invalidate_back_pressure_limits(const TopicState& topic) {

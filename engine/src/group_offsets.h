@@ -43,19 +43,26 @@ class GroupOffsets {
 
   // RetryMode::kInPlace's durable attempt count (GroupSlot::retry_attempts):
   // `attempts` attempts were begun on the record at `offset` of the
-  // partition. nullopt: no count (a zero word, as in files from before the
-  // word had a meaning).
+  // partition, and the next is due at `retry_at_ns` (bus clock; 0: no due
+  // time kept, as after a count stored before an attempt runs).
+  // nullopt: no count (a zero word, as in files from before the word had a
+  // meaning).
   struct RetryAttempts {
     uint64_t offset;
     uint32_t attempts;
+    int64_t retry_at_ns;
   };
   std::optional<RetryAttempts> retry_attempts(uint32_t partition) const noexcept;
-  // Stores (offset, attempts), replacing the partition's count. Not msynced
-  // by itself: it shares the slot's page with the committed offset, so the
-  // next synchronous commit makes it durable on a disk bus. False (and the
-  // count cleared) when offset > kMaxRetryAttemptsOffset.
-  // REQUIRES: 1 <= attempts <= format::kMaxRetryAttempts.
-  bool store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts) const noexcept;
+  // Stores (offset, attempts) and its due time, replacing the partition's
+  // count. Not msynced by itself: it shares the slot's page with the
+  // committed offset, so the next synchronous commit makes it durable on a
+  // disk bus. False (and the count cleared) when offset >
+  // kMaxRetryAttemptsOffset.
+  // REQUIRES: 1 <= attempts <= format::kMaxRetryAttempts; the caller is the
+  // partition's only writer but for clear_retry_attempts() (an admin seek).
+  bool store_retry_attempts(uint32_t partition, uint64_t offset, uint32_t attempts,
+                            int64_t retry_at_ns = 0) const noexcept;
+  // Clears the count and its due time.
   void clear_retry_attempts(uint32_t partition) const noexcept;
 
  private:

@@ -3,7 +3,8 @@
 // retried, at which offset, after how many attempts, and when the next
 // attempt is due. Only book-keeping: the caller moves the consumer (seeks a
 // newly held partition back to its record and pauses it there, resumes it
-// when the retry is due) and keeps the attempt count in the group's file.
+// when the retry is due) and keeps the attempt count and the due time in
+// the group's file.
 //
 // A partition's lane goes
 //   kFlowing --pause()--> kWaiting --start_due()--> kDue --pause()--> kWaiting

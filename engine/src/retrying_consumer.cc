@@ -18,8 +18,9 @@
 // while it waits, and the consumer's position there, which its commits
 // commit, is the record. When the retry is due the partition is resumed and
 // the record read from the log again (no copy is kept). The attempts begun
-// on it are also kept in the group's offsets file (GroupSlot::
-// retry_attempts), so a member that replaces a dead one goes on counting.
+// on it, and when the next is due, are also kept in the group's offsets
+// file (GroupSlot::retry_attempts, retry_at_ns), so a member that replaces
+// a dead one goes on counting, and waits out the backoff it left.
 #include <sluice/bus.h>
 #include <sluice/retrying_consumer.h>
 
@@ -122,15 +123,18 @@ struct RetryingConsumerState {
   Status handle_retry(const RecordHandler& handler, Delivery& d);
   Result<uint64_t> poll(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
   // kInPlace.
-  Status handle_in_place(const RecordHandler& handler, const RecordView& v);
+  // True if it ran or settled the record, false if the record waits out a
+  // backoff its predecessor left.
+  Result<bool> handle_in_place(const RecordHandler& handler, const RecordView& v);
   Result<uint64_t> poll_in_place(const RecordHandler& handler, uint64_t max_records, int64_t wait_ns);
-  // Pauses the lane after a failed attempt, and counts it in the group's file.
+  // Pauses the lane after a failed attempt, and counts it (and when the
+  // next is due) in the group's file.
   void hold(uint32_t partition, uint64_t offset, uint32_t attempts, int64_t retry_at_ns, std::optional<Failure> letter);
   // The record is settled, or its retry void: the partition flows, its count goes.
   void end_pause(uint32_t partition);
   // Attempts begun on the record at `offset` by earlier members (the
-  // group's file); 0 if none.
-  uint32_t attempts_begun(uint32_t partition, uint64_t offset);
+  // group's file), and when the next is due (0: at once); none: 0 and 0.
+  GroupOffsets::RetryAttempts attempts_begun(uint32_t partition, uint64_t offset);
 };
 
 RetryingConsumerState::Outcome RetryingConsumerState::call(const RecordHandler& handler, const StreamRecord& r) {
@@ -310,7 +314,7 @@ void RetryingConsumerState::hold(uint32_t partition, uint64_t offset, uint32_t a
                                  std::optional<Failure> letter) {
   in_place->pause(partition, offset, attempts, retry_at_ns, clock->now_ns(), std::move(letter));
   // Beyond the largest encodable offset the count stays in memory.
-  if (offsets) (void)offsets->store_retry_attempts(partition, offset, attempts);
+  if (offsets) (void)offsets->store_retry_attempts(partition, offset, attempts, retry_at_ns);
 }
 
 void RetryingConsumerState::end_pause(uint32_t partition) {
@@ -321,24 +325,25 @@ void RetryingConsumerState::end_pause(uint32_t partition) {
   if (offsets && offsets->retry_attempts(partition)) offsets->clear_retry_attempts(partition);
 }
 
-uint32_t RetryingConsumerState::attempts_begun(uint32_t partition, uint64_t offset) {
-  if (!offsets) return 0;
+GroupOffsets::RetryAttempts RetryingConsumerState::attempts_begun(uint32_t partition, uint64_t offset) {
+  const GroupOffsets::RetryAttempts none{offset, 0, 0};
+  if (!offsets) return none;
   const auto begun = offsets->retry_attempts(partition);
-  if (!begun) return 0;
-  if (begun->offset == offset) return begun->attempts;
+  if (!begun) return none;
+  if (begun->offset == offset) return *begun;
   // A count for a record behind this one is stale (the group was moved past
   // it, or a member of an older build settled it): drop it, so that a
   // rewind to that record later starts it afresh. One ahead belongs to a
   // record this member has not reached yet (it re-reads what its
   // predecessor handled but did not commit).
   if (begun->offset < offset) offsets->clear_retry_attempts(partition);
-  return 0;
+  return none;
 }
 
 // A record of a flowing or due partition: attempt 1 (or, after a restart,
-// the attempt after those the group's file counts), or the paused record's
-// next attempt.
-Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, const RecordView& v) {
+// the attempt after those the group's file counts, once it is due), or the
+// paused record's next attempt.
+Result<bool> RetryingConsumerState::handle_in_place(const RecordHandler& handler, const RecordView& v) {
   InPlaceRetries& lanes = *in_place;
   const uint32_t partition = v.partition;
   uint32_t attempt = 0;
@@ -350,19 +355,33 @@ Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, cons
   }
   if (attempt == 0) {
     ++stats.records;
-    attempt = attempts_begun(partition, v.offset) + 1;
+    const GroupOffsets::RetryAttempts begun = attempts_begun(partition, v.offset);
+    attempt = begun.attempts + 1;
+    // A predecessor's backoff not over yet: the partition waits for it here,
+    // as it would have in that member. Never past the longest backoff of
+    // the policy from now, whatever the word says (the clock was set back,
+    // or the word damaged); and with no attempt left, the record is
+    // dead-lettered at once below.
+    if (begun.retry_at_ns != 0 && attempt <= retry.max_receives) {
+      const int64_t now = clock->now_ns();
+      const int64_t due = std::min(begun.retry_at_ns, now + retry.max_delay_ns + retry.jitter_ns);
+      if (due > now) {
+        hold(partition, v.offset, begun.attempts, due, std::nullopt);
+        return false;
+      }
+    }
   }
   producer_headers(v.headers);
   const StreamRecord r{topic, partition, v.offset, v.timestamp_ns, v.key, v.value, headers, attempt};
   // A refused letter keeps the partition paused at the record, to be written
   // by the next poll without running the handler again.
-  auto settle_dead = [&](const StreamRecord& failed, Failure why) -> Status {
+  auto settle_dead = [&](const StreamRecord& failed, Failure why) -> Result<bool> {
     if (auto ok = dead_letter(failed, why); !ok) {
       hold(partition, v.offset, failed.attempt, clock->now_ns(), std::move(why));
-      return ok;
+      return std::unexpected(ok.error());
     }
     end_pause(partition);
-    return {};
+    return true;
   };
   if (const Failure* letter = lanes.pending_letter(partition); letter != nullptr && attempt > 1) {
     StreamRecord failed = r;
@@ -380,7 +399,8 @@ Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, cons
                                     " that stopped before settling it",
                                 ""});
   }
-  // Counted before it runs: a member killed in the handler has begun it.
+  // Counted before it runs: a member killed in the handler has begun it
+  // (and its replacement goes on at once: this due time is over).
   if (attempt > 1 && offsets) (void)offsets->store_retry_attempts(partition, v.offset, attempt);
   const Outcome o = call(handler, r);
   if (o.kind == Outcome::kOk) {
@@ -388,13 +408,13 @@ Status RetryingConsumerState::handle_in_place(const RecordHandler& handler, cons
       ++stats.succeeded_after_retry;
       end_pause(partition);
     }
-    return {};
+    return true;
   }
   if (o.kind == Outcome::kPermanent) return settle_dead(r, o.failure);
   if (attempt >= retry.max_receives) return settle_dead(r, exhausted(attempt, o.failure));
   hold(partition, v.offset, attempt, clock->now_ns() + retry.delay_ns(attempt, rng()), std::nullopt);
   ++stats.retried;
-  return {};
+  return true;
 }
 
 Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handler, uint64_t max_records,
@@ -417,8 +437,12 @@ Result<uint64_t> RetryingConsumerState::poll_in_place(const RecordHandler& handl
       lanes.hold(v.partition);
       continue;
     }
-    if (handled = handle_in_place(handler, v); !handled) break;
-    ++n;
+    const Result<bool> ran = handle_in_place(handler, v);
+    if (!ran) {
+      handled = std::unexpected(ran.error());
+      break;
+    }
+    n += *ran;
   }
   if (!handled) {
     // Rewind every other partition to its first record not handed on, so

@@ -110,7 +110,10 @@ static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kControlFile
 //                              bits 0..7   attempts begun (1..255)
 //                              bits 8..63  the record's offset + 1
 //                            0: no record in retry
-//     +40  reserved[3]       zero; member / generation (rebalancing)
+//     +40  retry_at_ns       RetryMode::kInPlace: when the next attempt of
+//                            the record retry_attempts names is due, bus
+//                            clock (i64 ns); 0: not kept (due at once)
+//     +48  reserved[2]       zero; member / generation (rebalancing)
 //
 // committed_offset is the whole commit: one aligned 8-byte atomic store, so
 // no process ever reads a torn offset and a crash leaves either the old or
@@ -121,6 +124,14 @@ static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kControlFile
 // word (its member killed, the group moved on) never counts for another
 // record. Zero is "no count": what the word held before it had a meaning
 // (the format version did not change: docs/formats.md, "Group offsets").
+//
+// retry_at_ns has no record of its own: it is the due time of the record
+// and count that retry_attempts holds, and is read only through that word.
+// Its writer zeroes it before it changes retry_attempts and sets it after
+// (GroupOffsets::store_retry_attempts), so a crash between any two stores
+// leaves a deadline that is the named record's, or zero. Zero (as the
+// reserved word was created) is "no deadline kept": the next attempt is
+// due at once, as it was before the word had a meaning.
 struct GroupParams {
   uint32_t partitions;
   uint32_t reserved;
@@ -133,11 +144,14 @@ struct alignas(64) GroupSlot {
   std::atomic<uint64_t> commit_count;
   std::atomic<uint64_t> seek_epoch;        // bumped by an admin seek
   std::atomic<uint64_t> retry_attempts;    // in-place retries; see above
-  uint64_t reserved[3];                    // member / generation (rebalancing)
+  std::atomic<int64_t> retry_at_ns;        // in-place retries: the next attempt's due time; see above
+  uint64_t reserved[2];                    // member / generation (rebalancing)
 };
 static_assert(sizeof(GroupSlot) == 64);
 static_assert(offsetof(GroupSlot, seek_epoch) == 24);
 static_assert(offsetof(GroupSlot, retry_attempts) == 32);
+static_assert(offsetof(GroupSlot, retry_at_ns) == 40);
+static_assert(std::atomic<int64_t>::is_always_lock_free);
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "cross-process atomics must not fall back to a lock");
 
 inline constexpr uint32_t kRetryAttemptBits = 8;

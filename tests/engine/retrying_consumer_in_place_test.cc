@@ -241,11 +241,15 @@ TEST_F(RetryInPlace, TheCommittedOffsetNeverPassesThePausedRecord) {
   }  // the helper goes away paused: its consumer commits nothing past r3 either
   EXPECT_EQ(committed(0), 3u);
 
-  // A new member (a restart) takes the record again, at attempt 2: the
-  // group's offsets file counts the attempts begun on it.
+  // A new member (a restart) takes the record again when its backoff is
+  // over, at attempt 2: the group's offsets file keeps the attempts begun
+  // on it and when the next is due.
   seen.clear();
   RetryingConsumer again = helper(in_place());
   const RecordHandler ok = recorder([](const StreamRecord&) {});
+  EXPECT_EQ(poll(again, ok), 0u) << "r3's backoff has 500 ms to go";
+  EXPECT_EQ(committed(0), 3u);
+  clock.advance_ns(500 * kMs);
   EXPECT_EQ(poll(again, ok), 7u);
   EXPECT_EQ(seen_in(0), (Strings{"r3/2", "r4/1", "r5/1", "r6/1", "r7/1", "r8/1", "r9/1"}));
   EXPECT_EQ(committed(0), 10u);

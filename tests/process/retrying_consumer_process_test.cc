@@ -35,12 +35,14 @@ RetryingConsumerOptions in_place() {
   return o;
 }
 
-// A member on a clock that never moves: a record that fails waits out its
-// backoff for as long as the member lives. It polls `polls` times, reporting
-// every call, fails "k1" transiently if `fail`, reports kDone, then waits to
-// be killed (at most 30 s) if `linger`.
-int member_main(const std::string& dir, int report_fd, int hold_fd, bool fail, int polls) {
+// A member on a clock that never moves, `later_ns` after the first
+// member's: a record that fails waits out its backoff for as long as the
+// member lives. It polls `polls` times, reporting every call, fails "k1"
+// transiently if `fail`, reports kDone, then waits to be killed (at most
+// 30 s) if `hold_fd` is open.
+int member_main(const std::string& dir, int report_fd, int hold_fd, bool fail, int polls, int64_t later_ns = 0) {
   ManualClock clock;
+  clock.advance_ns(later_ns);
   BusOptions bo;
   bo.clock = &clock;
   auto bus = Bus::open(dir, bo);
@@ -135,12 +137,14 @@ TEST(RetryInPlaceProcesses, AMemberKilledDuringTheBackoffIsReplacedByOneThatRetr
   }
   EXPECT_EQ(committed(dir.path(), 0), 1u);
 
-  // Its replacement starts at the group's offsets: k1 again (attempt 2: the
-  // group's offsets file kept the count), then k2 and k3, in order; nothing
-  // of partition 1 again.
+  // Its replacement, once the backoff is over (the group's offsets file
+  // keeps its due time: retrying_consumer_attempts_process_test.cc), starts
+  // at the group's offsets: k1 again (attempt 2: the file kept the count
+  // too), then k2 and k3, in order; nothing of partition 1 again.
   {
     test::Pipe report;
-    const pid_t second = children.spawn([&] { return member_main(dir.path(), report.write_end(), -1, false, 2); });
+    const pid_t second =
+        children.spawn([&] { return member_main(dir.path(), report.write_end(), -1, false, 2, 60 * kSec); });
     ASSERT_GT(second, 0);
     report.close_write();
     std::vector<Call> calls;

@@ -91,8 +91,8 @@ struct PausedPartition {
   uint32_t partition = 0;
   uint64_t offset = 0;           // the record retried; the group's committed offset stays here
   uint32_t failed_attempts = 0;  // attempts made on it (by earlier members too: the group's file counts them)
-  int64_t retry_at_ns = 0;       // bus clock: the next attempt is due
-  int64_t paused_since_ns = 0;   // bus clock: its first failure
+  int64_t retry_at_ns = 0;       // bus clock: the next attempt is due (kept in the group's file too)
+  int64_t paused_since_ns = 0;   // bus clock: its first failure in this member
 };
 
 struct RetryingConsumerStats {
@@ -102,7 +102,8 @@ struct RetryingConsumerStats {
   uint64_t dead_lettered = 0;          // written to the dead-letter queue by this helper
   uint64_t succeeded_after_retry = 0;  // succeeded on an attempt > 1
   // kInPlace only.
-  uint64_t pauses = 0;                 // partitions paused by a record's first failure
+  uint64_t pauses = 0;                 // partitions paused by a record's first failure in this member
+                                       // (or at a backoff an earlier member left in the group's file)
   int64_t paused_ns = 0;               // bus-clock time in pauses that have ended
   std::vector<PausedPartition> paused;  // paused now, in the order they were paused
 
