@@ -242,6 +242,13 @@ Status Bus::housekeep() {
     for (auto& p : (*t)->partitions)
       if (auto r = p->enforce_retention(state_->clock->now_ns()); !r) return std::unexpected(r.error());
   }
+  // Start the idle time of producer names whose holder died, so that a full
+  // table can reclaim them 7 days on (docs/exactly-once.md, section 1).
+  if (ipc::path_exists(state_->dir + "/producers/table")) {
+    auto table = state_->producers();
+    if (!table) return std::unexpected(table.error());
+    (*table)->stamp_idle(state_->registry);
+  }
   return {};
 }
 

@@ -24,7 +24,12 @@
 //   +68   kind         (u8)  1 named, 2 unnamed (freed when its process dies)
 //   +69   reserved     (u8, u16)
 //   +72   name_hash    (u64) XXH3-64(name) | 1; 0 for unnamed
-//   +80   reserved     48 bytes              -- line 1: identity, written under
+//   +80   idle_since_ms (atomic i64) named: bus-clock Unix ms at which the
+//                                     table first saw the identity READY
+//                                     without a live holder; 0 while held or
+//                                     not seen so (files made before it:
+//                                     zero); reset at each open
+//   +88   reserved     40 bytes              -- line 1: identity, written under
 //                                               the assign lock
 //   +128  name[208]    NUL-padded
 //   +336  counters     8 x atomic u64 (relaxed statistics): opens, fenced
@@ -57,7 +62,9 @@
 //   bits 35..63  txn: transaction number (transactions)
 //
 // pid = generation << 32 | slot: one identity forever (a reused slot gets a
-// new generation); 0 is "no producer" in frame headers.
+// new generation: an unnamed one freed, or a named one reclaimed after idling
+// kProducerIdleExpirationMs, producer_table.h); 0 is "no producer" in frame
+// headers.
 //
 // ---- <dir>/topics/<t>/<p>/producers (kind kPartitionProducers) ------------
 //
@@ -149,7 +156,8 @@ struct ProducerSlot {
   uint8_t kind;
   uint8_t reserved1[3];
   uint64_t name_hash;
-  uint8_t reserved2[48];
+  std::atomic<int64_t> idle_since_ms;
+  uint8_t reserved2[40];
   char name[kProducerNameBytes];
   std::atomic<uint64_t> opens;
   std::atomic<uint64_t> fenced_sends;
@@ -166,11 +174,13 @@ struct ProducerSlot {
 static_assert(sizeof(ProducerSlot) == 4096);
 static_assert(offsetof(ProducerSlot, generation) == 64);
 static_assert(offsetof(ProducerSlot, name_hash) == 72);
+static_assert(offsetof(ProducerSlot, idle_since_ms) == 80);
 static_assert(offsetof(ProducerSlot, name) == 128);
 static_assert(offsetof(ProducerSlot, opens) == 336);
 static_assert(offsetof(ProducerSlot, txn_partitions) == 512);
 static_assert(offsetof(ProducerSlot, txn_offsets_list) == 2560);
-static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free);
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free &&
+              std::atomic<int64_t>::is_always_lock_free);
 
 constexpr uint64_t make_producer_control(ProducerSlotState state, uint16_t epoch, uint16_t owner, uint32_t txn) {
   return uint64_t{state} | (uint64_t{epoch} << 3) | (uint64_t{owner} << 19) | (uint64_t{txn & 0x1FFFFFFFu} << 35);

@@ -26,7 +26,7 @@ constexpr auto kTakeoverWait = std::chrono::seconds(30);
 Result<ProducerTable*> BusState::producers() {
   std::lock_guard lock(mu);
   if (!producer_table) {
-    auto t = ProducerTable::open(dir);
+    auto t = ProducerTable::open(dir, *clock);  // idle names age on the bus clock
     if (!t) return std::unexpected(t.error());
     producer_table = std::move(*t);
   }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <unordered_map>
 
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
@@ -22,6 +23,22 @@ uint64_t name_hash_of(std::string_view name) { return key_hash(name) | 1; }
 bool same_name(const ProducerSlot& s, std::string_view name) {
   return std::string_view(s.name, strnlen(s.name, kProducerNameBytes)) == name;
 }
+
+// One pass's liveness answers: is_alive costs system calls, and the holders
+// of a full table's slots are few processes.
+class Liveness {
+ public:
+  explicit Liveness(const ipc::ProcessRegistry& registry) : registry_(registry) {}
+  bool alive(ipc::OwnerId owner) {
+    auto [it, fresh] = known_.try_emplace(owner, false);
+    if (fresh) it->second = registry_.is_alive(owner);
+    return it->second;
+  }
+
+ private:
+  const ipc::ProcessRegistry& registry_;
+  std::unordered_map<ipc::OwnerId, bool> known_;
+};
 }  // namespace
 
 Result<ipc::MappedFile> open_or_create_control_file(const std::string& path, ipc::FileKind kind, uint32_t data_offset,
@@ -39,12 +56,13 @@ Result<ipc::MappedFile> open_or_create_control_file(const std::string& path, ipc
   return std::move(*f);
 }
 
-Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& bus_dir) {
+Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& bus_dir, const Clock& clock,
+                                                           uint32_t slots) {
   const std::string dir = bus_dir + "/producers";
   if (auto ok = ipc::make_dirs(dir); !ok) return std::unexpected(ok.error());
   const std::string path = dir + "/table";
-  const ProducerTableParams params{kProducerSlots, 0};
-  const uint64_t bytes = kProducerSlotsOffset + uint64_t{kProducerSlots} * sizeof(ProducerSlot);
+  const ProducerTableParams params{slots, 0};
+  const uint64_t bytes = kProducerSlotsOffset + uint64_t{slots} * sizeof(ProducerSlot);
   auto f = open_or_create_control_file(path, ipc::FileKind::kProducerTable, static_cast<uint32_t>(kProducerSlotsOffset),
                                        bytes, &params, sizeof params);
   if (!f) return std::unexpected(f.error());
@@ -56,6 +74,7 @@ Result<std::unique_ptr<ProducerTable>> ProducerTable::open(const std::string& bu
   t->slots_ = p.slot_count;
   t->file_ = std::move(*f);
   t->path_ = path;
+  t->clock_ = &clock;
   return t;
 }
 
@@ -65,8 +84,7 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
   if (named) {
     if (auto ok = validate_name(name, "producer"); !ok) return std::unexpected(ok.error());
   }
-  auto& lock_word = *reinterpret_cast<std::atomic<uint64_t>*>(file_.data() + kProducerAssignLockOffset);
-  ipc::OwnerLock lock(lock_word, registry, std::chrono::steady_clock::now() + kAssignLockWait);
+  ipc::OwnerLock lock(assign_lock(), registry, std::chrono::steady_clock::now() + kAssignLockWait);
   if (!lock.held()) return make_error(Errc::kBusy, "producer table " + path_ + ": the assign lock stayed held for 5 s");
 
   // Under the lock, every identity field below is written by us alone; the
@@ -92,20 +110,15 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
     if (reusable < 0 && (never_used || unnamed_gone)) reusable = s;
     if (never_used || (!named && reusable >= 0)) break;  // the end of a name's probe chain
   }
+  // Nothing found and nothing reusable: the loop saw every slot (it stops
+  // early only at a never-used one, which is reusable), so the table is full
+  // and this name is not in it.
+  if (found < 0 && reusable < 0) reusable = sweep_idle(registry, start);
   if (found < 0) {
     if (reusable < 0)
       return make_error(Errc::kBusy, "producer table " + path_ + " is full (" + std::to_string(slots_) +
-                                         " identities)");
-    ProducerSlot& slot = this->slot(static_cast<uint32_t>(reusable));
-    slot.kind = named ? kProducerNamed : kProducerUnnamed;
-    slot.name_hash = h;
-    std::memset(slot.name, 0, kProducerNameBytes);
-    std::memcpy(slot.name, name.data(), name.size());
-    for (auto* c : {&slot.opens, &slot.fenced_sends, &slot.duplicates, &slot.takeovers, &slot.records_walked})
-      c->store(0, std::memory_order_relaxed);
-    const uint32_t gen = slot.generation.load(std::memory_order_relaxed) + 1;
-    // release: find() and list() read the identity fields without the lock.
-    slot.generation.store(gen == 0 ? 1 : gen, std::memory_order_release);  // 0 is "never used"
+                                         " identities, none idle long enough to reclaim)");
+    assign(static_cast<uint32_t>(reusable), name, h);
     found = reusable;
   }
   ProducerSlot& slot = this->slot(static_cast<uint32_t>(found));
@@ -120,6 +133,9 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
       return make_error(Errc::kBusy, "producer " + std::string(name) + " has a transaction to settle first");
     if (auto ok = settle(slot, id.pid); !ok) return std::unexpected(ok.error());
   }
+  // Held again: its idle time, if it had started, is over (relaxed: read and
+  // written under the assign lock only).
+  slot.idle_since_ms.store(0, std::memory_order_relaxed);
   // The epoch bump: fences every earlier instance. seq_cst: the opener's side
   // of the fencing handshake (docs/exactly-once.md, section 3): it precedes
   // our takeover walks, which must find any claim a zombie made before it
@@ -133,6 +149,69 @@ Result<ProducerIdentity> ProducerTable::open_identity(std::string_view name, con
   // relaxed: read back only by this identity's instances (and by `sluice`).
   id.opens = slot.opens.fetch_add(1, std::memory_order_relaxed) + 1;
   return id;
+}
+
+void ProducerTable::assign(uint32_t s, std::string_view name, uint64_t name_hash) {
+  ProducerSlot& slot = this->slot(s);
+  // The old pid dies first: a process killed in the middle leaves a new
+  // generation with some name, never the old generation with a new name (the
+  // old pid would then name two identities, and the new one would take the
+  // old one's sequences for its own). A torn name matches no lookup; the
+  // slot, READY without a holder, is reclaimed again in its time.
+  // release: pairs with the acquire loads of find(), list() and exists(),
+  // which read without the lock (they may see the name mid-change; only
+  // informational reads and lookups that then check the state do).
+  const uint32_t gen = slot.generation.load(std::memory_order_relaxed) + 1;
+  slot.generation.store(gen == 0 ? 1 : gen, std::memory_order_release);  // 0 is "never used"
+  slot.kind = name.empty() ? kProducerUnnamed : kProducerNamed;
+  slot.name_hash = name_hash;
+  slot.idle_since_ms.store(0, std::memory_order_relaxed);
+  std::memset(slot.name, 0, kProducerNameBytes);
+  std::memcpy(slot.name, name.data(), name.size());
+  for (auto* c : {&slot.opens, &slot.fenced_sends, &slot.duplicates, &slot.takeovers, &slot.records_walked,
+                  &slot.txn_committed, &slot.txn_aborted, &slot.txn_aborted_by_helper})
+    c->store(0, std::memory_order_relaxed);
+}
+
+int64_t ProducerTable::sweep_idle(const ipc::ProcessRegistry& registry, uint32_t start) {
+  // A named identity's last use cannot be stamped without a store per send
+  // (a producer may send for weeks after its open), but it is bounded by its
+  // holder's death: it was last used before the first time it is seen READY
+  // with its holder dead. That sighting starts its idle time. Its state and
+  // owner cannot change under us: a READY slot moves only by an open (under
+  // this lock) or by its holder's begin (dead), and a dead owner never comes
+  // back (the registry's generations move on).
+  const int64_t now = clock_->now_ns() / 1'000'000;
+  Liveness liveness(registry);
+  int64_t best = -1, best_since = 0;
+  for (uint32_t i = 0; i < slots_; ++i) {
+    const uint32_t s = (start + i) % slots_;
+    ProducerSlot& slot = this->slot(s);
+    if (slot.generation.load(std::memory_order_relaxed) == 0 || slot.kind != kProducerNamed) continue;
+    const uint64_t c = slot.control.load(std::memory_order_acquire);
+    if (producer_state(c) != kProducerReady) continue;
+    // relaxed (both): written under this lock only.
+    const int64_t since = slot.idle_since_ms.load(std::memory_order_relaxed);
+    // 0: not seen idle yet (or a file older than the field). A stamp in the
+    // future (the clock went back, or damage) is taken as none: the idle
+    // time restarts, which only delays a reclaim.
+    const bool stamped = since > 0 && since <= now;
+    if (stamped && now - since < kProducerIdleExpirationMs) continue;  // not yet: no need to ask liveness
+    if (liveness.alive(producer_owner(c))) continue;
+    if (!stamped) {
+      slot.idle_since_ms.store(now, std::memory_order_relaxed);
+    } else if (best < 0 || since < best_since) {
+      best = s;
+      best_since = since;
+    }
+  }
+  return best;
+}
+
+void ProducerTable::stamp_idle(const ipc::ProcessRegistry& registry) {
+  // One try (spins, no wait): housekeeping comes back later.
+  ipc::OwnerLock lock(assign_lock(), registry, std::chrono::steady_clock::now());
+  if (lock.held()) (void)sweep_idle(registry, 0);
 }
 
 void ProducerTable::close_identity(const ProducerIdentity& id) noexcept {
@@ -152,7 +231,8 @@ std::optional<uint32_t> ProducerTable::find(std::string_view name) const {
   for (uint32_t i = 0; i < slots_; ++i) {
     const uint32_t s = static_cast<uint32_t>((h + i) % slots_);
     const ProducerSlot& slot = this->slot(s);
-    // acquire: the identity fields were written before the generation.
+    // acquire: pairs with assign(). A slot being reassigned may show its
+    // new name late; callers check the state before acting on the slot.
     if (slot.generation.load(std::memory_order_acquire) == 0) return std::nullopt;  // the chain's end
     if (slot.name_hash == h && same_name(slot, name)) return s;
   }

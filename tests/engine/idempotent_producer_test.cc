@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "ipc/process_registry.h"
 #include "producer_format.h"
+#include "producer_table.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -191,6 +193,54 @@ TEST_F(IdempotentProducer, UnnamedIdentitiesAreDistinctAndTheirSlotsComeBackWith
   EXPECT_NE(c->producer_id(), first) << "a reused slot is a new identity";
   EXPECT_EQ(format::pid_slot(c->producer_id()), format::pid_slot(first)) << "the freed slot was reused";
   EXPECT_EQ(*c->next_sequence(0), 0u);
+}
+
+TEST_F(IdempotentProducer, AReclaimedNameComesBackAsANewIdentityWithFreshSequences) {
+  // A two-slot table on a manual clock, made before the bus makes its own.
+  ManualClock clock;
+  auto table = ProducerTable::open(dir_.path(), clock, 2);
+  ASSERT_TRUE(table);
+  auto me = ipc::ProcessRegistry::attach(dir_.path() + "/procs");
+  ASSERT_TRUE(me);
+  uint64_t old_pid = 0;
+  {
+    auto gone = Bus::open(dir_.path());  // the handle of a process that dies
+    ASSERT_TRUE(gone);
+    ProducerOptions o;
+    o.idempotent = true;
+    o.producer_name = "billing";
+    auto p = gone->create_producer("t", o);
+    ASSERT_TRUE(p);
+    old_pid = p->producer_id();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(p->send(Message{"", "old"}, 0).ok());
+  }
+  Producer filler = producer("filler");
+  // Full: the first try sees "billing" idle; a week later a new identity
+  // (unnamed, so that it frees the slot again at its close) takes its slot.
+  auto busy = (*table)->open_identity("", *me);
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code, Errc::kBusy);
+  clock.advance_ns(kProducerIdleExpirationMs * 1'000'000);
+  auto unnamed = (*table)->open_identity("", *me);
+  ASSERT_TRUE(unnamed) << unnamed.error().to_string();
+  EXPECT_EQ(unnamed->slot, format::pid_slot(old_pid));
+  (*table)->close_identity(*unnamed);
+
+  Producer p = producer("billing");
+  EXPECT_NE(p.producer_id(), old_pid) << "the name was forgotten: a new identity";
+  EXPECT_EQ(*p.next_sequence(0), 0u) << "and fresh sequences";
+  const SendResult r = p.send(Message{"", "new"}, 0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.sequence, 0u);
+  EXPECT_FALSE(r.duplicate);
+  const auto seen = read(0);
+  ASSERT_EQ(seen.size(), 4u) << "the old pid's frames stay in the log";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(seen[i].pid, old_pid);
+    EXPECT_EQ(seen[i].sequence, static_cast<uint32_t>(i));
+  }
+  EXPECT_EQ(seen[3].pid, p.producer_id());
+  EXPECT_EQ(seen[3].sequence, 0u);
 }
 
 TEST_F(IdempotentProducer, AnOpenClaimHoldsTheNextSequence) {
