@@ -6,6 +6,8 @@
 #include <string>
 
 #include "commands.h"
+#include "held_by_text.h"
+#include "json_text.h"
 #include "text_parse.h"
 
 namespace sluice::cli {
@@ -16,17 +18,10 @@ struct SeekArgs {
   std::string group, topic, to, partition;
 };
 
-std::string age_text(int64_t ns) {
-  if (ns <= 0) return "-";
-  char buf[32];
-  if (ns < 1'000'000)
-    std::snprintf(buf, sizeof buf, "%.1fus", ns / 1e3);
-  else if (ns < 1'000'000'000)
-    std::snprintf(buf, sizeof buf, "%.1fms", ns / 1e6);
-  else
-    std::snprintf(buf, sizeof buf, "%.1fs", ns / 1e9);
-  return buf;
-}
+struct DescribeArgs {
+  std::string group;
+  std::string format = "text";
+};
 
 std::string offset_text(uint64_t o) { return o == kNoOffset ? "-" : std::to_string(o); }
 
@@ -39,20 +34,52 @@ int run_list(const Context& ctx) {
   return kExitOk;
 }
 
-int run_describe(const Context& ctx, const std::string& group) {
-  if (auto ok = check_name(group, "group"); !ok) return fail(ok.error());
+// One JSON object per line and partition.
+void append_lag_json(std::string& out, const std::string& group, const PartitionLag& l) {
+  out += "{\"group\":";
+  append_json_string(out, group);
+  out += ",\"topic\":";
+  append_json_string(out, l.topic);
+  out += ",\"partition\":" + std::to_string(l.partition) +
+         ",\"committed\":" + (l.committed == kNoOffset ? std::string("null") : std::to_string(l.committed)) +
+         ",\"end_offset\":" + std::to_string(l.end_offset) + ",\"stable_offset\":" + std::to_string(l.stable_offset) +
+         ",\"lag_records\":" + std::to_string(l.lag_records) +
+         ",\"lag_stable_records\":" + std::to_string(l.lag_stable_records) +
+         ",\"lag_bytes\":" + std::to_string(l.lag_bytes) +
+         ",\"oldest_unconsumed_age_ns\":" + std::to_string(l.oldest_unconsumed_age_ns) +
+         ",\"last_commit_unix_ns\":" + std::to_string(l.last_commit_unix_ns) + ",";
+  append_held_by_json(out, l.held_by);
+  out += "}\n";
+}
+
+int run_describe(const Context& ctx, const DescribeArgs& a) {
+  if (auto ok = check_name(a.group, "group"); !ok) return fail(ok.error());
+  if (a.format != "text" && a.format != "json")
+    return fail("--format: '" + a.format + "' is not text or json", kExitUsage);
   auto bus = open_bus(ctx);
   if (!bus) return fail(bus.error());
-  auto d = bus->describe_group(group);
+  auto d = bus->describe_group(a.group);
   if (!d) return fail(d.error());
+  if (a.format == "json") {
+    std::string out;
+    for (const PartitionLag& l : d->partitions) append_lag_json(out, d->group, l);
+    std::fputs(out.c_str(), stdout);
+    return kExitOk;
+  }
   std::printf("group %s\n", d->group.c_str());
   std::printf("%-24s %9s %12s %12s %12s %12s %14s %12s\n", "topic", "partition", "committed", "end", "lso", "lag",
               "lag_bytes", "oldest_age");
-  for (const PartitionLag& l : d->partitions)
+  for (const PartitionLag& l : d->partitions) {
     std::printf("%-24s %9u %12s %12llu %12llu %12llu %14llu %12s\n", l.topic.c_str(), l.partition,
                 offset_text(l.committed).c_str(), (unsigned long long)l.end_offset,
                 (unsigned long long)l.stable_offset, (unsigned long long)l.lag_records,
                 (unsigned long long)l.lag_bytes, age_text(l.oldest_unconsumed_age_ns).c_str());
+    // A held partition: who holds it, and what a read-committed member can
+    // still read (the lag column counts up to the end).
+    if (l.stable_offset < l.end_offset)
+      std::printf("%s lag_stable %llu\n", held_by_line(l.topic, l.partition, l.held_by).c_str(),
+                  (unsigned long long)l.lag_stable_records);
+  }
   return kExitOk;
 }
 
@@ -88,11 +115,16 @@ void add_group_commands(CLI::App& app, Context& ctx) {
     ctx.exit_code = run_list(ctx);
   });
 
-  auto describe_group = std::make_shared<std::string>();
+  auto describe = std::make_shared<DescribeArgs>();
   CLI::App* d = group->add_subcommand(
-      "describe", "per topic and partition: committed offset, end offset, last stable offset (lso: where read-committed readers stop), lag (records, bytes), oldest unconsumed age");
-  d->add_option("group", *describe_group, "group name")->type_name("GROUP")->required();
-  d->callback([&ctx, describe_group] { ctx.exit_code = run_describe(ctx, *describe_group); });
+      "describe", "per topic and partition: committed offset, end offset, last stable offset (lso: where "
+                  "read-committed readers stop), lag (records, bytes), oldest unconsumed age; under a partition "
+                  "whose lso is below its end, a held-by line: the transaction holding it (name, pid, epoch, "
+                  "state, how long, alive or dead) and lag_stable, the records a read-committed member can read");
+  d->add_option("group", describe->group, "group name")->type_name("GROUP")->required();
+  d->add_option("--format", describe->format, "text (default) or json (one object per partition and line)")
+      ->type_name("FORMAT");
+  d->callback([&ctx, describe] { ctx.exit_code = run_describe(ctx, *describe); });
 
   auto seek = std::make_shared<SeekArgs>();
   CLI::App* s =

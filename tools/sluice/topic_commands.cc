@@ -5,6 +5,8 @@
 #include <string>
 
 #include "commands.h"
+#include "held_by_text.h"
+#include "json_text.h"
 #include "text_parse.h"
 
 namespace sluice::cli {
@@ -99,12 +101,52 @@ const char* reset_name(OffsetReset r) {
   return "?";
 }
 
-int run_describe(const Context& ctx, const std::string& name, bool segments) {
-  if (auto ok = check_name(name, "topic"); !ok) return fail(ok.error());
+struct DescribeArgs {
+  std::string name;
+  bool segments = false;
+  std::string format = "text";
+};
+
+// One JSON object per line and partition.
+void append_partition_json(std::string& out, const std::string& topic, const PartitionInfo& p, bool segments) {
+  out += "{\"topic\":";
+  append_json_string(out, topic);
+  out += ",\"partition\":" + std::to_string(p.partition) + ",\"start_offset\":" + std::to_string(p.start_offset) +
+         ",\"end_offset\":" + std::to_string(p.end_offset) + ",\"stable_offset\":" + std::to_string(p.stable_offset) +
+         ",\"records\":" + std::to_string(p.end_offset - p.start_offset) +
+         ",\"segments\":" + std::to_string(p.segments.size()) + ",\"bytes\":" + std::to_string(p.bytes) +
+         ",\"repaired_claims\":" + std::to_string(p.repaired_claims) + ",";
+  append_held_by_json(out, p.held_by);
+  if (segments) {
+    out += ",\"segment_files\":[";
+    for (size_t i = 0; i < p.segments.size(); ++i) {
+      const SegmentInfo& s = p.segments[i];
+      out += std::string(i ? "," : "") + "{\"base_offset\":" + std::to_string(s.base_offset) +
+             ",\"end_offset\":" + std::to_string(s.end_offset) + ",\"bytes_used\":" + std::to_string(s.bytes_used) +
+             ",\"capacity\":" + std::to_string(s.capacity) + ",\"sealed\":" + (s.sealed ? "true" : "false") +
+             ",\"path\":";
+      append_json_string(out, s.path);
+      out += "}";
+    }
+    out += "]";
+  }
+  out += "}\n";
+}
+
+int run_describe(const Context& ctx, const DescribeArgs& a) {
+  if (auto ok = check_name(a.name, "topic"); !ok) return fail(ok.error());
+  if (a.format != "text" && a.format != "json")
+    return fail("--format: '" + a.format + "' is not text or json", kExitUsage);
   auto bus = open_bus(ctx);
   if (!bus) return fail(bus.error());
-  auto d = bus->describe_topic(name);
+  auto d = bus->describe_topic(a.name);
   if (!d) return fail(d.error());
+  if (a.format == "json") {
+    std::string out;
+    for (const PartitionInfo& p : d->partitions) append_partition_json(out, d->name, p, a.segments);
+    std::fputs(out.c_str(), stdout);
+    return kExitOk;
+  }
   const TopicOptions& o = d->options;
   std::printf("topic %s: %u partitions, segment %s, retention %s / %s, mode %s, reset %s\n", d->name.c_str(),
               o.partitions, size_text(o.segment_bytes).c_str(),
@@ -123,7 +165,8 @@ int run_describe(const Context& ctx, const std::string& name, bool segments) {
                 (unsigned long long)p.end_offset, (unsigned long long)p.stable_offset, (unsigned long long)records,
                 p.segments.size(),
                 (unsigned long long)p.bytes, (unsigned long long)p.repaired_claims);
-    if (!segments) continue;
+    if (p.stable_offset < p.end_offset) std::printf("%s\n", held_by_line(d->name, p.partition, p.held_by).c_str());
+    if (!a.segments) continue;
     for (const SegmentInfo& s : p.segments)
       std::printf("    segment base %llu end %llu used %llu/%u%s %s\n", (unsigned long long)s.base_offset,
                   (unsigned long long)s.end_offset, (unsigned long long)s.bytes_used, s.capacity,
@@ -170,14 +213,16 @@ void add_topic_commands(CLI::App& app, Context& ctx) {
 
   topic->add_subcommand("list", "list the topics of the bus")->callback([&ctx] { ctx.exit_code = run_list(ctx); });
 
-  auto describe_name = std::make_shared<std::string>();
-  auto describe_segments = std::make_shared<bool>(false);
-  CLI::App* d = topic->add_subcommand("describe", "partitions, offsets, segments, bytes and repaired claims");
-  d->add_option("name", *describe_name, "topic name")->type_name("NAME")->required();
-  d->add_flag("--segments", *describe_segments, "also list every segment file");
-  d->callback([&ctx, describe_name, describe_segments] {
-    ctx.exit_code = run_describe(ctx, *describe_name, *describe_segments);
-  });
+  auto describe = std::make_shared<DescribeArgs>();
+  CLI::App* d = topic->add_subcommand(
+      "describe", "partitions, offsets, last stable offset (lso), segments, bytes and repaired claims; under a "
+                  "partition whose lso is below its end, a held-by line: the transaction holding it (name, pid, "
+                  "epoch, state, how long, alive or dead)");
+  d->add_option("name", describe->name, "topic name")->type_name("NAME")->required();
+  d->add_flag("--segments", describe->segments, "also list every segment file");
+  d->add_option("--format", describe->format, "text (default) or json (one object per partition and line)")
+      ->type_name("FORMAT");
+  d->callback([&ctx, describe] { ctx.exit_code = run_describe(ctx, *describe); });
 
   auto delete_name = std::make_shared<std::string>();
   CLI::App* del = topic->add_subcommand("delete", "delete a topic, its segments and its group offsets");

@@ -33,6 +33,25 @@ struct SegmentInfo {
   std::string path;
 };
 
+// What holds a partition's last stable offset below its end: the first
+// record not decided yet belongs to a transaction (or to a claim in flight).
+// Read from the bus without resolving anything: a dead holder shows as dead
+// until a read-committed reader waiting there, housekeeping or `sluice txn
+// abort` aborts its transaction.
+struct StableOffsetHolder {
+  // The transaction's state: "ongoing", "committing" or "aborting" (the
+  // latter two: decided, being carried out); "straggler": a frame whose
+  // transaction is over (written after a helper's abort; the next reader
+  // aborts it); "claimed": a writer's claim in flight, no transaction (pid 0).
+  std::string state;
+  uint64_t pid = 0;
+  std::string name;              // the transactional id; empty: unnamed
+  uint16_t epoch = 0;            // the frame's
+  bool alive = false;            // the holding process is attached
+  int64_t held_ns = 0;           // bus clock minus the held record's timestamp; 0 for a claim
+  int64_t deadline_unix_ms = 0;  // ongoing: when any process may abort it
+};
+
 struct PartitionInfo {
   uint32_t partition = 0;
   uint64_t start_offset = 0;  // first offset still in the log
@@ -41,6 +60,7 @@ struct PartitionInfo {
   // transaction's, or a claim in flight), or end_offset. Read-committed
   // readers stop there.
   uint64_t stable_offset = 0;
+  std::optional<StableOffsetHolder> held_by;  // set when stable_offset < end_offset
   uint64_t bytes = 0;         // frame bytes held by its segments
   uint64_t repaired_claims = 0;
   std::vector<SegmentInfo> segments;
@@ -59,9 +79,14 @@ struct PartitionLag {
   uint64_t end_offset = 0;
   // The last stable offset: the first record not decided yet (a
   // transaction's, or a claim in flight), or end_offset. Read-committed
-  // readers stop there. Computed from the group's position.
+  // readers stop there. The partition's, whatever the group's position (a
+  // read-uncommitted group may be past it).
   uint64_t stable_offset = 0;
+  std::optional<StableOffsetHolder> held_by;  // set when stable_offset < end_offset
   uint64_t lag_records = 0;
+  // Records between the group's position and the LSO: what a read-committed
+  // member can still read now (lag_records when nothing is held).
+  uint64_t lag_stable_records = 0;
   uint64_t lag_bytes = 0;
   int64_t oldest_unconsumed_age_ns = 0;  // 0 when caught up
   int64_t last_commit_unix_ns = 0;
