@@ -76,16 +76,7 @@ class StableOffset : public test::ClockedBusTest {
   // Rewrites the identity's control word in the producer table, as a holder
   // that died (or a helper) would have left it.
   void rewrite_control(uint64_t pid, const std::function<uint64_t(uint64_t)>& change) {
-    const std::string path = dir.path() + "/producers/table";
-    const int fd = ::open(path.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    const off_t at =
-        static_cast<off_t>(format::kProducerSlotsOffset + format::pid_slot(pid) * sizeof(format::ProducerSlot));
-    uint64_t c = 0;
-    ASSERT_EQ(::pread(fd, &c, sizeof c, at), 8);
-    c = change(c);
-    ASSERT_EQ(::pwrite(fd, &c, sizeof c, at), 8);
-    ::close(fd);
+    test::rewrite_producer_control(dir.path(), pid, change);
   }
 
   // An OwnerId of this bus that is dead: a registry slot taken and released.

@@ -146,19 +146,7 @@ struct TransactionalQueue : test::ClockedBusTest {
 
   // Rewrites the state bits of the identity's control word in the producer
   // table, as a holder that died at that point would have left them.
-  void set_slot_state(uint64_t pid, format::ProducerSlotState state) {
-    const std::string path = dir.path() + "/producers/table";
-    const int fd = ::open(path.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    const off_t at =
-        static_cast<off_t>(format::kProducerSlotsOffset + format::pid_slot(pid) * sizeof(format::ProducerSlot));
-    uint64_t c = 0;
-    ASSERT_EQ(::pread(fd, &c, sizeof c, at), 8);
-    c = format::make_producer_control(state, format::producer_epoch(c), format::producer_owner(c),
-                                      format::producer_txn(c));
-    ASSERT_EQ(::pwrite(fd, &c, sizeof c, at), 8);
-    ::close(fd);
-  }
+  void set_slot_state(uint64_t pid, format::ProducerSlotState state) { test::set_producer_state(dir.path(), pid, state); }
 
   QueueLevelStats level(uint32_t l) {
     auto s = bus->queue_stats("mail");

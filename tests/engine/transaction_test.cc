@@ -69,16 +69,7 @@ class Transactions : public ::testing::Test {
   // Rewrites the state bits of the identity's control word in the producer
   // table, as a holder that died at that point would have left them.
   void set_slot_state(uint64_t pid, format::ProducerSlotState state, uint16_t epoch_bump = 0) {
-    const std::string path = dir_.path() + "/producers/table";
-    const int fd = ::open(path.c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    const off_t at = static_cast<off_t>(format::kProducerSlotsOffset + format::pid_slot(pid) * sizeof(format::ProducerSlot));
-    uint64_t c = 0;
-    ASSERT_EQ(::pread(fd, &c, sizeof c, at), 8);
-    c = format::make_producer_control(state, static_cast<uint16_t>(format::producer_epoch(c) + epoch_bump),
-                                      format::producer_owner(c), format::producer_txn(c));
-    ASSERT_EQ(::pwrite(fd, &c, sizeof c, at), 8);
-    ::close(fd);
+    test::set_producer_state(dir_.path(), pid, state, epoch_bump);
   }
 
   test::TempDir dir_;

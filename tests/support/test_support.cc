@@ -1,5 +1,6 @@
 #include "support/test_support.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +10,10 @@
 #include <filesystem>
 #include <random>
 #include <thread>
+
+#include <gtest/gtest.h>
+
+#include "producer_format.h"
 
 namespace sluice::test {
 
@@ -55,6 +60,28 @@ int wait_child(pid_t pid, int timeout_ms) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+void rewrite_producer_control(const std::string& bus_dir, uint64_t pid,
+                              const std::function<uint64_t(uint64_t)>& change) {
+  const std::string path = bus_dir + "/producers/table";
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << path;
+  const auto at =
+      static_cast<off_t>(format::kProducerSlotsOffset + format::pid_slot(pid) * sizeof(format::ProducerSlot));
+  uint64_t c = 0;
+  EXPECT_EQ(::pread(fd, &c, sizeof c, at), 8);
+  c = change(c);
+  EXPECT_EQ(::pwrite(fd, &c, sizeof c, at), 8);
+  ::close(fd);
+}
+
+void set_producer_state(const std::string& bus_dir, uint64_t pid, uint8_t state, uint16_t epoch_bump) {
+  rewrite_producer_control(bus_dir, pid, [&](uint64_t c) {
+    return format::make_producer_control(static_cast<format::ProducerSlotState>(state),
+                                         static_cast<uint16_t>(format::producer_epoch(c) + epoch_bump),
+                                         format::producer_owner(c), format::producer_txn(c));
+  });
 }
 
 }  // namespace sluice::test

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -30,5 +31,14 @@ pid_t fork_child(const std::function<int()>& body);
 // Waits up to timeout_ms for `pid`. Returns its exit code, 128 + signal when
 // killed, or -1 on timeout (the child is then SIGKILLed and reaped).
 int wait_child(pid_t pid, int timeout_ms);
+
+// Rewrites the control word of identity `pid` in the bus's producer table
+// through the file (as a holder that died at some point, or a helper, would
+// have left it): `change` maps the old word to the new. A gtest failure if the
+// table cannot be read or written.
+void rewrite_producer_control(const std::string& bus_dir, uint64_t pid,
+                              const std::function<uint64_t(uint64_t)>& change);
+// The same, setting the state bits (and moving the epoch by `epoch_bump`).
+void set_producer_state(const std::string& bus_dir, uint64_t pid, uint8_t state, uint16_t epoch_bump = 0);
 
 }  // namespace sluice::test
