@@ -9,6 +9,7 @@
 #include <sluice/sluice.h>
 
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,20 @@ int member_main(const std::string& dir, int report_fd, int polls) {
   return write_failed ? 13 : 0;
 }
 
+// Runs `member` (given the write end of its report pipe) in a child to its
+// exit, which must be 0, and returns the calls it reported.
+std::vector<Call> run_to_the_end(test::Children& children, const std::function<int(int)>& member) {
+  test::Pipe report;
+  const pid_t pid = children.spawn([&] { return member(report.write_end()); });
+  EXPECT_GT(pid, 0);
+  report.close_write();
+  EXPECT_EQ(children.wait(pid, 20'000), 0);
+  std::vector<Call> calls;
+  Call call;
+  while (test::read_exact(report.read_end(), &call, sizeof call, 1'000)) calls.push_back(call);
+  return calls;
+}
+
 // A topic of one partition holding k0, k1, k2.
 void make_topic(const std::string& dir) {
   auto bus = Bus::open(dir);
@@ -100,14 +115,7 @@ TEST(RetryInPlaceAttemptsProcesses, AMemberKilledInTheLastAttemptIsFollowedByOne
   // Its replacement does not run k1 a third time: it dead-letters it, then
   // handles k2.
   {
-    test::Pipe report;
-    const pid_t second = children.spawn([&] { return member_main(dir.path(), report.write_end(), 2); });
-    ASSERT_GT(second, 0);
-    report.close_write();
-    EXPECT_EQ(children.wait(second, 20'000), 0);
-    std::vector<Call> calls;
-    Call call;
-    while (test::read_exact(report.read_end(), &call, sizeof call, 1'000)) calls.push_back(call);
+    const std::vector<Call> calls = run_to_the_end(children, [&](int fd) { return member_main(dir.path(), fd, 2); });
     ASSERT_EQ(calls.size(), 1u);
     EXPECT_EQ(calls[0].offset, 2u);
     EXPECT_EQ(calls[0].attempt, 1u);
@@ -191,14 +199,8 @@ TEST(RetryInPlaceAttemptsProcesses, AMemberKilledInABackoffIsFollowedByOneThatWa
   }
   // Its replacement, at the same clock reading, runs nothing until its
   // clock has moved by the backoff; then k1's second attempt, and k2.
-  test::Pipe report;
-  const pid_t second = children.spawn([&] { return backoff_member_main(dir.path(), report.write_end(), false); });
-  ASSERT_GT(second, 0);
-  report.close_write();
-  EXPECT_EQ(children.wait(second, 20'000), 0);
-  std::vector<Call> calls;
-  Call call;
-  while (test::read_exact(report.read_end(), &call, sizeof call, 1'000)) calls.push_back(call);
+  const std::vector<Call> calls =
+      run_to_the_end(children, [&](int fd) { return backoff_member_main(dir.path(), fd, false); });
   ASSERT_EQ(calls.size(), 3u);
   EXPECT_TRUE(calls[0].offset == kClockMoved.offset && calls[0].attempt == kClockMoved.attempt)
       << "k1 ran before its backoff was over";
