@@ -34,6 +34,22 @@ inline TopicOptions small_topic() {
   return o;
 }
 
+// Creates queue `name` with `options` in the bus at `dir` and publishes
+// "m0" .. "m<n-1>" to it, in that order.
+inline void fill_queue(const std::string& dir, const std::string& name, const QueueOptions& options, int n) {
+  auto bus = Bus::open(dir);
+  ASSERT_TRUE(bus) << bus.error().to_string();
+  ASSERT_TRUE(bus->create_queue(name, options));
+  auto p = bus->create_queue_publisher(name);
+  ASSERT_TRUE(p);
+  for (int i = 0; i < n; ++i) {
+    const std::string v = "m" + std::to_string(i);
+    QueueMessage m;
+    m.value = v;
+    ASSERT_TRUE(p->publish(m).ok());
+  }
+}
+
 struct Pipe {
   int fd[2] = {-1, -1};
   Pipe() {

@@ -22,23 +22,11 @@ constexpr int kMessages = 500;
 
 TEST(ParkingProcesses, AWorkerKilledMidParkLeavesOneParkedCopyEach) {
   test::TempDir dir;
-  {
-    auto bus = Bus::open(dir.path());
-    ASSERT_TRUE(bus);
-    QueueOptions o;
-    o.segment_bytes = 1 << 20;
-    o.max_depth_bytes = 8 << 20;
-    o.lease_ns = 3'600'000 * kMs;  // an hour: what comes back sooner came back through liveness
-    ASSERT_TRUE(bus->create_queue("jobs", o));
-    auto p = bus->create_queue_publisher("jobs");
-    ASSERT_TRUE(p);
-    for (int i = 0; i < kMessages; ++i) {
-      const std::string v = "m" + std::to_string(i);
-      QueueMessage m;
-      m.value = v;
-      ASSERT_TRUE(p->publish(m).ok());
-    }
-  }
+  QueueOptions o;
+  o.segment_bytes = 1 << 20;
+  o.max_depth_bytes = 8 << 20;
+  o.lease_ns = 3'600'000 * kMs;  // an hour: what comes back sooner came back through liveness
+  ASSERT_NO_FATAL_FAILURE(test::fill_queue(dir.path(), "jobs", o, kMessages));
   test::Children children;
   test::Pipe ready;
   const pid_t child = children.spawn([&] {

@@ -35,19 +35,7 @@ QueueOptions test_queue() {
 // leases come back as soon as its death is visible, not after the lease.
 TEST(QueueProcesses, LeasesOfAKilledWorkerAreRedeliveredAtOnce) {
   test::TempDir dir;
-  {
-    auto bus = Bus::open(dir.path());
-    ASSERT_TRUE(bus);
-    ASSERT_TRUE(bus->create_queue("jobs", test_queue()));
-    auto p = bus->create_queue_publisher("jobs");
-    ASSERT_TRUE(p);
-    for (int i = 0; i < 10; ++i) {
-      const std::string v = "m" + std::to_string(i);
-      QueueMessage m;
-      m.value = v;
-      ASSERT_TRUE(p->publish(m).ok());
-    }
-  }
+  ASSERT_NO_FATAL_FAILURE(test::fill_queue(dir.path(), "jobs", test_queue(), 10));
   test::Children children;
   test::Pipe ready;
   const pid_t child = children.spawn([&] {
