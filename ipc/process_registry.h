@@ -22,9 +22,12 @@
 
 #include <sluice/status.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ipc/file_lock.h"
@@ -76,6 +79,28 @@ class ProcessRegistry {
 
   ProcessSlot* slots() const noexcept;
   std::string lock_path(uint32_t slot) const;
+};
+
+// Liveness of the owners met in one call or one walk, asked once each (any
+// other process's costs three system calls). The last 16 owners are kept;
+// no allocation.
+class LivenessCache {
+ public:
+  explicit LivenessCache(const ProcessRegistry& registry) : registry_(registry) {}
+  bool alive(OwnerId owner) {
+    if (owner == registry_.self()) return true;
+    for (uint32_t i = 0; i < std::min<uint32_t>(n_, kSize); ++i)
+      if (seen_[i].first == owner) return seen_[i].second;
+    const bool a = registry_.is_alive(owner);
+    seen_[n_++ % kSize] = {owner, a};
+    return a;
+  }
+
+ private:
+  static constexpr uint32_t kSize = 16;
+  const ProcessRegistry& registry_;
+  std::array<std::pair<OwnerId, bool>, kSize> seen_{};
+  uint32_t n_ = 0;
 };
 
 }  // namespace sluice::ipc

@@ -99,26 +99,7 @@ class BucketLock {
   Result result_;
 };
 
-// Liveness of the owners met in one call or one walk, asked once each
-// (another process's costs three system calls). No allocation.
-class Liveness {
- public:
-  explicit Liveness(const ipc::ProcessRegistry& registry) : registry_(registry) {}
-  bool alive(ipc::OwnerId owner) {
-    if (owner == registry_.self()) return true;
-    for (uint32_t i = 0; i < std::min<uint32_t>(n_, kSize); ++i)
-      if (seen_[i].first == owner) return seen_[i].second;
-    const bool a = registry_.is_alive(owner);
-    seen_[n_++ % kSize] = {owner, a};
-    return a;
-  }
-
- private:
-  static constexpr uint32_t kSize = 16;
-  const ipc::ProcessRegistry& registry_;
-  std::array<std::pair<ipc::OwnerId, bool>, kSize> seen_{};
-  uint32_t n_ = 0;
-};
+using Liveness = ipc::LivenessCache;
 
 // What an entry's valid word means at `now_ms` (processed_format.h).
 // REQUIRES: the bucket lock (time_ms is read).

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <unordered_map>
 
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
@@ -24,21 +23,6 @@ bool same_name(const ProducerSlot& s, std::string_view name) {
   return std::string_view(s.name, strnlen(s.name, kProducerNameBytes)) == name;
 }
 
-// One pass's liveness answers: is_alive costs system calls, and the holders
-// of a full table's slots are few processes.
-class Liveness {
- public:
-  explicit Liveness(const ipc::ProcessRegistry& registry) : registry_(registry) {}
-  bool alive(ipc::OwnerId owner) {
-    auto [it, fresh] = known_.try_emplace(owner, false);
-    if (fresh) it->second = registry_.is_alive(owner);
-    return it->second;
-  }
-
- private:
-  const ipc::ProcessRegistry& registry_;
-  std::unordered_map<ipc::OwnerId, bool> known_;
-};
 }  // namespace
 
 Result<ipc::MappedFile> open_or_create_control_file(const std::string& path, ipc::FileKind kind, uint32_t data_offset,
@@ -182,7 +166,7 @@ int64_t ProducerTable::sweep_idle(const ipc::ProcessRegistry& registry, uint32_t
   // this lock) or by its holder's begin (dead), and a dead owner never comes
   // back (the registry's generations move on).
   const int64_t now = clock_->now_ns() / 1'000'000;
-  Liveness liveness(registry);
+  ipc::LivenessCache liveness(registry);  // the holders of a full table's slots are few processes
   int64_t best = -1, best_since = 0;
   for (uint32_t i = 0; i < slots_; ++i) {
     const uint32_t s = (start + i) % slots_;
