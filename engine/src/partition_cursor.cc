@@ -29,8 +29,29 @@ PartitionCursor::Step PartitionCursor::corrupt(std::string what) {
   return Step::kCorrupt;
 }
 
+bool PartitionCursor::eos_wait_over(uint64_t next_base) {
+  const int64_t now = partition_->topic().bus->clock->coarse_now_ns();
+  if (eos_since_ns_ == 0 || eos_base_ != next_base) {
+    eos_since_ns_ = now;
+    eos_base_ = next_base;
+    eos_polls_ = 0;
+    return false;
+  }
+  return now - eos_since_ns_ >= kCreateNextAfterNs || ++eos_polls_ >= kCreateNextAfterPolls;
+}
+
 PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
   const uint64_t next_base = next_offset_;
+  // A caught-up reader polls here from the seal until the writer has made
+  // the next segment (recycling one takes a millisecond). While the
+  // partition's newest segment is older than the one we want, it is not
+  // there yet: no file lookups (an open and a directory listing, per poll;
+  // queue workers spent their CPU on them). acquire: pairs with the release
+  // CAS in create_segment(), after the file is in place. A writer that died
+  // between its file and that CAS leaves the hint behind; once the wait for
+  // a dead writer is over the lookups below run and find the file.
+  if (next_base > partition_->control().newest_base.load(std::memory_order_acquire) && !eos_wait_over(next_base))
+    return Step::kEmpty;
   auto next = partition_->segment(next_base);
   if (!next && next.error().code == Errc::kNotFound) {
     // Cases, checked in this order because a writer may create the segment
@@ -57,14 +78,7 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
       // writer is recycling (zeroing 64 MiB takes milliseconds), and the log
       // would allocate and fault in fresh memory on every roll. A reader
       // creates it only when the writer seems to have died in between.
-      const int64_t now = partition_->topic().bus->clock->coarse_now_ns();
-      if (eos_since_ns_ == 0 || eos_base_ != next_base) {
-        eos_since_ns_ = now;
-        eos_base_ = next_base;
-        eos_polls_ = 0;
-        return Step::kEmpty;
-      }
-      if (now - eos_since_ns_ < kCreateNextAfterNs && ++eos_polls_ < kCreateNextAfterPolls) return Step::kEmpty;
+      if (!eos_wait_over(next_base)) return Step::kEmpty;
       next = partition_->next_segment(*segment_, static_cast<uint32_t>(next_base - segment_->base_offset()));
     }
   }
@@ -260,6 +274,22 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
   return {};
 }
 
+Result<bool> PartitionCursor::seek_within_segment(std::shared_ptr<Segment> seg, uint64_t offset) {
+  const uint64_t base = seg->base_offset();
+  auto [pos, rel] = seg->index_lookup(static_cast<uint32_t>(std::min<uint64_t>(offset - base, UINT32_MAX)));
+  if (auto ok = walk_to(seg, pos, base + rel, offset); !ok) return std::unexpected(ok.error());
+  if (next_offset_ >= offset) return true;
+  // Short of it: fine if the walk stopped at a frame it may not step over
+  // (claimed, undecided), or at the end of the newest segment (offset is
+  // past the log's end: the cursor waits there, as seek() leaves it).
+  // Otherwise offset lies in a later segment.
+  if (static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes > seg->capacity()) return false;
+  const uint64_t w = seg->word(frame_pos_).load(std::memory_order_acquire);
+  if (w != 0) return claim_state(w) != kEndOfSegment;
+  // acquire: as in enter_segment_after_eos().
+  return base == partition_->control().newest_base.load(std::memory_order_acquire);
+}
+
 Status PartitionCursor::seek(uint64_t offset) {
   const uint64_t start = partition_->start_offset();
   if (offset < start) {
@@ -270,6 +300,24 @@ Status PartitionCursor::seek(uint64_t offset) {
                                                    std::to_string(partition_->index()) +
                                                    " was removed by retention (log starts at " +
                                                    std::to_string(start) + ")");
+  }
+  // Without listing the directory where a segment at hand may hold the
+  // offset: the current one, then the newest (this process has it mapped).
+  // Queue workers that share a level seek past the others' offsets once per
+  // batch; a listing per seek was most of their system time.
+  if (segment_ && offset >= segment_->base_offset()) {
+    auto within = seek_within_segment(segment_, offset);
+    if (!within) return std::unexpected(within.error());
+    if (*within) return {};
+  }
+  // acquire: pairs with the release CAS in create_segment().
+  if (const uint64_t newest = partition_->control().newest_base.load(std::memory_order_acquire);
+      offset >= newest && (!segment_ || segment_->base_offset() != newest)) {
+    if (auto seg = partition_->segment(newest)) {
+      auto within = seek_within_segment(std::move(*seg), offset);
+      if (!within) return std::unexpected(within.error());
+      if (*within) return {};
+    }
   }
   auto bases = partition_->segment_bases();
   if (!bases) return std::unexpected(bases.error());

@@ -72,6 +72,13 @@ class PartitionCursor {
   int64_t eos_since_ns_ = 0;
   uint64_t eos_base_ = 0;
   uint32_t eos_polls_ = 0;
+  // Whether a reader at the end of a sealed segment has waited long enough
+  // for its writer to make segment `next_base` (the first call starts the wait).
+  bool eos_wait_over(uint64_t next_base);
+  // seek() inside `seg`, for an offset at or past its base: true if the
+  // cursor now stands where seek() would leave it, false if the offset lies
+  // in a later segment.
+  Result<bool> seek_within_segment(std::shared_ptr<Segment> seg, uint64_t offset);
   static constexpr int64_t kCreateNextAfterNs = 100'000'000;  // a new 64 MiB file takes ~25 ms here
   static constexpr uint32_t kCreateNextAfterPolls = 1u << 24;
   uint32_t frame_len_ = 0;

@@ -124,6 +124,27 @@ TEST_F(Replay, ConsumerSeeksToAnOffsetTheBeginningAndTheEnd) {
   EXPECT_EQ(next_read(c), 0u);
 }
 
+// A reading consumer's seeks start from the segment it stands in, or the
+// newest, before listing the partition: every landing must be the same.
+TEST_F(Replay, AReadingConsumerSeeksForwardAndBackInsideAndAcrossSegments) {
+  Consumer c = consumer("");
+  ASSERT_EQ(next_read(c), 0u);
+  std::vector<uint64_t> targets;
+  for (uint64_t o = 1; o < kRecords; o += 7) targets.push_back(o);  // inside frames, into the next segment
+  for (uint64_t o = kRecords - 1; o > 11; o -= 11) targets.push_back(o);  // and back
+  for (uint64_t o : targets) {
+    c.seek(0, o);
+    ASSERT_EQ(next_read(c), o) << "after a seek to " << o;
+  }
+  // Past the end of the newest segment: the consumer waits there for it.
+  c.seek(0, kRecords);
+  EXPECT_TRUE(poll_offsets(c).empty());
+  auto producer = bus_->create_producer(kTopic);
+  ASSERT_TRUE(producer);
+  ASSERT_TRUE(producer->send(Message{"", value_of(kRecords), {}, stamp(kRecords)}, 0).ok());
+  EXPECT_EQ(next_read(c), kRecords);
+}
+
 TEST_F(Replay, ConsumerSeeksToTheFirstRecordAtOrAfterATime) {
   Consumer c = consumer("");
   ASSERT_TRUE(c.seek_to_time(stamp(157)));
