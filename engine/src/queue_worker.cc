@@ -53,6 +53,9 @@ struct WorkerState {
   // reader coming back resolves it (docs/exactly-once.md, section 4,
   // "Queues"), so a parked worker must not sleep its whole timeout.
   bool held_at_pending = false;
+  // The last try_receive found a level's window full: what it waits for is
+  // another worker's ack, not a publisher (see wait_to_receive()).
+  bool window_full = false;
   WorkerStats stats;
   std::mt19937_64 rng{std::random_device{}()};
   uint32_t seq = 0;
@@ -77,11 +80,23 @@ struct WorkerState {
   WorkerState& operator=(const WorkerState&) = delete;
   ~WorkerState() { detach_worker_slot(shared, stats.breaker != BreakerStatus::kClosed); }
 
-  // relaxed (all three): statistics on lines only this process writes.
-  void count(std::atomic<uint64_t> QueueWorkerSlot::*counter, int64_t now) noexcept {
+  // relaxed (all): statistics on lines only this process writes. The stamp
+  // only moves forward: settles stamp from the coarse clock, which may lag
+  // the precise one of a receive (or of the attach) by a few milliseconds.
+  void count(std::atomic<uint64_t> QueueWorkerSlot::*counter, int64_t now, uint64_t k = 1) noexcept {
     if (shared == nullptr) return;
-    (shared->*counter).fetch_add(1, std::memory_order_relaxed);
-    shared->last_active_unix_ms.store(now / 1'000'000, std::memory_order_relaxed);
+    (shared->*counter).fetch_add(k, std::memory_order_relaxed);
+    const int64_t ms = now / 1'000'000;
+    if (ms > shared->last_active_unix_ms.load(std::memory_order_relaxed))
+      shared->last_active_unix_ms.store(ms, std::memory_order_relaxed);
+  }
+  // Receives are counted once per level and call, not per message: the
+  // level's counter is a line every worker of the queue adds to.
+  void count_received(uint32_t l, uint64_t k, int64_t now) noexcept {
+    if (k == 0) return;
+    // relaxed: a statistic.
+    q->level(l).received.fetch_add(k, std::memory_order_relaxed);
+    count(&QueueWorkerSlot::received, now, k);
   }
   void count_once_outcomes() noexcept {
     if (shared == nullptr) return;
@@ -108,6 +123,10 @@ struct WorkerState {
   }
 
   int64_t now_ns() const { return bus->clock->now_ns(); }
+  // For the millisecond stamps of settling (last_active, a closing breaker,
+  // the floor's commit time): the TSC read of now_ns() was a tenth of a
+  // worker's time when taken per ack.
+  int64_t coarse_now_ns() const { return bus->clock->coarse_now_ns(); }
   // The circuit breaker: how many messages may be taken now (0, 1 for the
   // half-open trial, or any), and what failures and successes do to it.
   std::atomic<uint64_t>& breaker() { return options.breaker.queue_wide ? q->breaker() : own_breaker; }
@@ -119,6 +138,9 @@ struct WorkerState {
     return q->queue_ms(now + std::clamp<int64_t>(delay_ns, 0, kMaxQueueDelayMs * 1'000'000));
   }
 
+  // Worker::receive: waits up to timeout_ns for at least one delivery.
+  Result<size_t> receive(std::span<Delivery> out, int64_t timeout_ns);
+  Result<size_t> wait_to_receive(std::span<Delivery> out, int64_t timeout_ns);
   Result<size_t> try_receive(std::span<Delivery> out);
   // How long a receiver with nothing to take may sleep before something can
   // come due without a publisher's wake-up: the earliest DELAYED time; a
@@ -169,15 +191,15 @@ PartitionCursor::Step WorkerState::read_at(uint32_t l, uint64_t offset, RecordVi
 
 void WorkerState::fill(Delivery& d, uint32_t l, const RecordView& v, uint64_t word, int64_t now) {
   d.worker_ = this;
-  d.keep_alive_ = cursors[l].current_segment();
+  // Most deliveries of a batch point into the segment the previous one held:
+  // no reference count traffic then (receive() keeps the old reference).
+  const std::shared_ptr<Segment>& seg = cursors[l].current_segment();
+  if (d.keep_alive_.get() != seg.get()) d.keep_alive_ = seg;
   d.view_ = v;
   d.level_ = l;
   d.word_ = word;
   d.deadline_ns_ = q->unix_ns_of(slot_due(word), now);
   ++stats.received;
-  // relaxed: a statistic.
-  q->level(l).received.fetch_add(1, std::memory_order_relaxed);
-  count(&QueueWorkerSlot::received, now);
 }
 
 // Case: a READY slot in [ack_floor, deliver_next). Its offset's record is
@@ -232,7 +254,10 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
     // that lets us use it moves.
     uint64_t o = L.deliver_next.load(std::memory_order_acquire);
     const uint64_t floor = L.ack_floor.load(std::memory_order_acquire);
-    if (o - floor >= W) return false;  // window full until the oldest message is settled
+    if (o - floor >= W) {  // window full until the oldest message is settled
+      window_full = true;
+      return false;
+    }
     auto& s = q->slot(l, o);
     uint64_t w = s.load(std::memory_order_acquire);
     if (w != free_slot(o)) {
@@ -300,19 +325,25 @@ Result<size_t> WorkerState::try_receive(std::span<Delivery> out) {
   const int64_t now = now_ns();
   out = out.first(std::min(out.size(), breaker_allowance(now)));
   held_at_pending = false;
+  window_full = false;
   size_t n = 0;
   for (uint32_t i = q->levels(); i-- > 0 && n < out.size();) {
     // Views handed out earlier keep their own segments alive; the cursor may
     // drop the ones it has left.
     cursors[i].release_left_segments();
     sweep(i, now);
+    const uint64_t received_before = stats.received;
     while (n < out.size() && take_ready(i, out[n], now)) ++n;
     while (n < out.size()) {
       auto got = take_new(i, out[n], now);
-      if (!got) return std::unexpected(got.error());
+      if (!got) {
+        count_received(i, stats.received - received_before, now);
+        return std::unexpected(got.error());
+      }
       if (!*got) break;
       ++n;
     }
+    count_received(i, stats.received - received_before, now);
   }
   if (options.guarantee == Guarantee::kAtMostOnce)
     for (size_t k = 0; k < n; ++k) (void)out[k].ack();  // settled before the handler runs
@@ -507,30 +538,41 @@ void WorkerState::settled(uint32_t l, uint64_t offset) {
 void WorkerState::advance_floor(uint32_t l) {
   QueueLevel& L = q->level(l);
   const uint64_t W = q->window();
-  bool moved = false;
+  uint64_t from = UINT64_MAX, to = 0;  // the floor moved by us: [from, to)
   for (;;) {
     uint64_t f = L.ack_floor.load(std::memory_order_acquire);
-    if (f >= L.deliver_next.load(std::memory_order_acquire)) break;
-    auto& s = q->slot(l, f);
-    uint64_t w = s.load(std::memory_order_acquire);
-    // Two steps, each helpable: free the slot for the next lap, then move
-    // the floor. A settler killed between them leaves FREE(f + W) at the
-    // floor, which the next one recognises.
-    // Only the DONE of offset f itself: a stale floor must not free the
-    // next lap's settled slot (queue_format.h says why).
-    if (slot_state(w) == kSlotDone && slot_due(w) == lap_of(f))
-      s.compare_exchange_strong(w, free_slot(f + W), std::memory_order_acq_rel);
-    else if (w != free_slot(f + W))
-      break;  // the oldest message is not settled, or our floor is stale
+    const uint64_t next = L.deliver_next.load(std::memory_order_acquire);
+    // Two steps, each helpable: free the slots of the settled run at the
+    // floor for the next lap, then move the floor past them in one CAS. A
+    // settler killed between them leaves FREE(o + W) at the floor, which
+    // the next one recognises. While the floor is still f, no receiver may
+    // reuse a slot of [f, end) (take_new() needs the floor past it), so a
+    // successful CAS moves the floor over slots all FREE for the next lap.
+    uint64_t end = f;
+    for (; end < next; ++end) {
+      auto& s = q->slot(l, end);
+      uint64_t w = s.load(std::memory_order_acquire);
+      // Only the DONE of offset `end` itself: a stale floor must not free
+      // the next lap's settled slot (queue_format.h says why).
+      if (slot_state(w) == kSlotDone && slot_due(w) == lap_of(end))
+        s.compare_exchange_strong(w, free_slot(end + W), std::memory_order_acq_rel);
+      else if (w != free_slot(end + W))
+        break;  // not settled yet, or our floor is stale
+    }
+    if (end == f) break;
     // release: pairs with the acquire loads of the floor in take_new(); the
-    // slot freed above is visible to a receiver that sees the new floor.
-    moved |= L.ack_floor.compare_exchange_strong(f, f + 1, std::memory_order_acq_rel);
+    // slots freed above are visible to a receiver that sees the new floor.
+    if (L.ack_floor.compare_exchange_strong(f, end, std::memory_order_acq_rel)) {
+      from = std::min(from, f);
+      to = end;
+    }
   }
-  if (moved) {
-    // The @queue group's offset follows the floor, so retention frees the
-    // settled segments. Asynchronous: a stale value only keeps more.
-    (void)q->floors->commit(l, L.ack_floor.load(std::memory_order_acquire), now_ns(), false);
-  }
+  // The @queue group's offset follows the floor, so retention frees the
+  // settled segments. Asynchronous, and once per 64 offsets or when the
+  // floor reaches the delivered end: a stale value only keeps more, and the
+  // commit's stores are to a line every worker of the queue writes.
+  if (to != 0 && ((from >> 6) != (to >> 6) || to == L.deliver_next.load(std::memory_order_acquire)))
+    (void)q->floors->commit(l, L.ack_floor.load(std::memory_order_acquire), coarse_now_ns(), false);
 }
 
 Status WorkerState::lease_lost(Delivery& d) {
@@ -702,6 +744,7 @@ Result<uint64_t> WorkerState::purge() {
 // ---- Delivery ----------------------------------------------------------------
 
 Delivery::Delivery() noexcept = default;
+Delivery::Delivery(std::shared_ptr<void> keep_alive) noexcept : keep_alive_(std::move(keep_alive)) {}
 // A moved-from Delivery is empty: only one handle may settle a lease.
 Delivery::Delivery(Delivery&& o) noexcept
     : worker_(std::exchange(o.worker_, nullptr)),
@@ -739,7 +782,7 @@ Status Delivery::ack() {
   if (slot_state(word_) != kSlotLeased) return make_error(Errc::kInvalidArgument, "delivery already settled");
   WorkerState& w = *worker_;
   if (auto ok = w.settle(*this, done_slot(slot_attempts(word_), offset())); !ok) return ok;
-  const int64_t now = w.now_ns();
+  const int64_t now = w.coarse_now_ns();  // only millisecond stamps below
   ++w.stats.acked;
   w.q->level(level_).acked.fetch_add(1, std::memory_order_relaxed);
   w.count(&QueueWorkerSlot::acked, now);
@@ -844,16 +887,30 @@ int64_t WorkerState::idle_wait_ns(int64_t now) {
   return std::max<int64_t>(wait, 1'000'000);
 }
 
-Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
-  WorkerState& s = *state_;
+Result<size_t> WorkerState::receive(std::span<Delivery> out, int64_t timeout_ns) {
+  // Emptied, each keeping its segment reference for fill() to reuse: most
+  // are refilled from the segment they held. Those not refilled let go of
+  // it below, so that an empty Delivery pins no segment.
   for (auto& d : out)
-    if (d.valid()) d = Delivery();
+    if (d.valid()) d = Delivery(std::move(d.keep_alive_));
+  const Result<size_t> r = wait_to_receive(out, timeout_ns);
+  for (size_t k = r ? *r : 0; k < out.size(); ++k) out[k].keep_alive_.reset();
+  return r;
+}
+
+Result<size_t> WorkerState::wait_to_receive(std::span<Delivery> out, int64_t timeout_ns) {
   Result<size_t> r = size_t{0};
   ipc::WaitOptions wait;
-  wait.strategy = static_cast<ipc::WaitStrategy>(s.options.wait);
+  wait.strategy = static_cast<ipc::WaitStrategy>(options.wait);
   auto attempt = [&] {
-    r = s.try_receive(out);
-    return !r || *r > 0;
+    r = try_receive(out);
+    if (!r || *r > 0) return true;
+    // A full window waits for the worker holding the oldest lease, which may
+    // be waiting for this CPU: a spinning worker gives it up. (With 2
+    // spinning workers on one vCPU, one spun out its time slice at a full
+    // window while the other, descheduled, held the floor.)
+    if (window_full) std::this_thread::yield();
+    return false;
   };
   if (attempt() || timeout_ns <= 0) return r;
   // Publishers wake us through the topic's word; retries, expiries and dead
@@ -863,9 +920,13 @@ Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
   for (;;) {
     const int64_t left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - clock::now()).count();
     if (left <= 0) return r;
-    const int64_t step = std::min(left, s.idle_wait_ns(s.now_ns()));
-    if (ipc::wait_until(attempt, step, wait, &s.q->log->control().wakeup)) return r;
+    const int64_t step = std::min(left, idle_wait_ns(now_ns()));
+    if (ipc::wait_until(attempt, step, wait, &q->log->control().wakeup)) return r;
   }
+}
+
+Result<size_t> Worker::receive(std::span<Delivery> out, int64_t timeout_ns) {
+  return state_->receive(out, timeout_ns);
 }
 
 Result<uint64_t> Worker::run(const Handler& handler, const std::function<bool()>& stop, uint64_t max_messages,

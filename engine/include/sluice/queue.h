@@ -197,6 +197,7 @@ class Delivery {
 
  private:
   friend struct WorkerState;
+  explicit Delivery(std::shared_ptr<void> keep_alive) noexcept;  // empty, holding a segment
   WorkerState* worker_ = nullptr;
   std::shared_ptr<void> keep_alive_;  // the log segment the views point into
   RecordView view_{};
