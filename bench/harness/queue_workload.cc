@@ -123,18 +123,22 @@ bool finish_throughput(QueueThroughputResult& r, const GroupOutcome& outcome, co
 // queue's log keeps settled segments until it is max_depth_bytes deep and
 // only then retires (and recycles) them: with the default 1 GiB the
 // publisher would write to fresh pages, a page fault every 32 messages, for
-// the first 1 GiB of every run. (QueueOptions has no prefault_segments.)
+// the first 1 GiB of every run. Segments are prefaulted when mapped, as the
+// log workloads' are (--no-prefault turns it off): each worker process maps
+// every segment, and faulting its pages in one by one cost the 4 workers a
+// third of their throughput.
 constexpr uint32_t kSegmentBytes = 4u << 20;
 constexpr int64_t kMaxDepthBytes = 32LL << 20;
 // 32 B frame header + 32 B record header + the value.
 constexpr uint64_t kFrameBytes = 64 + kValueBytes;
 
-QueueOptions throughput_queue_options() {
+QueueOptions throughput_queue_options(const BenchOptions& options) {
   QueueOptions q;
   q.window = 65536;  // messages in flight per level
   q.segment_bytes = kSegmentBytes;
   q.max_depth_bytes = kMaxDepthBytes;
   q.dead_letter_queue = "-";
+  q.prefault_segments = options.prefault;
   return q;
 }
 
@@ -145,18 +149,18 @@ uint64_t warmup_messages() { return (kMaxDepthBytes + 2 * kSegmentBytes) / kFram
 
 // Latency: 1 MiB segments (8,192 messages) and a depth of 2 MiB. The
 // warm-up takes each log through its depth and a few segments more, so that
-// the samples run on recycled segments, without a first-touch page fault
-// every 32 messages (queues cannot be prefaulted); a roll lands among the
-// samples every 8,192 round trips per queue.
+// the samples run on recycled segments, prefaulted as above; a roll lands
+// among the samples every 8,192 round trips per queue.
 constexpr uint32_t kLatencySegmentBytes = 1u << 20;
 constexpr int64_t kLatencyMaxDepthBytes = 2LL << 20;
 
-QueueOptions latency_queue_options() {
+QueueOptions latency_queue_options(const BenchOptions& options) {
   QueueOptions q;
   q.window = 1024;
   q.segment_bytes = kLatencySegmentBytes;
   q.max_depth_bytes = kLatencyMaxDepthBytes;
   q.dead_letter_queue = "-";
+  q.prefault_segments = options.prefault;
   return q;
 }
 
@@ -224,7 +228,8 @@ QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, u
   r.batch = kBatch;
   r.messages = n;
   r.warmup = w;
-  r.config = "window 65536, " + std::to_string(kSegmentBytes >> 20) + " MiB segments, max_depth_bytes " +
+  r.config = "window 65536, " + std::to_string(kSegmentBytes >> 20) + " MiB segments" +
+             (options.prefault ? " (prefaulted)" : "") + ", max_depth_bytes " +
              std::to_string(kMaxDepthBytes >> 20) + " MiB; workers receive up to " + std::to_string(kBatch) +
              " at once and ack each";
   int64_t publisher_ns = 0;
@@ -235,7 +240,7 @@ QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, u
     if (ch.member() == 0) {  // the publisher
       auto bus = open_bus(ch, bus_dir);
       if (!bus) return false;
-      if (auto ok = bus->create_queue("bench", throughput_queue_options()); !ok)
+      if (auto ok = bus->create_queue("bench", throughput_queue_options(options)); !ok)
         return ch.fail("create_queue: " + ok.error().to_string());
       auto pub = bus->create_queue_publisher("bench");
       if (!pub) return ch.fail("create_queue_publisher: " + pub.error().to_string());
@@ -417,7 +422,7 @@ LatencyResult run_sluice_queue_latency(const BenchOptions& options, ipc::WaitStr
     auto bus = open_bus(ch, bus_dir);
     if (!bus) return false;
     for (const char* q : {"q-ping", "q-pong"})
-      if (auto ok = bus->create_queue(q, latency_queue_options()); !ok)
+      if (auto ok = bus->create_queue(q, latency_queue_options(options)); !ok)
         return ch.fail(std::string("create_queue ") + q + ": " + ok.error().to_string());
     auto pub = bus->create_queue_publisher("q-ping");
     if (!pub) return ch.fail("create_queue_publisher: " + pub.error().to_string());

@@ -263,9 +263,9 @@ void print_table(std::FILE* out, const BenchReport& r) {
                  "\nqueue round trip, 64 B: A publishes on q-ping; B's worker receives, acks and publishes it on\n"
                  "q-pong; A's worker receives and acks it (sluice/queue/W: workers wait by W). Boost: A sends on\n"
                  "a message_queue, B receives and sends it back on another, blocking. Queues: window 1024, 1 MiB\n"
-                 "segments, max depth 2 MiB, recycled after the warm-up. %llu samples after %llu warm-up, every\n"
-                 "sample kept (us)\n",
-                 static_cast<unsigned long long>(o.queue_samples),
+                 "segments%s, max depth 2 MiB, recycled after the warm-up. %llu samples after %llu warm-up,\n"
+                 "every sample kept (us)\n",
+                 o.prefault ? " (prefaulted)" : "", static_cast<unsigned long long>(o.queue_samples),
                  static_cast<unsigned long long>(queue_warmup_round_trips()));
     std::fprintf(out, "  %-32s %8s %8s %8s %8s %9s %8s\n", "system", "min", "p50", "p99", "p99.9", "max", "mean");
     for (const auto& l : r.queue_latency) {
