@@ -244,6 +244,7 @@ Result<QueuePublisher> Bus::create_queue_publisher(std::string_view queue, const
   ProducerOptions o = queue_producer_options();
   o.idempotent = options.idempotent;
   o.producer_name = options.producer_name;
+  o.exclusive = options.exclusive;
   QueuePublisher p = QueuePublisherAccess::make(state_, std::move(*q), o);
   // The topic producer's identity and sequences, per level (a partition of
   // the queue's internal topic): docs/exactly-once.md, section 2.

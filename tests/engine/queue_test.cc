@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -68,6 +69,52 @@ TEST_F(QueueFixture, MessagesAreDeliveredInOrderAndAckedOnce) {
   EXPECT_EQ(t.acked, 3u);
   EXPECT_EQ(t.depth, 0u);
   EXPECT_EQ(t.settled_below, 3u);
+}
+
+TEST_F(QueueFixture, AnExclusivePublisherOwnsItsLevelsUntilItCloses) {
+  QueueOptions o = options();
+  o.priorities = 2;
+  ASSERT_TRUE(bus->create_queue("jobs", o));
+  QueuePublisherOptions xo;
+  xo.exclusive = true;
+  auto made = bus->create_queue_publisher("jobs", xo);
+  ASSERT_TRUE(made) << made.error().to_string();
+  std::optional<QueuePublisher> only(std::move(*made));
+  for (int i = 0; i < 100; ++i) {
+    const std::string v = "m" + std::to_string(i);
+    QueueMessage m;
+    m.value = v;
+    ASSERT_TRUE(only->publish(m).ok()) << only->last_error().to_string();
+  }
+  // Level 0 is taken; level 1, which it never published to, is not.
+  auto other = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(other);
+  QueueMessage m;
+  m.value = "shared";
+  EXPECT_EQ(other->publish(m).status, SendStatus::kBusy);
+  EXPECT_EQ(other->last_error().code, Errc::kBusy);
+  m.priority = 1;
+  EXPECT_TRUE(other->publish(m).ok()) << other->last_error().to_string();
+  Worker w = worker("jobs");
+  Delivery first = take(w);
+  ASSERT_TRUE(first.valid());
+  EXPECT_EQ(first.value(), "shared");  // the higher level first
+  ASSERT_TRUE(first.ack());
+  for (int i = 0; i < 100; ++i) {
+    Delivery d = take(w);
+    ASSERT_TRUE(d.valid()) << "message " << i;
+    EXPECT_EQ(d.value(), "m" + std::to_string(i));
+    ASSERT_TRUE(d.ack());
+  }
+  only.reset();
+  m.priority = 0;
+  m.value = "after";
+  auto later = bus->create_queue_publisher("jobs");
+  ASSERT_TRUE(later);
+  EXPECT_TRUE(later->publish(m).ok()) << later->last_error().to_string();
+  Delivery d = take(w);
+  ASSERT_TRUE(d.valid());
+  EXPECT_EQ(d.value(), "after");
 }
 
 TEST_F(QueueFixture, CompetingWorkersNeverGetTheSameMessage) {

@@ -103,6 +103,13 @@ struct QueuePublisherOptions {
   // namespace with ProducerOptions::producer_name and transactional ids.
   // Empty: an identity of this publisher's life only.
   std::string producer_name;
+  // The only publisher of each priority level it publishes to, while it
+  // lives (ProducerOptions::exclusive on the queue's log): it appends
+  // without the claim and tail-hint CASes, which wait for lines caught-up
+  // workers have just read (one publishing store remains), and other publishers of that level (including dead-letter redrives and
+  // unparking into this queue) get SendStatus::kBusy until it closes or its
+  // process dies. For a queue with one publisher process.
+  bool exclusive = false;
 };
 
 // What a handler says about a failure, and what a dead letter records.
