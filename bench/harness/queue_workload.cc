@@ -229,7 +229,7 @@ QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, u
   r.messages = n;
   r.warmup = w;
   r.config = "window 65536, " + std::to_string(kSegmentBytes >> 20) + " MiB segments" +
-             (options.prefault ? " (prefaulted)" : "") + ", max_depth_bytes " +
+             (options.prefault ? " (prefaulted)" : "") + ", an exclusive publisher, max_depth_bytes " +
              std::to_string(kMaxDepthBytes >> 20) + " MiB; workers receive up to " + std::to_string(kBatch) +
              " at once and ack each";
   int64_t publisher_ns = 0;
@@ -242,7 +242,11 @@ QueueThroughputResult run_sluice_queue_throughput(const BenchOptions& options, u
       if (!bus) return false;
       if (auto ok = bus->create_queue("bench", throughput_queue_options(options)); !ok)
         return ch.fail("create_queue: " + ok.error().to_string());
-      auto pub = bus->create_queue_publisher("bench");
+      // The queue's only publisher: exclusive, as a one-publisher queue in
+      // service would be (QueuePublisherOptions::exclusive).
+      QueuePublisherOptions po;
+      po.exclusive = true;
+      auto pub = bus->create_queue_publisher("bench", po);
       if (!pub) return ch.fail("create_queue_publisher: " + pub.error().to_string());
       std::vector<char> msg(kValueBytes, 'q');
       GroupSpinBudget budget(ch);
