@@ -87,15 +87,7 @@ PartitionCursor::Step PartitionCursor::enter_segment_after_eos() {
     error_ = next.error();  // the next segment exists but cannot be used
     return Step::kCorrupt;
   }
-  // The segment we leave stays alive (views may point into it) only through
-  // left_ until the next poll; not through this process's cache, or its use
-  // lock would keep a recycler from it for as long as the log start allows.
-  partition_->forget_segment(segment_->base_offset());
-  left_.push_back(std::move(segment_));
-  segment_ = std::move(*next);
-  // Retention may have deleted the segments behind us; drop this process's
-  // mappings of them so that their memory (tmpfs pages) is freed.
-  partition_->forget_segments_below(partition_->start_offset());
+  move_forward_to(std::move(*next));
   frame_pos_ = 0;
   frame_len_ = 0;
   frame_count_ = 0;
@@ -234,9 +226,26 @@ uint64_t PartitionCursor::skip_corrupt() {
   return 0;
 }
 
+void PartitionCursor::move_forward_to(std::shared_ptr<Segment> later) {
+  // The segment we leave stays alive (views may point into it) only through
+  // left_ until the next poll; not through this process's cache, or its use
+  // lock would keep a recycler from it for as long as the log start allows
+  // (queue workers that seek past segments the others read made the
+  // publisher allocate a fresh segment at a third of its rolls).
+  partition_->forget_segment(segment_->base_offset());
+  left_.push_back(std::move(segment_));
+  segment_ = std::move(later);
+  // Retention may have deleted the segments behind us; drop this process's
+  // mappings of them so that their memory (tmpfs pages) is freed.
+  partition_->forget_segments_below(partition_->start_offset());
+}
+
 Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position, uint64_t frame_offset,
                                 uint64_t offset) {
-  segment_ = std::move(seg);
+  if (segment_ && seg->base_offset() > segment_->base_offset())
+    move_forward_to(std::move(seg));
+  else
+    segment_ = std::move(seg);
   frame_pos_ = position;
   frame_len_ = frame_count_ = rec_index_ = 0;
   next_offset_ = frame_offset;

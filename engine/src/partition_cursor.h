@@ -75,6 +75,9 @@ class PartitionCursor {
   // Whether a reader at the end of a sealed segment has waited long enough
   // for its writer to make segment `next_base` (the first call starts the wait).
   bool eos_wait_over(uint64_t next_base);
+  // Makes `later` (a segment after the current one) current and lets go of
+  // the current one (see the definition).
+  void move_forward_to(std::shared_ptr<Segment> later);
   // seek() inside `seg`, for an offset at or past its base: true if the
   // cursor now stands where seek() would leave it, false if the offset lies
   // in a later segment.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "ipc/file_lock.h"
+#include "segment.h"
 #include "segment_format.h"
 #include "support/test_support.h"
 
@@ -143,6 +145,33 @@ TEST_F(Replay, AReadingConsumerSeeksForwardAndBackInsideAndAcrossSegments) {
   ASSERT_TRUE(producer);
   ASSERT_TRUE(producer->send(Message{"", value_of(kRecords), {}, stamp(kRecords)}, 0).ok());
   EXPECT_EQ(next_read(c), kRecords);
+}
+
+// A process keeps a use lock on every segment it has open, and a segment in
+// use cannot be recycled. A seek past a segment lets go of it as reading
+// past its end does, so that recycling finds it free.
+TEST_F(Replay, ASeekPastASegmentLetsGoOfIt) {
+  bus_.reset();  // the fixture's producer had the first segment open
+  auto other = Bus::open(dir_.path());
+  ASSERT_TRUE(other);
+  ConsumerOptions o;
+  o.auto_commit = false;
+  o.partitions = {0};
+  auto c = other->create_consumer(kTopic, "", o);
+  ASSERT_TRUE(c);
+  std::vector<RecordView> out(1);
+  ASSERT_EQ(c->poll(out, 100'000'000).value_or(0), 1u);
+  ASSERT_EQ(out[0].offset, 0u);
+  const std::string first = dir_.path() + "/topics/" + kTopic + "/0/" + segment_file_name(0);
+  EXPECT_FALSE(ipc::FileLock::try_lock_existing(first, ipc::FileLock::Mode::kExclusive))
+      << "a segment being read is in use";
+  c->seek(0, 250);  // in the second segment
+  ASSERT_EQ(c->poll(out, 100'000'000).value_or(0), 1u);
+  ASSERT_EQ(out[0].offset, 250u);
+  c->seek(0, 251);  // the views of the first segment are gone with this poll
+  ASSERT_EQ(c->poll(out, 100'000'000).value_or(0), 1u);
+  EXPECT_TRUE(ipc::FileLock::try_lock_existing(first, ipc::FileLock::Mode::kExclusive))
+      << "the consumer still holds the segment it seeked past";
 }
 
 TEST_F(Replay, ConsumerSeeksToTheFirstRecordAtOrAfterATime) {
