@@ -38,7 +38,13 @@ size_t Partition::pooled_mappings(const TopicOptions& o) {
   constexpr size_t kUnbounded = 4, kMax = 16;
   if (o.retention_bytes <= 0) return kUnbounded;
   const uint64_t window = (static_cast<uint64_t>(o.retention_bytes) + o.segment_bytes - 1) / o.segment_bytes;
-  return static_cast<size_t>(std::min<uint64_t>(kMax, std::max<uint64_t>(kUnbounded, window + 1 + kMaxSpares + 1)));
+  return static_cast<size_t>(
+      std::min<uint64_t>(kMax, std::max<uint64_t>(kUnbounded, window + 1 + max_spares(o) + 1)));
+}
+
+size_t Partition::max_spares(const TopicOptions& o) {
+  constexpr uint64_t kSpareBytes = 32u << 20;
+  return static_cast<size_t>(std::clamp<uint64_t>(kSpareBytes / o.segment_bytes, 2, 4));
 }
 
 Result<std::unique_ptr<Partition>> Partition::open(TopicState& topic, uint32_t index, bool create) {
@@ -377,7 +383,7 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     // Keep a few retired files to recycle: a roll then reuses pages (and this
     // process's mappings of them) instead of allocating and faulting new ones.
     const std::string spare = dir_ + "/" + spare_file_name(s.base_offset());
-    const bool keep = spares < kMaxSpares && ::rename(s.path().c_str(), spare.c_str()) == 0;
+    const bool keep = spares < max_spares(o) && ::rename(s.path().c_str(), spare.c_str()) == 0;
     if (keep) {
       ++spares;
     } else if (::unlink(s.path().c_str()) != 0 && errno != ENOENT) {

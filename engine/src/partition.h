@@ -112,7 +112,13 @@ class Partition {
   // Logical byte position of the tail.
   uint64_t end_position();
 
-  // Retires segments beyond the topic's retention: up to kMaxSpares become
+  // Spare (retired, recyclable) segment files kept per partition: 2, or up
+  // to 4 of small segments, within 32 MiB. A spare some process still has
+  // open cannot be recycled, and the roll then allocates a fresh file; the
+  // smaller the segments, the more often a roll comes while a reader
+  // (a queue worker waiting for its CPU) has not let go of the last ones.
+  static size_t max_spares(const TopicOptions& o);
+  // Retires segments beyond the topic's retention: up to max_spares() become
   // spare files that later rolls recycle, the rest are deleted. Returns
   // records removed from the log.
   Result<uint64_t> enforce_retention(int64_t now_ns);
@@ -142,8 +148,6 @@ class Partition {
   std::shared_ptr<MappingPool> pool_;
   ipc::MappedFile producers_;  // opened on first use, under mu_
 
-  // Spare (retired, recyclable) segment files kept per partition.
-  static constexpr size_t kMaxSpares = 2;
   // Mappings of segments this process no longer uses, kept for reuse: enough
   // for the files a bounded log rotates through (the retention window, the
   // spares, one the reader just left), so that a recycled file is always

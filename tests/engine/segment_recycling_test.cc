@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "partition.h"
 #include "support/test_support.h"
 
 namespace sluice {
@@ -54,12 +55,23 @@ TEST(SegmentRecycling, RetiredSegmentsAreRecycledSoTheFileCountStaysBoundedAndDa
   }
   EXPECT_EQ(next, 3000u);
   // 3000 x ~460 B is ~21 segments of 64 KiB; with recycling the directory
-  // holds the retained segments, the newest and at most two spares.
+  // holds the retained segments, the newest and at most four spares.
   EXPECT_LE(max_files, 7u);
   EXPECT_GE(count_files(part_dir, ".spare", true), 1u);
   auto v = bus->verify("t");
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->ok()) << v->issues.front().what;
+}
+
+// Small segments roll often, so a spare is more often still open somewhere
+// (a reader that has not run since): up to 4 are kept, within 32 MiB.
+TEST(SegmentRecycling, SmallSegmentsKeepMoreSparesWithin32MiB) {
+  TopicOptions o;
+  for (auto [bytes, spares] : {std::pair<uint32_t, size_t>{64u << 10, 4}, {4u << 20, 4}, {8u << 20, 4},
+                               {16u << 20, 2}, {64u << 20, 2}, {1u << 30, 2}}) {
+    o.segment_bytes = bytes;
+    EXPECT_EQ(Partition::max_spares(o), spares) << bytes << "-byte segments";
+  }
 }
 
 TEST(SegmentRecycling, SegmentStillReadByAConsumerIsNotRecycledUnderIt) {
