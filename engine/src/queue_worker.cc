@@ -894,7 +894,9 @@ Result<size_t> WorkerState::receive(std::span<Delivery> out, int64_t timeout_ns)
   for (auto& d : out)
     if (d.valid()) d = Delivery(std::move(d.keep_alive_));
   const Result<size_t> r = wait_to_receive(out, timeout_ns);
-  for (size_t k = r ? *r : 0; k < out.size(); ++k) out[k].keep_alive_.reset();
+  // Not by the count: a call that fails after taking some leaves them valid.
+  for (auto& d : out)
+    if (!d.valid()) d.keep_alive_.reset();
   return r;
 }
 
