@@ -81,8 +81,10 @@ struct WorkerState {
   ~WorkerState() { detach_worker_slot(shared, stats.breaker != BreakerStatus::kClosed); }
 
   // relaxed (all): statistics on lines only this process writes. The stamp
-  // only moves forward: settles stamp from the coarse clock, which may lag
-  // the precise one of a receive (or of the attach) by a few milliseconds.
+  // does not move back (unless two of this process's threads race: then by
+  // what one thread's clock read lags the other's): settles stamp from the
+  // coarse clock, which may lag the precise one of a receive (or of the
+  // attach) by a few milliseconds.
   void count(std::atomic<uint64_t> QueueWorkerSlot::*counter, int64_t now, uint64_t k = 1) noexcept {
     if (shared == nullptr) return;
     (shared->*counter).fetch_add(k, std::memory_order_relaxed);
