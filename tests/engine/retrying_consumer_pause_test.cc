@@ -59,6 +59,19 @@ struct RetryInPlacePaused : test::InPlaceRetryFixture {
   void set_deadline_word(uint32_t partition, int64_t t) const {
     write_word(word_at(partition, offsetof(format::GroupSlot, retry_at_ns)), static_cast<uint64_t>(t));
   }
+  // A handler that fails r0's first attempt, and a member that sends r0 and
+  // r1, fails r0 with it and exits, leaving r0 in its backoff.
+  RecordHandler fails_r0_once() {
+    return recorder([](const StreamRecord& r) {
+      if (r.value == "r0" && r.attempt == 1) throw TransientError("down");
+    });
+  }
+  void leave_r0_in_backoff(const RecordHandler& h) {
+    send("r0");
+    send("r1");
+    RetryingConsumer c = helper(in_place());
+    EXPECT_EQ(poll(c, h), 1u);
+  }
   // When the helper's paused `partition` retries next; -1 if not paused.
   static int64_t retry_at(const RetryingConsumer& c, uint32_t partition) {
     for (const PausedPartition& p : c.stats().paused)
@@ -207,15 +220,8 @@ TEST_F(RetryInPlacePaused, ARestartedMemberWaitsOutItsPredecessorsBackoff) {
 // A clock set back, or a damaged word, may leave a due time far ahead: it
 // is never waited for beyond the policy's longest backoff from now.
 TEST_F(RetryInPlacePaused, APersistedDueTimeBeyondTheLongestBackoffIsCapped) {
-  send("r0");
-  send("r1");
-  const RecordHandler h = recorder([](const StreamRecord& r) {
-    if (r.value == "r0" && r.attempt == 1) throw TransientError("down");
-  });
-  {
-    RetryingConsumer c = helper(in_place());
-    EXPECT_EQ(poll(c, h), 1u);
-  }
+  const RecordHandler h = fails_r0_once();
+  leave_r0_in_backoff(h);
   set_deadline_word(0, clock.now_ns() + 3600 * kSec);
   seen.clear();
   RetryingConsumer again = helper(in_place());
@@ -322,15 +328,8 @@ TEST_F(RetryInPlacePaused, ARecordWhoseEveryAttemptWasBegunIsDeadLetteredUnrun) 
 }
 
 TEST_F(RetryInPlacePaused, AZeroWordCountsNothingAsBeforeTheWordExisted) {
-  send("r0");
-  send("r1");
-  const RecordHandler h = recorder([](const StreamRecord& r) {
-    if (r.value == "r0" && r.attempt == 1) throw TransientError("down");
-  });
-  {
-    RetryingConsumer c = helper(in_place());
-    EXPECT_EQ(poll(c, h), 1u);
-  }
+  const RecordHandler h = fails_r0_once();
+  leave_r0_in_backoff(h);
   // A group file of a build without the word holds zero there.
   set_attempts_word(0, 0);
   seen.clear();
