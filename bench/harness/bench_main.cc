@@ -90,6 +90,7 @@ int run(int argc, char** argv) {
       }
       for (bool exclusive : {false, true}) {
         if (!options.run_sluice) break;
+        if (!(exclusive ? options.run_exclusive : options.run_shared)) continue;
         t0 = steady_ns();
         const std::string dir = run_dir(root, "pingpong-" + std::to_string(size) + (exclusive ? "-excl" : "-shared"));
         report.pingpong.push_back(run_sluice_pingpong(options, size, exclusive, dir));
@@ -110,6 +111,7 @@ int run(int argc, char** argv) {
       }
       for (bool exclusive : {true, false}) {
         if (!options.run_sluice) break;
+        if (!(exclusive ? options.run_exclusive : options.run_shared)) continue;
         const int64_t t0 = steady_ns();
         const std::string dir = run_dir(root, "throughput-" + std::to_string(size) + (exclusive ? "-excl" : "-shared"));
         report.throughput.push_back(run_sluice_throughput(options, size, exclusive, dir));

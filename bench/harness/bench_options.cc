@@ -47,7 +47,7 @@ const char* bench_usage() {
          "                    [--samples N] [--warmup N] [--messages N] [--wait spin|yield|block]\n"
          "                    [--queue-messages N] [--queue-samples N] [--queue-workers 1,2,4]\n"
          "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault]\n"
-         "                    [--systems ring,sluice]\n"
+         "                    [--systems ring,sluice[/exclusive|/shared]]\n"
          "\n"
          "Two real processes (fork; pinned to two CPUs when allowed) exchange records\n"
          "through sluice and, in the same run, through a bare SPSC shared-memory ring\n"
@@ -84,7 +84,9 @@ const char* bench_usage() {
          "                    segments)\n"
          "  --no-prefault     do not prefault sluice segments when they are mapped\n"
          "  --systems LIST    ring, sluice or both (default both; ratios need both); ring\n"
-         "                    also stands for the other baselines (memcpy, Boost message_queue)\n";
+         "                    also stands for the other baselines (memcpy, Boost message_queue);\n"
+         "                    sluice/exclusive or sluice/shared runs one log writer mode only\n"
+         "                    (pingpong and throughput)\n";
 }
 
 bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, std::string* error) {
@@ -176,6 +178,10 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, s
       if (!value(&v)) return false;
       out->run_ring = v.find("ring") != std::string_view::npos;
       out->run_sluice = v.find("sluice") != std::string_view::npos;
+      const bool only_exclusive = v.find("sluice/exclusive") != std::string_view::npos;
+      const bool only_shared = v.find("sluice/shared") != std::string_view::npos;
+      out->run_exclusive = only_exclusive || !only_shared;
+      out->run_shared = only_shared || !only_exclusive;
       if (!out->run_ring && !out->run_sluice) {
         *error = "--systems: expected ring, sluice or ring,sluice, got '" + std::string(v) + "'";
         return false;

@@ -16,6 +16,10 @@ struct BenchOptions {
   bool eos = true;         // producing with idempotence (later transactions) against plain, 64 B       // the work-queue workload (against Boost.Interprocess message_queue)
   bool run_ring = true;    // the baselines (ring, memcpy, Boost message_queue)
   bool run_sluice = true;
+  // Which log writer modes the pingpong and throughput workloads run
+  // (--systems sluice/exclusive or sluice/shared picks one).
+  bool run_exclusive = true;
+  bool run_shared = true;
   std::vector<uint32_t> sizes{64, 4096};  // value bytes per record
   uint64_t samples = 200'000;             // pingpong round trips measured, per system and size
   uint64_t warmup = 20'000;               // pingpong round trips before measuring

@@ -129,7 +129,9 @@ Status ConsumerState::position_initially(Assigned& a) {
 
 Status ConsumerState::commit_all(bool sync) {
   if (!offsets) return {};
-  const int64_t now = bus->clock->now_ns();
+  // The coarse clock: the commit time is informational and the auto-commit
+  // interval is milliseconds; a TSC read per commit_async() is not.
+  const int64_t now = bus->clock->coarse_now_ns();
   for (Assigned& a : parts) {
     if (a.handed_out == a.committed) continue;
     if (auto ok = offsets->commit(a.cursor.partition().index(), a.handed_out, now, sync); !ok) return ok;
@@ -208,7 +210,7 @@ Result<Consumer> ConsumerAccess::make(const std::shared_ptr<BusState>& bus, std:
     if (auto ok = s->position_initially(s->parts.back()); !ok) return std::unexpected(ok.error());
   }
   s->assignment = std::move(parts);
-  s->last_auto_commit_ns = bus->clock->now_ns();
+  s->last_auto_commit_ns = bus->clock->coarse_now_ns();
   return Consumer(std::move(s));
 }
 
@@ -216,7 +218,7 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   ConsumerState& s = *state_;
   if (s.parts.empty() || out.empty()) return size_t{0};
   if (s.options.auto_commit && s.options.guarantee == Guarantee::kAtLeastOnce &&
-      s.bus->clock->now_ns() - s.last_auto_commit_ns >= s.options.auto_commit_interval_ns) {
+      s.bus->clock->coarse_now_ns() - s.last_auto_commit_ns >= s.options.auto_commit_interval_ns) {
     // Records handed out by earlier polls count as processed once poll is
     // called again (Kafka's auto-commit contract).
     if (auto ok = s.commit_all(false); !ok) return std::unexpected(ok.error());
@@ -310,7 +312,7 @@ Status Consumer::commit(uint32_t partition, uint64_t next_offset, bool sync) {
   if (!s.offsets) return make_error(Errc::kInvalidArgument, "a consumer without a group cannot commit");
   for (auto& a : s.parts) {
     if (a.cursor.partition().index() != partition) continue;
-    if (auto ok = s.offsets->commit(partition, next_offset, s.bus->clock->now_ns(), sync); !ok) return ok;
+    if (auto ok = s.offsets->commit(partition, next_offset, s.bus->clock->coarse_now_ns(), sync); !ok) return ok;
     a.committed = next_offset;
     ++s.stats.commits;
     return {};

@@ -38,6 +38,20 @@ TEST(CliBench, ATinyEosRunReportsEveryProducerKindAsThroughputAndRoundTrips) {
     EXPECT_NE(r.err.find(ratio), std::string::npos) << ratio;
 }
 
+TEST(CliBench, SystemsCanNameOneLogWriterMode) {
+  test::TempDir dir;
+  CliOptions o;
+  o.timeout_ms = 120'000;
+  CliResult r = run_cli({"bench", "--workload", "throughput", "--sizes", "64", "--messages", "20000", "--systems",
+                         "sluice/shared", "--json", "--dir", dir.path()},
+                        o);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("{\"system\": \"sluice/shared\", \"value_bytes\": 64, \"ok\": true"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("sluice/exclusive"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("\"system\": \"ring"), std::string::npos) << "no baseline was asked for:\n" << r.out;
+}
+
 TEST(CliBench, AnUnknownWorkloadIsAUsageError) {
   CliResult r = run_cli({"bench", "--workload", "fastest"});
   EXPECT_EQ(r.code, test::kExitUsage);

@@ -122,8 +122,9 @@ struct ConsumerOptions {
   Guarantee guarantee = Guarantee::kAtLeastOnce;
   Isolation isolation = Isolation::kReadCommitted;
   // Commit the positions handed out so far every auto_commit_interval_ns,
-  // checked on poll (at-least-once: positions of records returned by earlier
-  // polls). false: call commit_sync()/commit_async().
+  // checked on poll against the bus clock's coarse (millisecond) reading
+  // (at-least-once: positions of records returned by earlier polls). false:
+  // call commit_sync()/commit_async().
   bool auto_commit = true;
   int64_t auto_commit_interval_ns = 1'000'000'000;
   WaitStrategy wait = WaitStrategy::kBlock;
