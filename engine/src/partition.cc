@@ -95,8 +95,8 @@ Result<std::shared_ptr<Segment>> Partition::segment(uint64_t base_offset) {
   return segments_.emplace(base_offset, *seg).first->second;
 }
 
-Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
-                                                           uint64_t base_position) {
+Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset, uint64_t base_position,
+                                                           uint32_t zero_data_bytes) {
   SegmentParams params{};
   params.base_offset = base_offset;
   params.base_position = base_position;
@@ -104,7 +104,16 @@ Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
   params.index_interval_bytes = topic_->options.index_interval_bytes;
   params.partition = index_;
   const std::string path = dir_ + "/" + segment_file_name(base_offset);
-  std::shared_ptr<Segment> seg = ipc::path_exists(path) ? nullptr : recycle_spare(params, path);
+  if (zero_data_bytes < params.data_bytes) {
+    // The exclusive writer's roll (roll() says why). Before the segment can
+    // be published: a crash after it leaves the announcement in place.
+    // relaxed base, release end: as in ProducerState::reserve(), whose
+    // announcements this one replaces (the sealed segment needs none: nothing
+    // past its END_OF_SEGMENT word is ever read).
+    control().exclusive_dirty_base.store(base_offset, std::memory_order_relaxed);
+    control().exclusive_dirty_end.store(params.data_bytes, std::memory_order_release);
+  }
+  std::shared_ptr<Segment> seg = ipc::path_exists(path) ? nullptr : recycle_spare(params, path, zero_data_bytes);
   if (!seg) {
     auto created = Segment::create(path, params, topic_->segment_map_options(), pool_);
     if (!created) return created;
@@ -112,7 +121,10 @@ Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
   }
   checked_cas_max(control().newest_base, base_offset);
   std::lock_guard lock(mu_);
-  return segments_.emplace(base_offset, seg).first->second;
+  // Ours, even if a reader thread of this process cached the file first: its
+  // object does not know how far this one is zeroed.
+  segments_.emplace(base_offset, seg);
+  return seg;
 }
 
 namespace {
@@ -125,7 +137,8 @@ std::string spare_file_name(uint64_t base) {
 }
 }  // namespace
 
-std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path) {
+std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
+                                                  uint32_t zero_data_bytes) {
   auto names = ipc::list_dir(dir_);
   if (!names) return nullptr;
   // Oldest spare first (names carry the retired base offset): it has had the
@@ -136,7 +149,7 @@ std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, c
     const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
     if (::rename(spare.c_str(), mine.c_str()) != 0) continue;  // another process took it
     std::shared_ptr<Segment> seg;
-    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg)) {
+    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes)) {
       case Segment::Recycled::kPublished: return seg;
       case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); continue;
       case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); return nullptr;
@@ -156,15 +169,16 @@ Result<std::shared_ptr<Segment>> Partition::newest_segment() {
   return create_segment(0, 0);
 }
 
-Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, uint32_t eos_count) {
+Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, uint32_t eos_count,
+                                                         uint32_t zero_data_bytes) {
   const uint64_t base = sealed.base_offset() + eos_count;
   auto seg = segment(base);
   if (seg || seg.error().code != Errc::kNotFound) return seg;
-  return create_segment(base, sealed.base_position() + sealed.capacity());
+  return create_segment(base, sealed.base_position() + sealed.capacity(), zero_data_bytes);
 }
 
-Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count) {
-  auto next = next_segment(sealed, eos_count);
+Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count, uint32_t zero_data_bytes) {
+  auto next = next_segment(sealed, eos_count, zero_data_bytes);
   if (next && (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0))
     (void)enforce_retention(topic_->bus->clock->now_ns());  // best effort; Bus::housekeep reports errors
   return next;

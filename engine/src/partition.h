@@ -52,10 +52,18 @@ class Partition {
   // The segment after `sealed`, which holds `eos_count` records; created if
   // nobody has yet (any writer or reader may). Its logical byte position is
   // the sealed one's plus its capacity, whoever computes it.
-  Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count);
+  Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count,
+                                                uint32_t zero_data_bytes = UINT32_MAX);
   // A writer's roll: the next segment after `sealed`, then retention (the
   // cooperative housekeeping writers do when a segment fills).
-  Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count);
+  // `zero_data_bytes` < the segment size: the exclusive writer's roll. A
+  // spare it recycles is zeroed only that far (Segment::zeroed_prefix());
+  // the writer zeroes the rest ahead of its tail. The new segment is
+  // announced dirty in whole (PartitionControl::exclusive_dirty_end) before
+  // it is published, so whoever takes the partition after the writer's death
+  // zeroes what it left past its tail.
+  Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
+                                        uint32_t zero_data_bytes = UINT32_MAX);
   // Base offsets of the segment files present, ascending (lists the directory).
   Result<std::vector<uint64_t>> segment_bases() const;
   // Drops cached mappings of segments below `base_offset` (after retention).
@@ -154,9 +162,11 @@ class Partition {
   // found mapped. Files of a log without a byte bound do not come back.
   static size_t pooled_mappings(const TopicOptions& o);
 
-  Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position);
+  Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position,
+                                                  uint32_t zero_data_bytes = UINT32_MAX);
   // A new segment made from a spare file, or nullptr if no spare is usable.
-  std::shared_ptr<Segment> recycle_spare(const format::SegmentParams& params, const std::string& path);
+  std::shared_ptr<Segment> recycle_spare(const format::SegmentParams& params, const std::string& path,
+                                         uint32_t zero_data_bytes);
 };
 
 }  // namespace sluice

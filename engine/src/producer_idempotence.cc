@@ -74,8 +74,7 @@ SendStatus ProducerState::fenced(const Partition::Reservation& r, uint32_t frame
   for (size_t p = 0; p < writers.size(); ++p) {
     Writer& w = writers[p];
     if (!w.ready) continue;
-    if (options.exclusive)
-      topic->partitions[p]->control().exclusive_dirty_end.store(0, std::memory_order_release);
+    if (options.exclusive) release_exclusive(p);
     w = Writer{};
   }
   return fenced_error();

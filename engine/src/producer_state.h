@@ -32,6 +32,11 @@ struct ProducerState {
     uint32_t tail_position = 0;
     uint32_t tail_count = 0;
     uint64_t dirty_end = 0;
+    // Where the zeros past our tail end in `segment`: its capacity, unless
+    // our roll recycled it without zeroing it whole (Partition::roll); then
+    // reserve() zeroes ahead of the tail, so the word at the tail is always
+    // 0 for readers and walkers.
+    uint32_t zeroed_end = 0;
   };
   std::vector<Writer> writers;
   uint32_t keyless_partition = 0;
@@ -87,6 +92,13 @@ struct ProducerState {
   // or still 0 (exclusive).
   SendStatus reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
                      Partition::Reservation* out, std::byte* stage = nullptr);
+  // Exclusive mode, in a lazily recycled segment: makes the word at `end`
+  // read 0 for the frame [start, end) about to be written (Writer::zeroed_end).
+  static void zero_ahead(Writer& w, uint32_t start, uint32_t end) noexcept;
+  // Exclusive mode, a clean release of partition `p` (close, or fenced):
+  // zeroes what is left of a lazily recycled segment and withdraws the
+  // dirty announcement.
+  void release_exclusive(size_t p) noexcept;
   // Checksums, indexes and publishes a frame written in place, or composed
   // in `stage` (of frame_length bytes, header written by reserve()), which
   // is copied in first.

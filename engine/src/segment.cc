@@ -1,5 +1,6 @@
 #include "segment.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -107,7 +108,8 @@ Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ip
 
 Segment::Recycled Segment::recycle(const std::string& spare_path, const std::string& path,
                                    const SegmentParams& params, const ipc::MapOptions& map,
-                                   const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out) {
+                                   const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
+                                   uint32_t zero_data_bytes) {
   auto lock = ipc::FileLock::try_lock_existing(spare_path, ipc::FileLock::Mode::kExclusive);
   if (!lock) return lock.error().code == Errc::kBusy ? Recycled::kInUse : Recycled::kUnfit;
   const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
@@ -117,8 +119,11 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   auto file = map_locked(*lock, path, map, pool);
   if (!file) return Recycled::kUnfit;
   // Nobody else uses the file (we hold it exclusively) and nobody can find it
-  // (it is under a name only we know): rewrite it whole.
-  std::memset(file->data(), 0, file->size());
+  // (it is under a name only we know): rewrite its header and index, and as
+  // much of its data region as asked (the rest is the caller's to zero before
+  // it writes there: a lazily recycled segment, docs/architecture.md).
+  const uint64_t zero_data = std::min<uint64_t>(zero_data_bytes, params.data_bytes);
+  std::memset(file->data(), 0, data_offset + zero_data);
   ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset), bytes,
                          &params, sizeof params);
   if (!lock->try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
@@ -129,6 +134,7 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   ::unlink(spare_path.c_str());
   auto seg = from_file(path, std::move(*file), std::move(*lock), pool);
   if (!seg) return Recycled::kUnfit;
+  (*seg)->zeroed_prefix_ = static_cast<uint32_t>(zero_data);
   *out = std::move(*seg);
   return Recycled::kPublished;
 }

@@ -42,12 +42,14 @@ class Segment {
   enum class Recycled : uint8_t { kPublished, kInUse, kLostRace, kUnfit };
   // Turns the retired segment file at `spare_path` (already renamed there by
   // the caller, so no one else picks it) into a new segment published at
-  // `path`: zeroed, new header, linked. kInUse: a process still holds it;
-  // kLostRace: `path` already exists (the file stays at spare_path);
-  // kUnfit: its size does not match `params`.
+  // `path`: header and index zeroed, new header, the first `zero_data_bytes`
+  // of the data region zeroed (all of it by default), linked. kInUse: a
+  // process still holds it; kLostRace: `path` already exists (the file stays
+  // at spare_path); kUnfit: its size does not match `params`.
   static Recycled recycle(const std::string& spare_path, const std::string& path,
                           const format::SegmentParams& params, const ipc::MapOptions& map,
-                          const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out);
+                          const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
+                          uint32_t zero_data_bytes = UINT32_MAX);
 
   const std::string& path() const noexcept { return path_; }
   uint64_t base_offset() const noexcept { return params_.base_offset; }
@@ -68,6 +70,11 @@ class Segment {
     return reinterpret_cast<format::IndexSlot*>(file_.data() + format::kIndexOffset)[k];
   }
   const ipc::MappedFile& file() const noexcept { return file_; }
+  // How much of the data region is known zero past the frames: capacity(),
+  // except in a segment this process recycled for an exclusive writer
+  // without zeroing it whole (Partition::roll, docs/architecture.md,
+  // "Recycling without zeroing"); that writer zeroes the rest ahead of it.
+  uint32_t zeroed_prefix() const noexcept { return zeroed_prefix_ < capacity() ? zeroed_prefix_ : capacity(); }
 
   enum class ClaimOutcome : uint8_t { kClaimed, kSealed, kCorrupt };
   // Reserves `frame_length` bytes holding `count` records for `owner`, in
@@ -141,6 +148,7 @@ class Segment {
   std::byte* data_ = nullptr;
   uint64_t slot_count_ = 0;
   uint64_t index_mask_ = 0;  // interval - 1 if the interval is a power of two, else 0
+  uint32_t zeroed_prefix_ = UINT32_MAX;
 
   void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;
 

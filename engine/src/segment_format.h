@@ -15,7 +15,12 @@
 //
 // A frame is what one claim reserves: a batch header followed by one or more
 // records, padded to 8 bytes. Frames tile the data region from 0 with no
-// gaps; past the last claimed frame every byte is zero.
+// gaps; past the last claimed frame every byte is zero, with two exceptions
+// that no walker reads: past an END_OF_SEGMENT word, and past the word after
+// the tail of a segment an exclusive writer recycled without zeroing it
+// whole, while that writer holds it (docs/architecture.md, "Recycling
+// without zeroing"; PartitionControl::exclusive_dirty_end covers it if the
+// writer dies). Padding bytes between records are never read.
 //
 // Frame (batch) header, 32 bytes:
 //

@@ -79,6 +79,9 @@ struct PartitionControl {
   // (it writes a frame before publishing its word). Before appending it
   // records how far it may write: segment base and data position. Whoever
   // takes the writer lock next zeroes [tail, dirty_end) of that segment.
+  // A segment its roll recycled without zeroing it whole holds stale bytes
+  // past the tail: the roll records dirty_end = its capacity before the
+  // segment is published (Partition::roll).
   alignas(64) std::atomic<uint64_t> exclusive_dirty_base;
   std::atomic<uint64_t> exclusive_dirty_end;  // 0: clean
   // kBackPressure topics: a cached lower bound of (slowest group's position

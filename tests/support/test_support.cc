@@ -5,14 +5,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "ipc/file_header.h"
 #include "producer_format.h"
 
 namespace sluice::test {
@@ -82,6 +86,20 @@ void set_producer_state(const std::string& bus_dir, uint64_t pid, uint8_t state,
                                          static_cast<uint16_t>(format::producer_epoch(c) + epoch_bump),
                                          format::producer_owner(c), format::producer_txn(c));
   });
+}
+
+bool newest_segment_zero_from(const std::string& partition_dir, size_t from) {
+  std::string newest;
+  for (auto& e : std::filesystem::directory_iterator(partition_dir))
+    if (e.path().extension() == ".seg") newest = std::max(newest, e.path().string());
+  std::ifstream f(newest, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ipc::FileHeader h{};
+  EXPECT_GE(bytes.size(), sizeof h) << newest;
+  if (bytes.size() < sizeof h) return false;
+  std::memcpy(&h, bytes.data(), sizeof h);
+  const size_t start = std::min(bytes.size(), size_t{h.data_offset} + from);
+  return std::all_of(bytes.begin() + static_cast<std::ptrdiff_t>(start), bytes.end(), [](char c) { return c == 0; });
 }
 
 }  // namespace sluice::test

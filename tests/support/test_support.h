@@ -41,4 +41,9 @@ void rewrite_producer_control(const std::string& bus_dir, uint64_t pid,
 // The same, setting the state bits (and moving the epoch by `epoch_bump`).
 void set_producer_state(const std::string& bus_dir, uint64_t pid, uint8_t state, uint16_t epoch_bump = 0);
 
+// Whether the data region of the newest segment file in `partition_dir` is
+// all zero from byte `from` on, read through the file. (Lazily recycled
+// segments hold stale bytes past their writer's tail.)
+bool newest_segment_zero_from(const std::string& partition_dir, size_t from);
+
 }  // namespace sluice::test
