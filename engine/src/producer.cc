@@ -27,6 +27,9 @@ constexpr uint32_t kZeroWordOnlyFrameBytes = 1024;
 constexpr uint64_t kPrefetchAheadBytes = 1024;
 // send() composes frames up to this size on the stack (copy_staged_frame).
 constexpr uint32_t kStagedFrameBytes = 256;
+// send() checksums values this large from the caller's buffer
+// (encode_sealed_record); smaller ones in one call over the mapping.
+constexpr uint32_t kSealFromSourceBytes = 1024;
 }  // namespace
 
 ProducerState::~ProducerState() {
@@ -243,7 +246,7 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 }  // namespace
 
 SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t frame_length,
-                                  uint32_t count, int64_t first_timestamp_ns, std::byte* stage) {
+                                  uint32_t count, int64_t first_timestamp_ns, std::byte* stage, bool sealed) {
   Segment& seg = *r.segment;
   FrameHeader* f = seg.frame(r.position);
   std::byte* const frame = stage != nullptr ? stage : seg.data() + r.position;
@@ -268,14 +271,16 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
       return fail(ok.error().code == Errc::kTooLarge ? SendStatus::kTooLarge : SendStatus::kError, ok.error());
     }
   }
-  const uint64_t seed = frame_seed(h);
-  std::byte* rec = frame + kFrameHeaderBytes;
-  seal_record(rec, seed, 0);
-  for (uint32_t i = 1; i < count; ++i) {
-    uint32_t len;
-    std::memcpy(&len, rec, sizeof len);
-    rec += align_up(len);
-    seal_record(rec, seed, i);
+  if (!sealed) {
+    const uint64_t seed = frame_seed(h);
+    std::byte* rec = frame + kFrameHeaderBytes;
+    seal_record(rec, seed, 0);
+    for (uint32_t i = 1; i < count; ++i) {
+      uint32_t len;
+      std::memcpy(&len, rec, sizeof len);
+      rec += align_up(len);
+      seal_record(rec, seed, i);
+    }
   }
   if (stage != nullptr) copy_staged_frame(seg.data() + r.position, stage, r.position, frame_length);
   seg.index_frame(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), first_timestamp_ns);
@@ -379,10 +384,17 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
-  encode_record((stage != nullptr ? stage : r.segment->data() + r.position) + kFrameHeaderBytes, m.key, m.headers,
-                hb, m.value.data(), static_cast<uint32_t>(m.value.size()), ts);
   result.offset = r.offset;
-  result.status = s.publish(r, frame, 1, ts, stage);
+  std::byte* const at = (stage != nullptr ? stage : r.segment->data() + r.position) + kFrameHeaderBytes;
+  const auto value_bytes = static_cast<uint32_t>(m.value.size());
+  if (stage == nullptr && value_bytes >= kSealFromSourceBytes) {
+    encode_sealed_record(at, m.key, m.headers, hb, m.value.data(), value_bytes, ts,
+                         frame_seed(r.segment->frame(r.position)));
+    result.status = s.publish(r, frame, 1, ts, nullptr, /*sealed=*/true);
+  } else {
+    encode_record(at, m.key, m.headers, hb, m.value.data(), value_bytes, ts);
+    result.status = s.publish(r, frame, 1, ts, stage);
+  }
   return result;
 }
 

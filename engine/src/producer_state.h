@@ -103,7 +103,8 @@ struct ProducerState {
   // in `stage` (of frame_length bytes, header written by reserve()), which
   // is copied in first.
   SendStatus publish(const Partition::Reservation& r, uint32_t frame_length,
-                     uint32_t count, int64_t first_timestamp_ns, std::byte* stage = nullptr);
+                     uint32_t count, int64_t first_timestamp_ns, std::byte* stage = nullptr,
+                     bool sealed = false);  // sealed: the records' checksums are written
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
 
   // Idempotence. Learns the partition's next sequence from its producer

@@ -68,6 +68,21 @@ std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const H
   return p;
 }
 
+std::byte* encode_sealed_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
+                                uint64_t headers_bytes, const char* value, uint32_t value_bytes,
+                                int64_t timestamp_ns, uint64_t seed) noexcept {
+  std::byte* const v = encode_record(rec, key, headers, headers_bytes, nullptr, value_bytes, timestamp_ns);
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, seed);
+  // Coverage as in record_checksum(): [16, length), the value last.
+  XXH3_64bits_update(&state, rec + kChecksumCoverageStart, static_cast<size_t>(v - rec) - kChecksumCoverageStart);
+  std::memcpy(v, value, value_bytes);
+  XXH3_64bits_update(&state, value, value_bytes);
+  const uint64_t sum = XXH3_64bits_digest(&state);
+  std::memcpy(rec + offsetof(RecordHeader, checksum), &sum, sizeof sum);
+  return v;
+}
+
 bool headers_block_valid(const std::byte* q, uint64_t left, uint16_t count) noexcept {
   for (uint16_t i = 0; i < count; ++i) {
     if (left < kHeaderEntryBytes) return false;
