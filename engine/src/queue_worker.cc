@@ -162,6 +162,8 @@ struct WorkerState {
   // FIFO groups: whether an offset in [floor, before) of group `g` is not
   // settled yet; and, after a group's message settled, releasing the next.
   bool group_busy(uint32_t l, uint64_t g, uint64_t before);
+  // Whether a LEASED or DELAYED word read for offset `o` is o's (not o + W's).
+  bool slot_still_for(const QueueLevel& L, uint64_t o) const;
   void unblock_next(uint32_t l, uint64_t g, uint64_t after);
   void settled(uint32_t l, uint64_t offset);
   Status settle(Delivery& d, uint64_t desired);
@@ -217,7 +219,9 @@ bool WorkerState::take_ready(uint32_t l, Delivery& d, int64_t now) {
   for (uint64_t o = from; o < next; ++o) {
     auto& s = q->slot(l, o);
     uint64_t w = s.load(std::memory_order_acquire);
-    if (slot_state(w) != kSlotReady) continue;
+    // A READY word names its offset: a scan preempted long enough for the
+    // floor to pass o may find o + W's READY in this slot.
+    if (slot_state(w) != kSlotReady || slot_due(w) != lap_of(o)) continue;
     const uint32_t attempts = slot_attempts(w);
     const uint64_t leased = make_slot(kSlotLeased, std::min<uint32_t>(attempts + 1, kMaxAttempts), lease_owner, next_seq(),
                                       due_after(now, lease_ns));
@@ -471,6 +475,7 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
       // Owner 0: a detached lease, which only its deadline ends.
       const bool dead = slot_owner(w) != 0 && !alive(slot_owner(w));
       if (!dead && !queue_time_reached(slot_due(w), now_q)) continue;
+      if (!slot_still_for(L, o)) continue;
       // acq_rel: exactly one of this CAS and the holder's settle wins.
       if (!s.compare_exchange_strong(w, ready_slot(slot_attempts(w), slot_seq(w), o),
                                      std::memory_order_acq_rel))
@@ -480,10 +485,10 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
       if (dead) L.owner_deaths.fetch_add(1, std::memory_order_relaxed);
       lowest_ready = std::min(lowest_ready, o);
     } else if (st == kSlotDelayed && queue_time_reached(slot_due(w), now_q)) {
-      if (s.compare_exchange_strong(w, ready_slot(slot_attempts(w), slot_seq(w), o),
+      if (slot_still_for(L, o) && s.compare_exchange_strong(w, ready_slot(slot_attempts(w), slot_seq(w), o),
                                     std::memory_order_acq_rel))
         lowest_ready = std::min(lowest_ready, o);
-    } else if (st == kSlotBlocked) {
+    } else if (st == kSlotBlocked && w == blocked_slot(o)) {
       // Its predecessor settled, but the settler died before releasing it.
       const uint64_t g = q->group(l, o).load(std::memory_order_acquire);
       if (!group_busy(l, g, o) &&
@@ -504,6 +509,17 @@ void WorkerState::sweep(uint32_t l, int64_t now) {
 
 // ---- settling ----------------------------------------------------------------
 
+// LEASED and DELAYED words hold a due time, not their offset. A slot read
+// for offset o holds o's word if the floor had not passed o when it was read:
+// only then can the slot have been freed for o + W and taken again. The word
+// was loaded (acquire) before this load of the floor, and the floor only
+// moves forward, so a floor still <= o now was <= o then. A CAS after this
+// check cannot land on o + W's word either: that word would name another
+// lease sequence or due time.
+bool WorkerState::slot_still_for(const QueueLevel& L, uint64_t o) const {
+  return L.ack_floor.load(std::memory_order_acquire) <= o;
+}
+
 bool WorkerState::group_busy(uint32_t l, uint64_t g, uint64_t before) {
   const uint64_t floor = q->level(l).ack_floor.load(std::memory_order_acquire);
   for (uint64_t p = floor; p < before; ++p) {
@@ -523,6 +539,7 @@ void WorkerState::unblock_next(uint32_t l, uint64_t g, uint64_t after) {
     const SlotState st = slot_state(w);
     if (st == kSlotFree || st == kSlotDone) continue;
     if (st != kSlotBlocked) return;  // the group's head is already on its way
+    if (w != blocked_slot(p)) return;   // p + W's (the floor passed p meanwhile)
     // acq_rel: against the sweep's CAS of the same word; one releases it.
     if (s.compare_exchange_strong(w, ready_slot(0, 0, p), std::memory_order_acq_rel))
       lower_ready_hint(l, p);
@@ -716,7 +733,7 @@ Result<uint64_t> WorkerState::purge() {
       for (uint64_t o = floor; o < next; ++o) {
         auto& s = q->slot(l, o);
         uint64_t w = s.load(std::memory_order_acquire);
-        while (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree &&
+        while (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree && slot_still_for(L, o) &&
                !s.compare_exchange_weak(w, done_slot(slot_attempts(w), o),
                                         std::memory_order_acq_rel)) {
         }
