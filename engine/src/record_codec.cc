@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "xxh3_wide.h"
+
 namespace sluice {
 
 using namespace format;
@@ -19,8 +21,9 @@ uint64_t frame_seed(const FrameHeader* frame) noexcept {
 uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) noexcept {
   uint32_t length;
   std::memcpy(&length, rec, sizeof length);
-  return XXH3_64bits_withSeed(rec + kChecksumCoverageStart, length - kChecksumCoverageStart,
-                              seed + index);
+  const size_t n = length - kChecksumCoverageStart;
+  if (n >= kWideHashBytes) return xxh3_wide(rec + kChecksumCoverageStart, n, seed + index);
+  return XXH3_64bits_withSeed(rec + kChecksumCoverageStart, n, seed + index);
 }
 
 uint64_t key_hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
@@ -72,13 +75,10 @@ std::byte* encode_sealed_record(std::byte* rec, std::string_view key, std::span<
                                 uint64_t headers_bytes, const char* value, uint32_t value_bytes,
                                 int64_t timestamp_ns, uint64_t seed) noexcept {
   std::byte* const v = encode_record(rec, key, headers, headers_bytes, nullptr, value_bytes, timestamp_ns);
-  XXH3_state_t state;
-  XXH3_64bits_reset_withSeed(&state, seed);
-  // Coverage as in record_checksum(): [16, length), the value last.
-  XXH3_64bits_update(&state, rec + kChecksumCoverageStart, static_cast<size_t>(v - rec) - kChecksumCoverageStart);
   std::memcpy(v, value, value_bytes);
-  XXH3_64bits_update(&state, value, value_bytes);
-  const uint64_t sum = XXH3_64bits_digest(&state);
+  // Coverage as in record_checksum(): [16, length), the value last.
+  const uint64_t sum = xxh3_wide(rec + kChecksumCoverageStart, static_cast<size_t>(v - rec) - kChecksumCoverageStart,
+                                 value, value_bytes, seed);
   std::memcpy(rec + offsetof(RecordHeader, checksum), &sum, sizeof sum);
   return v;
 }
