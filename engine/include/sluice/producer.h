@@ -95,6 +95,8 @@ class Producer {
   SendResult send_batch(std::span<const Message> batch,
                         std::optional<uint32_t> partition = {}) noexcept;
   // Reserves room for one record whose value the caller writes in place.
+  // The value's bytes are unspecified until written (an exclusive producer's
+  // segment may hold an earlier record's bytes there): fill all of them.
   // Idempotent producers: one open Claim at a time.
   SendStatus try_claim(const ClaimSpec& spec, Claim& out) noexcept;
 
