@@ -308,6 +308,11 @@ Result<bool> WorkerState::take_new(uint32_t l, Delivery& d, int64_t now) {
     // an earlier one of its group is unsettled; others are leased to us now.
     const std::string_view group_id = v.headers.find(kHeaderGroup);
     const uint64_t g = group_id.empty() ? 0 : (key_hash(group_id) | 1);
+    // The slot may have gone round while we read the record (o taken,
+    // settled and passed by the floor, the slot taken for o + W): then its
+    // group entry is o + W's, not ours to write. This narrows that window to
+    // the next two instructions (docs/queues.md, section 2).
+    if (s.load(std::memory_order_acquire) != free_slot(o)) continue;
     // release: before the CAS that takes the slot out of FREE; whoever sees
     // the slot taken (acquire) sees its group.
     q->group(l, o).store(g, std::memory_order_release);
@@ -733,11 +738,10 @@ Result<uint64_t> WorkerState::purge() {
       for (uint64_t o = floor; o < next; ++o) {
         auto& s = q->slot(l, o);
         uint64_t w = s.load(std::memory_order_acquire);
-        while (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree && slot_still_for(L, o) &&
-               !s.compare_exchange_weak(w, done_slot(slot_attempts(w), o),
-                                        std::memory_order_acq_rel)) {
-        }
-        if (slot_state(w) != kSlotDone && slot_state(w) != kSlotFree) ++removed;
+        bool settled_by_us = false;
+        while (!settled_by_us && slot_state(w) != kSlotDone && slot_state(w) != kSlotFree && slot_still_for(L, o))
+          settled_by_us = s.compare_exchange_weak(w, done_slot(slot_attempts(w), o), std::memory_order_acq_rel);
+        if (settled_by_us) ++removed;
       }
       // Untaken ones, as far as the window reaches: FREE(o) -> DONE, then
       // deliver_next on (the same two steps as a receiver's).
