@@ -106,9 +106,10 @@ struct QueuePublisherOptions {
   // The only publisher of each priority level it publishes to, while it
   // lives (ProducerOptions::exclusive on the queue's log): it appends
   // without the claim and tail-hint CASes, which wait for lines caught-up
-  // workers have just read (one publishing store remains), and other publishers of that level (including dead-letter redrives and
-  // unparking into this queue) get SendStatus::kBusy until it closes or its
-  // process dies. For a queue with one publisher process.
+  // workers have just read (one publishing store remains), and other
+  // publishers of that level (including dead-letter redrives and unparking
+  // into this queue) get SendStatus::kBusy until it closes or its process
+  // dies. For a queue with one publisher process.
   bool exclusive = false;
 };
 
