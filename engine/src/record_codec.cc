@@ -1,30 +1,10 @@
 #include "record_codec.h"
 
-// Inline XXH3 (from the Debian header) so that it specialises for the small
-// inputs records are; a call through the shared library costs more than the
-// hash of a 64-byte record.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <cstring>
-
-#include "xxh3_wide.h"
 
 namespace sluice {
 
 using namespace format;
-
-uint64_t frame_seed(const FrameHeader* frame) noexcept {
-  return XXH3_64bits(reinterpret_cast<const std::byte*>(frame) + 8, kFrameHeaderBytes - 8);
-}
-
-uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) noexcept {
-  uint32_t length;
-  std::memcpy(&length, rec, sizeof length);
-  const size_t n = length - kChecksumCoverageStart;
-  if (n >= kWideHashBytes) return xxh3_wide(rec + kChecksumCoverageStart, n, seed + index);
-  return XXH3_64bits_withSeed(rec + kChecksumCoverageStart, n, seed + index);
-}
 
 uint64_t key_hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
 
@@ -53,15 +33,9 @@ void encode_headers(std::byte* p, std::span<const Header> headers) noexcept {
 std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
                          uint64_t headers_bytes, const char* value, uint32_t value_bytes,
                          int64_t timestamp_ns) noexcept {
-  RecordHeader h;
-  h.length = static_cast<uint32_t>(record_size(key, headers_bytes, value_bytes));
-  h.flags = 0;
-  h.header_count = static_cast<uint16_t>(headers.size());
-  h.checksum = 0;
-  h.timestamp_ns = timestamp_ns;
-  h.key_length = static_cast<uint32_t>(key.size());
-  h.headers_length = static_cast<uint32_t>(headers_bytes);
-  std::memcpy(rec, &h, sizeof h);
+  encode_record_header(rec, static_cast<uint32_t>(record_size(key, headers_bytes, value_bytes)),
+                       static_cast<uint16_t>(headers.size()), timestamp_ns, static_cast<uint32_t>(key.size()),
+                       static_cast<uint32_t>(headers_bytes));
   std::byte* p = rec + kRecordHeaderBytes;
   if (!key.empty()) std::memcpy(p, key.data(), key.size());
   p += key.size();

@@ -10,13 +10,33 @@
 #include <span>
 
 #include "segment_format.h"
+#include "xxh3_wide.h"
+
+// Inline XXH3 (from the Debian header) so that it specialises for the small
+// inputs records are; a call through the shared library costs more than the
+// hash of a 64-byte record, and so did a call to an out-of-line wrapper on
+// the append path (docs/architecture.md, "The straight-line send").
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
 
 namespace sluice {
 
 // XXH3-64 of frame header bytes [8, 32): base offset, producer fields, attributes.
-uint64_t frame_seed(const format::FrameHeader* frame) noexcept;
-// The checksum of a record at `rec` whose header (length) is written.
-uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) noexcept;
+inline uint64_t frame_seed(const format::FrameHeader* frame) noexcept {
+  return XXH3_64bits(reinterpret_cast<const std::byte*>(frame) + 8, format::kFrameHeaderBytes - 8);
+}
+// The checksum of a record at `rec` whose header (length) is written: XXH3-64
+// with seed `seed + index` of its bytes [16, length).
+inline uint64_t record_checksum(const std::byte* rec, uint64_t seed, uint32_t index) noexcept {
+  uint32_t length;
+  std::memcpy(&length, rec, sizeof length);
+  const size_t n = length - format::kChecksumCoverageStart;
+  if (n >= kWideHashBytes) [[unlikely]]
+    return xxh3_wide(rec + format::kChecksumCoverageStart, n, seed + index);
+  return XXH3_64bits_withSeed(rec + format::kChecksumCoverageStart, n, seed + index);
+}
 // The documented, stable key hash: XXH3-64 of the key bytes with seed 0.
 uint64_t key_hash(std::string_view key) noexcept;
 
@@ -33,6 +53,20 @@ inline uint64_t record_size(std::string_view key, uint64_t headers_bytes, uint64
 
 // Writes the headers block for `headers` at `p` (headers_block_bytes() long).
 void encode_headers(std::byte* p, std::span<const Header> headers) noexcept;
+
+// Writes a record header (checksum 0) at `rec`.
+inline void encode_record_header(std::byte* rec, uint32_t length, uint16_t header_count, int64_t timestamp_ns,
+                                 uint32_t key_length, uint32_t headers_length) noexcept {
+  format::RecordHeader h;
+  h.length = length;
+  h.flags = 0;
+  h.header_count = header_count;
+  h.checksum = 0;
+  h.timestamp_ns = timestamp_ns;
+  h.key_length = key_length;
+  h.headers_length = headers_length;
+  std::memcpy(rec, &h, sizeof h);
+}
 
 // Writes the record header, key and headers at `rec`, and the value if
 // `value` is non-null. Returns where the value goes. The checksum is written
