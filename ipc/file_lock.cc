@@ -118,6 +118,12 @@ std::pair<uint64_t, uint64_t> FileLock::identity() const noexcept {
   return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
 }
 
+uint64_t FileLock::size() const noexcept {
+  struct stat st;
+  if (fd_ < 0 || ::fstat(fd_, &st) != 0) return UINT64_MAX;
+  return static_cast<uint64_t>(st.st_size);
+}
+
 Status FileLock::try_convert(Mode mode) {
   if (fd_ < 0) return make_error(Errc::kClosed, "lock not held");
   if (flock_nointr(fd_, flock_op(mode) | LOCK_NB) != 0) {

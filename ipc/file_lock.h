@@ -44,6 +44,9 @@ class FileLock {
   std::string fd_path() const { return "/proc/self/fd/" + std::to_string(fd_); }
   // (device, inode) of the locked file; {0, 0} if not held.
   std::pair<uint64_t, uint64_t> identity() const noexcept;
+  // Size in bytes of the locked file (fstat: no path lookup); UINT64_MAX if
+  // not held or fstat fails.
+  uint64_t size() const noexcept;
   void release() noexcept;
 
  private:

@@ -25,5 +25,9 @@ Status write_file_atomic(const std::string& path, std::string_view bytes);
 Result<std::string> read_file(const std::string& path);
 // Size in bytes of the file at `path`.
 Result<uint64_t> file_size(const std::string& path);
+// Renames `from` to `to` unless `to` exists: renameat2(RENAME_NOREPLACE), one
+// system call, or link + unlink where the file system lacks it. false with
+// errno set on failure (EEXIST: `to` exists).
+bool rename_noreplace(const std::string& from, const std::string& to) noexcept;
 
 }  // namespace sluice::ipc

@@ -139,22 +139,43 @@ std::string spare_file_name(uint64_t base) {
 
 std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
                                                   uint32_t zero_data_bytes) {
+  // Recycles the spare `name`: the segment, or nullptr with *stop set when
+  // the segment's file appeared meanwhile (nothing more to try).
+  auto try_spare = [&](const std::string& name, bool* stop) -> std::shared_ptr<Segment> {
+    const std::string spare = dir_ + "/" + name;
+    const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
+    if (::rename(spare.c_str(), mine.c_str()) != 0) return nullptr;  // another process took it
+    std::shared_ptr<Segment> seg;
+    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes)) {
+      case Segment::Recycled::kPublished: return seg;
+      case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); return nullptr;
+      case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); *stop = true; return nullptr;
+      case Segment::Recycled::kUnfit: ::unlink(mine.c_str()); return nullptr;
+    }
+    return nullptr;
+  };
+  bool stop = false;
+  // The spares this process retired first, oldest first, without listing
+  // the directory (a listing was ~7 us of each roll).
+  for (;;) {
+    std::string name;
+    {
+      std::lock_guard lock(mu_);
+      if (own_spares_.empty()) break;
+      name = std::move(own_spares_.front());
+      own_spares_.pop_front();
+    }
+    if (auto seg = try_spare(name, &stop)) return seg;
+    if (stop) return nullptr;
+  }
   auto names = ipc::list_dir(dir_);
   if (!names) return nullptr;
   // Oldest spare first (names carry the retired base offset): it has had the
   // longest time to be released by every process.
   for (const auto& name : *names) {
     if (!name.ends_with(kSpareSuffix)) continue;
-    const std::string spare = dir_ + "/" + name;
-    const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
-    if (::rename(spare.c_str(), mine.c_str()) != 0) continue;  // another process took it
-    std::shared_ptr<Segment> seg;
-    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes)) {
-      case Segment::Recycled::kPublished: return seg;
-      case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); continue;
-      case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); return nullptr;
-      case Segment::Recycled::kUnfit: ::unlink(mine.c_str()); continue;
-    }
+    if (auto seg = try_spare(name, &stop)) return seg;
+    if (stop) return nullptr;
   }
   return nullptr;
 }
@@ -172,8 +193,16 @@ Result<std::shared_ptr<Segment>> Partition::newest_segment() {
 Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, uint32_t eos_count,
                                                          uint32_t zero_data_bytes) {
   const uint64_t base = sealed.base_offset() + eos_count;
-  auto seg = segment(base);
-  if (seg || seg.error().code != Errc::kNotFound) return seg;
+  // Open it if it was published (newest_base reached it) or this process
+  // knows it; else it is almost always not there yet, and looking for the
+  // file first only added a failed open to every roll. A file created but
+  // not yet published is found by create_segment() all the same.
+  // acquire: pairs with the release CAS in create_segment(); the file is in
+  // place before its base is published.
+  if (control().newest_base.load(std::memory_order_acquire) >= base || is_cached(base)) {
+    auto seg = segment(base);
+    if (seg || seg.error().code != Errc::kNotFound) return seg;
+  }
   return create_segment(base, sealed.base_position() + sealed.capacity(), zero_data_bytes);
 }
 
@@ -184,16 +213,28 @@ Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t
   return next;
 }
 
-Result<std::vector<uint64_t>> Partition::segment_bases() const {
-  auto names = ipc::list_dir(dir_);
-  if (!names) return std::unexpected(names.error());
+namespace {
+// Base offsets of the segment files among `names`, ascending.
+std::vector<uint64_t> bases_among(const std::vector<std::string>& names) {
   std::vector<uint64_t> bases;
-  for (const auto& n : *names) {
+  for (const auto& n : names) {
     uint64_t b;
     if (parse_segment_file_name(n, &b)) bases.push_back(b);
   }
   std::sort(bases.begin(), bases.end());
   return bases;
+}
+}  // namespace
+
+Result<std::vector<uint64_t>> Partition::segment_bases() const {
+  auto names = ipc::list_dir(dir_);
+  if (!names) return std::unexpected(names.error());
+  return bases_among(*names);
+}
+
+bool Partition::is_cached(uint64_t base_offset) const {
+  std::lock_guard lock(mu_);
+  return segments_.contains(base_offset);
 }
 
 void Partition::forget_segment(uint64_t base_offset) {
@@ -363,12 +404,14 @@ bool Partition::holds_prepared(Segment& s) {
 Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
   const TopicOptions& o = topic_->options;
   if (o.retention_bytes < 0 && o.retention_ms < 0) return 0;
-  auto bases = segment_bases();
-  if (!bases) return std::unexpected(bases.error());
-  if (bases->size() < 2) return 0;
+  // One listing for the segments and the spares.
+  auto names = ipc::list_dir(dir_);
+  if (!names) return std::unexpected(names.error());
+  const std::vector<uint64_t> bases = bases_among(*names);
+  if (bases.size() < 2) return 0;
   std::vector<std::shared_ptr<Segment>> segs;
   uint64_t total = 0;
-  for (uint64_t b : *bases) {
+  for (uint64_t b : bases) {
     auto s = segment(b);
     if (!s) continue;  // deleted meanwhile by another process
     total += (*s)->find_end().position;
@@ -381,8 +424,7 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
   }
   uint64_t removed = 0;
   size_t spares = 0;
-  if (auto names = ipc::list_dir(dir_))
-    for (const auto& n : *names) spares += n.ends_with(kSpareSuffix);
+  for (const auto& n : *names) spares += n.ends_with(kSpareSuffix);
   for (size_t i = 0; i + 1 < segs.size(); ++i) {
     Segment& s = *segs[i];
     const uint64_t used = s.find_end().position;
@@ -396,10 +438,12 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
     checked_cas_max(control().start_offset, next_base);
     // Keep a few retired files to recycle: a roll then reuses pages (and this
     // process's mappings of them) instead of allocating and faulting new ones.
-    const std::string spare = dir_ + "/" + spare_file_name(s.base_offset());
-    const bool keep = spares < max_spares(o) && ::rename(s.path().c_str(), spare.c_str()) == 0;
+    const std::string spare_name = spare_file_name(s.base_offset());
+    const bool keep = spares < max_spares(o) && ::rename(s.path().c_str(), (dir_ + "/" + spare_name).c_str()) == 0;
     if (keep) {
       ++spares;
+      std::lock_guard lock(mu_);
+      own_spares_.push_back(spare_name);
     } else if (::unlink(s.path().c_str()) != 0 && errno != ENOENT) {
       return errno_error(errno, "cannot delete segment " + s.path());
     }

@@ -5,6 +5,7 @@
 #include <sluice/producer.h>
 #include <sluice/status.h>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -153,6 +154,10 @@ class Partition {
   ipc::MappedFile state_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Segment>> segments_;
+  // Names of the spare files this process's retention made, oldest first:
+  // recycle_spare() tries them before listing the directory. Another
+  // process may have taken one since; trying it then fails cheaply.
+  std::deque<std::string> own_spares_;
   std::shared_ptr<MappingPool> pool_;
   ipc::MappedFile producers_;  // opened on first use, under mu_
 
@@ -164,6 +169,8 @@ class Partition {
 
   Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position,
                                                   uint32_t zero_data_bytes = UINT32_MAX);
+  // Whether this process has segment `base_offset` open.
+  bool is_cached(uint64_t base_offset) const;
   // A new segment made from a spare file, or nullptr if no spare is usable.
   std::shared_ptr<Segment> recycle_spare(const format::SegmentParams& params, const std::string& path,
                                          uint32_t zero_data_bytes);

@@ -114,8 +114,7 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   if (!lock) return lock.error().code == Errc::kBusy ? Recycled::kInUse : Recycled::kUnfit;
   const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
   const uint64_t bytes = data_offset + params.data_bytes;
-  auto size = ipc::file_size(lock->fd_path());
-  if (!size || *size != bytes) return Recycled::kUnfit;
+  if (lock->size() != bytes) return Recycled::kUnfit;
   auto file = map_locked(*lock, path, map, pool);
   if (!file) return Recycled::kUnfit;
   // Nobody else uses the file (we hold it exclusively) and nobody can find it
@@ -127,11 +126,10 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset), bytes,
                          &params, sizeof params);
   if (!lock->try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
-  if (::link(spare_path.c_str(), path.c_str()) != 0) {
+  if (!ipc::rename_noreplace(spare_path, path)) {
     pool->put(lock->identity(), std::move(*file));
     return errno == EEXIST ? Recycled::kLostRace : Recycled::kUnfit;
   }
-  ::unlink(spare_path.c_str());
   auto seg = from_file(path, std::move(*file), std::move(*lock), pool);
   if (!seg) return Recycled::kUnfit;
   (*seg)->zeroed_prefix_ = static_cast<uint32_t>(zero_data);
