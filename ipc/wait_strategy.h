@@ -28,6 +28,29 @@
 // 0.1 us made a futex_wake system call for every message of those 30 us.
 // A consumer leaves the flag raised when it did not sleep or timed out:
 // the next publish then makes one wake-up call for nobody.
+//
+// Release publishers. A producer that publishes with a plain release store
+// (the exclusive log writer: an xchg there stalled it on every record, until
+// the lines it had written reached its core) has no barrier of its own
+// between that store and its load of `parked`, and x86 may perform the load
+// first. The consumer supplies the barrier: before its check it calls
+// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which runs a full barrier on
+// every CPU running a thread of a process registered for it (and a thread
+// not running has passed through the scheduler's barriers). Each such
+// producer thread is then either past its barrier point with X stored, so
+// the consumer's check sees X, or before it, so its later load of `parked`
+// sees 1 (the asymmetric form of the pair above, as in liburcu's
+// membarrier flavour):
+//
+//   producer (registered)             consumer (about to park)
+//   publish X (release store)         s0 = seq; parked = 1  (seq_cst)
+//   compiler barrier                  membarrier(GLOBAL_EXPEDITED)
+//   parked.load() (relaxed)           check X (acquire)
+//
+// A process publishes this way only once it registered
+// (register_release_publisher()). A consumer whose membarrier fails (a
+// seccomp filter, say) falls back to the fence and re-checks every
+// kUncoveredParkNs while parked, since such a producer may then miss it.
 #pragma once
 
 #include <atomic>
@@ -48,17 +71,43 @@ struct alignas(64) WakeupWord {
 };
 static_assert(sizeof(WakeupWord) == 64);
 
-// Producer side, called after the publishing seq_cst operation.
-inline void notify(WakeupWord& w) noexcept {
-  // seq_cst (both): see the handshake above. The load is a plain mov on
-  // x86; the exchange runs once per parking.
-  if (w.parked.load(std::memory_order_seq_cst) != 0 && w.parked.exchange(0, std::memory_order_seq_cst) != 0) {
+// Wakes everyone parked, once per parking (the exchange).
+inline void wake_parked(WakeupWord& w) noexcept {
+  // seq_cst: see the handshake above; it runs once per parking.
+  if (w.parked.exchange(0, std::memory_order_seq_cst) != 0) {
     // relaxed: the futex syscall orders it for the sleeper; seq only has to
     // differ from the value the sleeper read.
     w.seq.fetch_add(1, std::memory_order_relaxed);
     futex_wake_all(&w.seq);
   }
 }
+
+// Producer side, called after the publishing seq_cst operation.
+inline void notify(WakeupWord& w) noexcept {
+  // seq_cst: see the handshake above. A plain mov on x86.
+  if (w.parked.load(std::memory_order_seq_cst) != 0) wake_parked(w);
+}
+
+// Producer side after a release-store publish, in a process that
+// register_release_publisher() accepted ("Release publishers" above).
+inline void notify_after_release(WakeupWord& w) noexcept {
+  // A compiler barrier only: the load stays after the publishing store in
+  // program order; the parking consumer's membarrier orders the two.
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  // relaxed: ordered by that membarrier, see above.
+  if (w.parked.load(std::memory_order_relaxed) != 0) wake_parked(w);
+}
+
+// Registers this process for the consumers' membarrier, once per process.
+// true: its producers may publish with release stores and
+// notify_after_release(). false (no membarrier, or refused): they must
+// publish with seq_cst operations and notify().
+bool register_release_publisher() noexcept;
+// The consumer's barrier between raising `parked` and its check: membarrier
+// when the kernel allows it (true), else a seq_cst fence (false: a release
+// publisher may not see the flag, so park for at most kUncoveredParkNs).
+bool park_barrier() noexcept;
+inline constexpr int64_t kUncoveredParkNs = 1'000'000;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -101,10 +150,11 @@ bool wait_until(Ready&& ready, int64_t timeout_ns, const WaitOptions& opt, Wakeu
     // Park. See the handshake in the file comment.
     const uint32_t s0 = wakeup->seq.load(std::memory_order_acquire);
     wakeup->parked.store(1, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const int64_t max_park = park_barrier() || opt.max_park_ns < kUncoveredParkNs ? opt.max_park_ns
+                                                                                : kUncoveredParkNs;
     if (ready()) return true;  // the flag stays: one spare wake-up call at most
     const int64_t left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now).count();
-    futex_wait(&wakeup->seq, s0, left < opt.max_park_ns ? left : opt.max_park_ns);
+    futex_wait(&wakeup->seq, s0, left < max_park ? left : max_park);
   }
 }
 

@@ -250,21 +250,32 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 
 // An exclusive writer's publication of its frame at `position`, whose
 // records end at relative offset `count_after`: the word, then the hint.
+// `release`: a plain release store, for a plain producer in a process
+// registered as a release publisher (ipc/wait_strategy.h); with an xchg the
+// writer stalled on every record until the frame's lines reached its core:
+// 64 B stream 11.8-12.0 -> 12.8-12.9 M msg/s, 4 KiB 5.19-5.32 -> 5.39-5.43
+// GB/s (interleaved). Else seq_cst, which also orders the store before
+// notify()'s load of `parked`.
 void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length, uint32_t count_after,
-                       uint64_t word) noexcept {
-  // seq_cst: publishes the frame (release half: pairs with the reader's
-  // acquire load of the word) and orders it before notify()'s load of
-  // `parked` (the wake-up handshake in ipc/wait_strategy.h).
-  seg.frame(position)->claim.store(word, std::memory_order_seq_cst);
+                       uint64_t word, bool release) noexcept {
+  // release (both): publishes the frame; pairs with the reader's acquire
+  // load of the word.
+  if (release)
+    seg.frame(position)->claim.store(word, std::memory_order_release);
+  else
+    seg.frame(position)->claim.store(word, std::memory_order_seq_cst);
   seg.store_hint(position + frame_length, count_after);
 }
 
-// After a frame ending at `end` was published: wakes parked consumers, and
-// asks for the lines the next frames will use, for writing: the publishing
-// store is a full barrier that waits for this frame's lines, so a miss on
-// the next frame's lines would be paid in full.
-void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end) noexcept {
-  ipc::notify(wakeup);
+// After a frame ending at `end` was published (with a release store if
+// `release`): wakes parked consumers, and asks for the lines the next frames
+// will use, for writing: a miss on them would be paid in full by the next
+// publish's barrier or by the stores queued behind them.
+void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end, bool release) noexcept {
+  if (release)
+    ipc::notify_after_release(wakeup);
+  else
+    ipc::notify(wakeup);
   const uint64_t ahead = end + kPrefetchAheadBytes;
   if (ahead + 128 <= seg.capacity()) {
     __builtin_prefetch(seg.data() + ahead, 1, 3);
@@ -315,9 +326,12 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   // A transaction's frame is published PREPARED: read-committed readers wait
   // at it until the transaction's decision flips it.
   const uint64_t committed = make_claim_word(txn ? kPrepared : kCommitted, frame_length, count, owner);
+  // Idempotent and transactional frames keep the seq_cst store: their
+  // bookkeeping after it was argued with it (docs/exactly-once.md).
+  const bool plain_release = release_publish && !idem && txn == nullptr;
   if (options.exclusive) {
     publish_exclusive(seg, r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count,
-                      committed);
+                      committed, plain_release);
   } else {
     uint64_t expected = make_claim_word(kClaimed, frame_length, count, owner);
     // seq_cst: as above; a failure means a repairer aborted our stalled claim.
@@ -332,7 +346,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     else
       record_committed(r.partition, r.offset, h->base_sequence, count);
   }
-  after_publish(topic->control().wakeup, seg, uint64_t{r.position} + frame_length);
+  after_publish(topic->control().wakeup, seg, uint64_t{r.position} + frame_length, plain_release);
   return SendStatus::kOk;
 }
 
@@ -383,10 +397,10 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   seg.index_frame(position, frame_length, rel_offset, ts);
   publish_exclusive(seg, position, frame_length, rel_offset + 1,
-                    make_claim_word(kCommitted, frame_length, 1, owner));
+                    make_claim_word(kCommitted, frame_length, 1, owner), release_publish);
   w.tail_position = end;
   w.tail_count = rel_offset + 1;
-  after_publish(topic->control().wakeup, seg, end);
+  after_publish(topic->control().wakeup, seg, end, release_publish);
   out->status = SendStatus::kOk;
   out->offset = offset;
   return true;
@@ -401,6 +415,7 @@ Producer ProducerAccess::make(std::shared_ptr<BusState> bus, std::shared_ptr<Top
   s->bus = std::move(bus);
   s->topic = std::move(topic);
   s->options = options;
+  s->release_publish = options.exclusive && ipc::register_release_publisher();
   return Producer(std::move(s));
 }
 

@@ -95,7 +95,9 @@ TEST(Wakeup, OneNotifyWakesEveryConsumerParkedAtThatMoment) {
 
 // The race the handshake is for, many times over: the publish lands
 // anywhere around the consumer's parking, and it must never sleep through it.
-TEST(Wakeup, APublishRacingTheParkingIsNeverSlept) {
+// `release`: the publish is a release store and notify_after_release(), the
+// consumer's membarrier supplying the barrier ("Release publishers").
+void publishes_racing_the_parking_are_never_slept(bool release) {
   for (int round = 0; round < 2000; ++round) {
     WakeupWord w{};
     std::atomic<bool> data{false};
@@ -108,8 +110,13 @@ TEST(Wakeup, APublishRacingTheParkingIsNeverSlept) {
     // The waiter spins 64 looks before it parks: publish before, during
     // and after its parking.
     for (int spin = 0; spin < (round * 7) % 256; ++spin) cpu_relax();
-    data.store(true, std::memory_order_seq_cst);
-    notify(w);
+    if (release) {
+      data.store(true, std::memory_order_release);
+      notify_after_release(w);
+    } else {
+      data.store(true, std::memory_order_seq_cst);
+      notify(w);
+    }
     const bool woke = waiter.wait_for(kBound) == std::future_status::ready;
     if (!woke) {
       w.parked.store(1);
@@ -118,6 +125,21 @@ TEST(Wakeup, APublishRacingTheParkingIsNeverSlept) {
     ASSERT_TRUE(woke) << "round " << round << ": the consumer slept through a publish";
     EXPECT_TRUE(waiter.get());
   }
+}
+
+TEST(Wakeup, APublishRacingTheParkingIsNeverSlept) { publishes_racing_the_parking_are_never_slept(false); }
+
+TEST(Wakeup, AReleasePublishRacingTheParkingIsNeverSlept) {
+  if (!register_release_publisher()) GTEST_SKIP() << "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) unavailable";
+  EXPECT_TRUE(register_release_publisher()) << "registering again is a no-op";
+  publishes_racing_the_parking_are_never_slept(true);
+}
+
+// A parking consumer whose barrier is the membarrier parks as long as asked;
+// without it (refused by the kernel) it re-checks every kUncoveredParkNs.
+TEST(Wakeup, TheParkingBarrierIsTheMembarrierWhereTheKernelOffersIt) {
+  if (!register_release_publisher()) GTEST_SKIP() << "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) unavailable";
+  EXPECT_TRUE(park_barrier());
 }
 
 }  // namespace
