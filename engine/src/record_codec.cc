@@ -48,6 +48,22 @@ std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const H
 std::byte* encode_sealed_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
                                 uint64_t headers_bytes, const char* value, uint32_t value_bytes,
                                 int64_t timestamp_ns, uint64_t seed) noexcept {
+  constexpr uint64_t kStackedPrefixBytes = 256;
+  if (kRecordHeaderBytes + key.size() + headers_bytes <= kStackedPrefixBytes) {
+    // Hash first, then write: the header, key and headers composed on the
+    // stack, the value read from the caller's buffer. The hash's own stores
+    // (its state) then do not queue behind the copy's, which wait for the
+    // mapping's lines to come to this core (docs/architecture.md, "Large
+    // values").
+    alignas(16) std::byte prefix[kStackedPrefixBytes];
+    std::byte* const v = encode_record(prefix, key, headers, headers_bytes, nullptr, value_bytes, timestamp_ns);
+    const auto n = static_cast<size_t>(v - prefix);
+    const uint64_t sum = xxh3_wide(prefix + kChecksumCoverageStart, n - kChecksumCoverageStart, value, value_bytes, seed);
+    std::memcpy(prefix + offsetof(RecordHeader, checksum), &sum, sizeof sum);
+    std::memcpy(rec, prefix, n);
+    std::memcpy(rec + n, value, value_bytes);
+    return rec + n;
+  }
   std::byte* const v = encode_record(rec, key, headers, headers_bytes, nullptr, value_bytes, timestamp_ns);
   std::memcpy(v, value, value_bytes);
   // Coverage as in record_checksum(): [16, length), the value last.

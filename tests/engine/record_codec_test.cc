@@ -36,21 +36,34 @@ TEST(RecordCodec, TheWideHashHasTheInlineHashsValues) {
   }
 }
 
+// Both ways encode_sealed_record() takes: a header, key and headers small
+// enough to compose on the stack (hashed before the copy), and larger ones
+// (written in place first).
 TEST(RecordCodec, ALargeRecordSealedFromItsSourceHasTheChecksumOfItsBytes) {
-  const std::vector<Header> headers = {{"h", "v"}, {"trace", "abc"}};
-  const uint64_t hb = headers_block_bytes(headers);
-  for (uint32_t value_bytes : {1024u, 4096u, 65537u}) {
-    const std::string value = bytes_of(value_bytes, 7);
-    std::vector<std::byte> a(kRecordHeaderBytes + 3 + hb + value_bytes), b(a.size());
-    const uint64_t seed = 12345;
-    encode_record(a.data(), "key", headers, hb, value.data(), value_bytes, 42);
-    seal_record(a.data(), seed, 0);
-    encode_sealed_record(b.data(), "key", headers, hb, value.data(), value_bytes, 42, seed);
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << value_bytes;
-    RecordView v;
-    uint32_t padded;
-    EXPECT_EQ(decode_record(b.data(), static_cast<uint32_t>(b.size()), seed, 0, true, &v, &padded), DecodeStatus::kOk);
-    EXPECT_EQ(v.value, value);
+  const std::vector<Header> some = {{"h", "v"}, {"trace", "abc"}};
+  const std::vector<Header> big = {{"h", std::string(300, 'x')}};
+  struct Case {
+    std::string key;
+    const std::vector<Header>* headers;
+  };
+  const Case cases[] = {{"", nullptr}, {"key", &some}, {std::string(500, 'k'), nullptr}, {"key", &big}};
+  for (const Case& c : cases) {
+    for (uint32_t value_bytes : {1024u, 4096u, 65537u}) {
+      const std::span<const Header> headers = c.headers ? std::span<const Header>(*c.headers) : std::span<const Header>();
+      const uint64_t hb = headers_block_bytes(headers);
+      const std::string value = bytes_of(value_bytes, 7);
+      std::vector<std::byte> a(kRecordHeaderBytes + c.key.size() + hb + value_bytes), b(a.size());
+      const uint64_t seed = 12345;
+      encode_record(a.data(), c.key, headers, hb, value.data(), value_bytes, 42);
+      seal_record(a.data(), seed, 0);
+      const std::byte* at = encode_sealed_record(b.data(), c.key, headers, hb, value.data(), value_bytes, 42, seed);
+      EXPECT_EQ(at, b.data() + kRecordHeaderBytes + c.key.size() + hb) << "where the value went";
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << value_bytes << " bytes, key of " << c.key.size();
+      RecordView v;
+      uint32_t padded;
+      EXPECT_EQ(decode_record(b.data(), static_cast<uint32_t>(b.size()), seed, 0, true, &v, &padded), DecodeStatus::kOk);
+      EXPECT_EQ(v.value, value);
+    }
   }
 }
 
