@@ -256,7 +256,7 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 // 64 B stream 11.8-12.0 -> 12.8-12.9 M msg/s, 4 KiB 5.19-5.32 -> 5.39-5.43
 // GB/s (interleaved). Else seq_cst, which also orders the store before
 // notify()'s load of `parked`.
-void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length, uint32_t count_after,
+[[gnu::always_inline]] inline void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length, uint32_t count_after,
                        uint64_t word, bool release) noexcept {
   // release (both): publishes the frame; pairs with the reader's acquire
   // load of the word.
@@ -267,11 +267,23 @@ void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length, u
   seg.store_hint(position + frame_length, count_after);
 }
 
+// A shared writer's publication of its claimed frame at `position`: the
+// CAS CLAIMED -> `word`. false: a repairer aborted the claim as stalled.
+[[gnu::always_inline]] inline bool publish_shared(Segment& seg, uint32_t position, uint64_t word) noexcept {
+  uint64_t expected = with_state(word, kClaimed);
+  // seq_cst: publishes the frame (release half: pairs with the reader's
+  // acquire load of the word) and orders it before notify()'s load of
+  // `parked` (ipc/wait_strategy.h); exactly one of it and a repairer's CAS
+  // wins.
+  return seg.frame(position)->claim.compare_exchange_strong(expected, word, std::memory_order_seq_cst,
+                                                            std::memory_order_relaxed);
+}
+
 // After a frame ending at `end` was published (with a release store if
 // `release`): wakes parked consumers, and asks for the lines the next frames
 // will use, for writing: a miss on them would be paid in full by the next
 // publish's barrier or by the stores queued behind them.
-void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end, bool release) noexcept {
+[[gnu::always_inline]] inline void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end, bool release) noexcept {
   if (release)
     ipc::notify_after_release(wakeup);
   else
@@ -283,6 +295,11 @@ void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end, bo
   }
 }
 }  // namespace
+
+SendStatus ProducerState::aborted_as_stalled(uint64_t offset) {
+  return fail(SendStatus::kAborted, Error{Errc::kAborted, "claim at offset " + std::to_string(offset) +
+                                                             " was aborted as stalled before its commit"});
+}
 
 SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t frame_length,
                                   uint32_t count, int64_t first_timestamp_ns, std::byte* stage, bool sealed) {
@@ -332,13 +349,8 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   if (options.exclusive) {
     publish_exclusive(seg, r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count,
                       committed, plain_release);
-  } else {
-    uint64_t expected = make_claim_word(kClaimed, frame_length, count, owner);
-    // seq_cst: as above; a failure means a repairer aborted our stalled claim.
-    if (!f->claim.compare_exchange_strong(expected, committed, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed))
-      return fail(SendStatus::kAborted, Error{Errc::kAborted, "claim at offset " + std::to_string(r.offset) +
-                                                                  " was aborted as stalled before its commit"});
+  } else if (!publish_shared(seg, r.position, committed)) {
+    return aborted_as_stalled(r.offset);
   }
   if (idem) [[unlikely]] {
     if (txn)  // recorded at the commit
@@ -350,16 +362,43 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   return SendStatus::kOk;
 }
 
-// send()'s straight line for the commonest case: one small record from a
-// plain exclusive producer (not idempotent, not transactional) whose
-// segment has room for it with nothing else to do first (no roll, no
-// zeroing ahead, no dirty-bound announcement, the back-pressure window
-// open). It does what reserve() and publish() do in that case, in one
-// inlined body: through them a 64-byte record took about 620 instructions
-// and 112 stores, most of them pushes, spills and out-parameters, and a
-// store is what waits here, behind the store to the line the reader polls
-// (docs/architecture.md, "The straight-line send"). Returns false, having
-// changed nothing, when the case does not hold.
+namespace {
+// Composes a small record's frame in `stage` (its header's claim word
+// aside) and seals it: what send_small_exclusive() and send_small_shared()
+// write before copying it in.
+[[gnu::always_inline]] inline void compose_small(std::byte* stage, uint64_t offset, uint16_t attributes,
+                                                 const Message& m, uint64_t headers_bytes, uint32_t rec_length,
+                                                 uint32_t frame_length, int64_t ts) noexcept {
+  auto* f = reinterpret_cast<FrameHeader*>(stage);
+  fill_frame_header(f, offset, attributes, 0, 0, 0);
+  std::memset(stage + frame_length - 8, 0, 8);  // the padding, if any (stack bytes must not leak into the log)
+  std::byte* const rec = stage + kFrameHeaderBytes;
+  encode_record_header(rec, rec_length, static_cast<uint16_t>(m.headers.size()), ts,
+                       static_cast<uint32_t>(m.key.size()), static_cast<uint32_t>(headers_bytes));
+  std::byte* p = rec + kRecordHeaderBytes;
+  if (!m.key.empty()) std::memcpy(p, m.key.data(), m.key.size());
+  p += m.key.size();
+  if (!m.headers.empty()) encode_headers(p, m.headers);
+  p += headers_bytes;
+  if (!m.value.empty()) std::memcpy(p, m.value.data(), m.value.size());
+  seal_record(rec, frame_seed(f), 0);
+}
+}  // namespace
+
+// send()'s straight lines for the commonest case: one small record from a
+// plain producer (not idempotent, not transactional) with nothing but the
+// append itself to do, the back-pressure window open. They do what
+// reserve() and publish() do in that case, in one inlined body: through
+// them a 64-byte record took about 620 instructions and 112 stores, most of
+// them pushes, spills and out-parameters, and a store is what waits here,
+// behind the store to the line the reader polls (docs/architecture.md, "The
+// straight-line send"). One per mode: a body for both cost the exclusive
+// stream 4.5%. They return false when the case does not hold, having
+// changed nothing (the shared one may have sealed the segment, which the
+// general path then rolls).
+//
+// Exclusive: room in the segment, no roll, no zeroing ahead, no dirty-bound
+// announcement due.
 [[gnu::always_inline]] inline bool ProducerState::send_small_exclusive(uint32_t partition, const Message& m,
                                                                        uint64_t headers_bytes, uint32_t rec_length,
                                                                        uint32_t frame_length,
@@ -381,19 +420,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   const uint32_t rel_offset = w.tail_count;
   const uint64_t offset = seg.base_offset() + rel_offset;
   alignas(64) std::byte stage[kStagedFrameBytes];
-  auto* f = reinterpret_cast<FrameHeader*>(stage);
-  fill_frame_header(f, offset, kAttrExclusiveWriter, 0, 0, 0);
-  std::memset(stage + frame_length - 8, 0, 8);  // the padding, if any (stack bytes must not leak into the log)
-  std::byte* const rec = stage + kFrameHeaderBytes;
-  encode_record_header(rec, rec_length, static_cast<uint16_t>(m.headers.size()), ts,
-                       static_cast<uint32_t>(m.key.size()), static_cast<uint32_t>(headers_bytes));
-  std::byte* p = rec + kRecordHeaderBytes;
-  if (!m.key.empty()) std::memcpy(p, m.key.data(), m.key.size());
-  p += m.key.size();
-  if (!m.headers.empty()) encode_headers(p, m.headers);
-  p += headers_bytes;
-  if (!m.value.empty()) std::memcpy(p, m.value.data(), m.value.size());
-  seal_record(rec, frame_seed(f), 0);
+  compose_small(stage, offset, kAttrExclusiveWriter, m, headers_bytes, rec_length, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   seg.index_frame(position, frame_length, rel_offset, ts);
   publish_exclusive(seg, position, frame_length, rel_offset + 1,
@@ -403,6 +430,41 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   after_publish(topic->control().wakeup, seg, end, release_publish);
   out->status = SendStatus::kOk;
   out->offset = offset;
+  return true;
+}
+
+// Shared: the claim lands in the cached segment (a sealed one goes the
+// general way, which rolls).
+[[gnu::always_inline]] inline bool ProducerState::send_small_shared(uint32_t partition, const Message& m,
+                                                                    uint64_t headers_bytes, uint32_t rec_length,
+                                                                    uint32_t frame_length, SendResult* out) noexcept {
+  if (partition >= writers.size()) return false;
+  Writer& w = writers[partition];
+  if (!w.ready) [[unlikely]]
+    return false;
+  Segment& seg = *w.segment;
+  // relaxed (both): estimates, as in check_back_pressure(), which decides.
+  if (topic->options.retention_mode == RetentionMode::kBackPressure &&
+      seg.base_position() + tail_position(seg.control().tail_hint.load(std::memory_order_relaxed)) + frame_length >
+          topic->partitions[partition]->control().back_pressure_limit.load(std::memory_order_relaxed)) [[unlikely]]
+    return false;
+  uint32_t position;
+  uint32_t rel_offset;
+  if (seg.try_claim(frame_length, 1, owner, &position, &rel_offset) != Segment::ClaimOutcome::kClaimed) [[unlikely]]
+    return false;  // sealed (the general path rolls) or corrupt (it reports)
+  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
+  const uint64_t offset = seg.base_offset() + rel_offset;
+  alignas(64) std::byte stage[kStagedFrameBytes];
+  compose_small(stage, offset, 0, m, headers_bytes, rec_length, frame_length, ts);
+  copy_staged_frame(seg.data() + position, stage, position, frame_length);
+  seg.index_frame(position, frame_length, rel_offset, ts);
+  out->offset = offset;
+  if (!publish_shared(seg, position, make_claim_word(kCommitted, frame_length, 1, owner))) [[unlikely]] {
+    out->status = aborted_as_stalled(offset);
+    return true;
+  }
+  after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, false);
+  out->status = SendStatus::kOk;
   return true;
 }
 
@@ -463,8 +525,9 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   }
   const uint32_t frame = kFrameHeaderBytes + align_up(static_cast<uint32_t>(rec));
   result.partition = s.choose_partition(m.key, partition);
-  if (frame <= kStagedFrameBytes && s.options.exclusive && !s.idem && s.txn == nullptr &&
-      s.send_small_exclusive(result.partition, m, hb, static_cast<uint32_t>(rec), frame, &result))
+  if (frame <= kStagedFrameBytes && !s.idem && s.txn == nullptr &&
+      (s.options.exclusive ? s.send_small_exclusive(result.partition, m, hb, static_cast<uint32_t>(rec), frame, &result)
+                           : s.send_small_shared(result.partition, m, hb, static_cast<uint32_t>(rec), frame, &result)))
     return result;
   Partition::Reservation r;
   // A small frame is composed on the stack and copied in at publish
@@ -476,7 +539,7 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
   result.offset = r.offset;
-  if (stage != nullptr) std::memset(stage + frame - 8, 0, 8);  // the padding, as in send_small_exclusive()
+  if (stage != nullptr) std::memset(stage + frame - 8, 0, 8);  // the padding, as in compose_small()
   std::byte* const at = (stage != nullptr ? stage : r.segment->data() + r.position) + kFrameHeaderBytes;
   const auto value_bytes = static_cast<uint32_t>(m.value.size());
   if (stage == nullptr && value_bytes >= kSealFromSourceBytes) {

@@ -110,10 +110,15 @@ struct ProducerState {
                      uint32_t count, int64_t first_timestamp_ns, std::byte* stage = nullptr,
                      bool sealed = false);  // sealed: the records' checksums are written
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
-  // Producer::send()'s path for a small record of a plain exclusive
-  // producer when nothing but the append itself is due (producer.cc).
+  // Producer::send()'s paths for a small record of a plain producer when
+  // nothing but the append itself is due (producer.cc).
   bool send_small_exclusive(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
                             uint32_t frame_length, SendResult* out) noexcept;
+  bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
+                         uint32_t frame_length, SendResult* out) noexcept;
+  // kAborted, with the error naming the frame's offset: a repairer aborted
+  // our claim as stalled before we published it.
+  SendStatus aborted_as_stalled(uint64_t offset);
 
   // Idempotence. Learns the partition's next sequence from its producer
   // entry and the log after it (waiting out claims in flight), once per

@@ -133,11 +133,12 @@ TEST(Log, RecordsAroundTheStagedFrameSizeRoundTripAtEveryLineOffset) {
   }
 }
 
-// send() takes a straight-line path for a small record of a plain exclusive
-// producer; send_batch() of one record takes the general one (reserve, write
-// in place, publish). Both must leave the same bytes (past the file header's
-// creation time): frames, checksums, padding, index slots, hint, across rolls.
-TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) {
+// send() takes a straight-line path for a small record of a plain producer;
+// send_batch() of one record takes the general one (reserve, write in place,
+// publish). Both must leave the same bytes (past the file header's creation
+// time): frames, checksums, padding, index slots, hint, across rolls.
+void expect_send_writes_the_bytes_the_general_path_writes(bool exclusive) {
+  SCOPED_TRACE(exclusive ? "exclusive" : "shared");
   test::TempDir dir;
   auto bus = Bus::open(dir.path());
   ASSERT_TRUE(bus);
@@ -146,7 +147,7 @@ TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) {
   ASSERT_TRUE(bus->create_topic("fast", t));
   ASSERT_TRUE(bus->create_topic("general", t));
   ProducerOptions po;
-  po.exclusive = true;
+  po.exclusive = exclusive;
   auto fast = bus->create_producer("fast", po);
   auto general = bus->create_producer("general", po);
   ASSERT_TRUE(fast && general);
@@ -192,6 +193,9 @@ TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) {
   EXPECT_TRUE(v->ok());
   EXPECT_EQ(v->records, 2000u);
 }
+
+TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) { expect_send_writes_the_bytes_the_general_path_writes(true); }
+TEST(Log, ASharedSendWritesTheBytesTheGeneralPathWrites) { expect_send_writes_the_bytes_the_general_path_writes(false); }
 
 TEST(Log, CommittedOffsetSurvivesReopen) {
   test::TempDir dir;
