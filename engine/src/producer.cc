@@ -256,8 +256,8 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 // 64 B stream 11.8-12.0 -> 12.8-12.9 M msg/s, 4 KiB 5.19-5.32 -> 5.39-5.43
 // GB/s (interleaved). Else seq_cst, which also orders the store before
 // notify()'s load of `parked`.
-[[gnu::always_inline]] inline void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length, uint32_t count_after,
-                       uint64_t word, bool release) noexcept {
+[[gnu::always_inline]] inline void publish_exclusive(Segment& seg, uint32_t position, uint32_t frame_length,
+                                                     uint32_t count_after, uint64_t word, bool release) noexcept {
   // release (both): publishes the frame; pairs with the reader's acquire
   // load of the word.
   if (release)
@@ -283,7 +283,8 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 // `release`): wakes parked consumers, and asks for the lines the next frames
 // will use, for writing: a miss on them would be paid in full by the next
 // publish's barrier or by the stores queued behind them.
-[[gnu::always_inline]] inline void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end, bool release) noexcept {
+[[gnu::always_inline]] inline void after_publish(ipc::WakeupWord& wakeup, const Segment& seg, uint64_t end,
+                                                 bool release) noexcept {
   if (release)
     ipc::notify_after_release(wakeup);
   else

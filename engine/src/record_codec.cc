@@ -58,7 +58,8 @@ std::byte* encode_sealed_record(std::byte* rec, std::string_view key, std::span<
     alignas(16) std::byte prefix[kStackedPrefixBytes];
     std::byte* const v = encode_record(prefix, key, headers, headers_bytes, nullptr, value_bytes, timestamp_ns);
     const auto n = static_cast<size_t>(v - prefix);
-    const uint64_t sum = xxh3_wide(prefix + kChecksumCoverageStart, n - kChecksumCoverageStart, value, value_bytes, seed);
+    const uint64_t sum =
+        xxh3_wide(prefix + kChecksumCoverageStart, n - kChecksumCoverageStart, value, value_bytes, seed);
     std::memcpy(prefix + offsetof(RecordHeader, checksum), &sum, sizeof sum);
     std::memcpy(rec, prefix, n);
     std::memcpy(rec + n, value, value_bytes);

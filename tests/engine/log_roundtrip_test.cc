@@ -194,8 +194,12 @@ void expect_send_writes_the_bytes_the_general_path_writes(bool exclusive) {
   EXPECT_EQ(v->records, 2000u);
 }
 
-TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) { expect_send_writes_the_bytes_the_general_path_writes(true); }
-TEST(Log, ASharedSendWritesTheBytesTheGeneralPathWrites) { expect_send_writes_the_bytes_the_general_path_writes(false); }
+TEST(Log, AnExclusiveSendWritesTheBytesTheGeneralPathWrites) {
+  expect_send_writes_the_bytes_the_general_path_writes(true);
+}
+TEST(Log, ASharedSendWritesTheBytesTheGeneralPathWrites) {
+  expect_send_writes_the_bytes_the_general_path_writes(false);
+}
 
 TEST(Log, CommittedOffsetSurvivesReopen) {
   test::TempDir dir;

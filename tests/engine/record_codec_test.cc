@@ -41,7 +41,8 @@ TEST(RecordCodec, TheWideHashHasTheInlineHashsValues) {
 // (written in place first).
 TEST(RecordCodec, ALargeRecordSealedFromItsSourceHasTheChecksumOfItsBytes) {
   const std::vector<Header> some = {{"h", "v"}, {"trace", "abc"}};
-  const std::vector<Header> big = {{"h", std::string(300, 'x')}};
+  const std::string big_value(300, 'x');  // Header holds views: the bytes must outlive it
+  const std::vector<Header> big = {{"h", big_value}};
   struct Case {
     std::string key;
     const std::vector<Header>* headers;
@@ -49,7 +50,8 @@ TEST(RecordCodec, ALargeRecordSealedFromItsSourceHasTheChecksumOfItsBytes) {
   const Case cases[] = {{"", nullptr}, {"key", &some}, {std::string(500, 'k'), nullptr}, {"key", &big}};
   for (const Case& c : cases) {
     for (uint32_t value_bytes : {1024u, 4096u, 65537u}) {
-      const std::span<const Header> headers = c.headers ? std::span<const Header>(*c.headers) : std::span<const Header>();
+      const std::span<const Header> headers =
+          c.headers != nullptr ? std::span<const Header>(*c.headers) : std::span<const Header>();
       const uint64_t hb = headers_block_bytes(headers);
       const std::string value = bytes_of(value_bytes, 7);
       std::vector<std::byte> a(kRecordHeaderBytes + c.key.size() + hb + value_bytes), b(a.size());
@@ -61,7 +63,8 @@ TEST(RecordCodec, ALargeRecordSealedFromItsSourceHasTheChecksumOfItsBytes) {
       EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << value_bytes << " bytes, key of " << c.key.size();
       RecordView v;
       uint32_t padded;
-      EXPECT_EQ(decode_record(b.data(), static_cast<uint32_t>(b.size()), seed, 0, true, &v, &padded), DecodeStatus::kOk);
+      EXPECT_EQ(decode_record(b.data(), static_cast<uint32_t>(b.size()), seed, 0, true, &v, &padded),
+                DecodeStatus::kOk);
       EXPECT_EQ(v.value, value);
     }
   }
