@@ -368,10 +368,14 @@ namespace {
 // aside) and seals it: what send_small_exclusive() and send_small_shared()
 // write before copying it in.
 [[gnu::always_inline]] inline void compose_small(std::byte* stage, uint64_t offset, uint16_t attributes,
-                                                 const Message& m, uint64_t headers_bytes, uint32_t rec_length,
-                                                 uint32_t frame_length, int64_t ts) noexcept {
+                                                 const ProducerIdentity* id, uint32_t sequence, const Message& m,
+                                                 uint64_t headers_bytes, uint32_t rec_length, uint32_t frame_length,
+                                                 int64_t ts) noexcept {
   auto* f = reinterpret_cast<FrameHeader*>(stage);
-  fill_frame_header(f, offset, attributes, 0, 0, 0);
+  if (id != nullptr)
+    fill_frame_header(f, offset, attributes, id->pid, id->epoch, sequence);
+  else
+    fill_frame_header(f, offset, attributes, 0, 0, 0);
   std::memset(stage + frame_length - 8, 0, 8);  // the padding, if any (stack bytes must not leak into the log)
   std::byte* const rec = stage + kFrameHeaderBytes;
   encode_record_header(rec, rec_length, static_cast<uint16_t>(m.headers.size()), ts,
@@ -387,8 +391,9 @@ namespace {
 }  // namespace
 
 // send()'s straight lines for the commonest case: one small record from a
-// plain producer (not idempotent, not transactional) with nothing but the
-// append itself to do, the back-pressure window open. They do what
+// producer outside a transaction with nothing but the append itself to do,
+// the back-pressure window open (an idempotent one: not fenced, no open
+// Claim, the partition taken over). They do what
 // reserve() and publish() do in that case, in one inlined body: through
 // them a 64-byte record took about 620 instructions and 112 stores, most of
 // them pushes, spills and out-parameters, and a store is what waits here,
@@ -408,6 +413,10 @@ namespace {
   Writer& w = writers[partition];
   if (!w.ready) [[unlikely]]
     return false;
+  // The fencing check first: nothing of ours is in the mapping yet, and the
+  // writer lock keeps a newer instance off this partition until we let go.
+  if (idem != nullptr && (!idem_ready(partition) || !idem->table->holds(idem->id))) [[unlikely]]
+    return false;
   Segment& seg = *w.segment;
   const uint32_t position = w.tail_position;
   const uint32_t end = position + frame_length;
@@ -420,15 +429,22 @@ namespace {
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint32_t rel_offset = w.tail_count;
   const uint64_t offset = seg.base_offset() + rel_offset;
+  const uint32_t sequence = idem != nullptr ? idem->parts[partition].next_seq : 0;
   alignas(64) std::byte stage[kStagedFrameBytes];
-  compose_small(stage, offset, kAttrExclusiveWriter, m, headers_bytes, rec_length, frame_length, ts);
+  compose_small(stage, offset, kAttrExclusiveWriter, idem != nullptr ? &idem->id : nullptr, sequence, m,
+                headers_bytes, rec_length, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   seg.index_frame(position, frame_length, rel_offset, ts);
-  publish_exclusive(seg, position, frame_length, rel_offset + 1,
-                    make_claim_word(kCommitted, frame_length, 1, owner), release_publish);
+  const bool release = release_publish && idem == nullptr;  // as in publish()
+  publish_exclusive(seg, position, frame_length, rel_offset + 1, make_claim_word(kCommitted, frame_length, 1, owner),
+                    release);
   w.tail_position = end;
   w.tail_count = rel_offset + 1;
-  after_publish(topic->control().wakeup, seg, end, release_publish);
+  if (idem != nullptr) [[unlikely]] {
+    record_committed(partition, offset, sequence, 1);
+    out->sequence = sequence;
+  }
+  after_publish(topic->control().wakeup, seg, end, release);
   out->status = SendStatus::kOk;
   out->offset = offset;
   return true;
@@ -443,6 +459,8 @@ namespace {
   Writer& w = writers[partition];
   if (!w.ready) [[unlikely]]
     return false;
+  if (idem != nullptr && !idem_ready(partition)) [[unlikely]]
+    return false;
   Segment& seg = *w.segment;
   // relaxed (both): estimates, as in check_back_pressure(), which decides.
   if (topic->options.retention_mode == RetentionMode::kBackPressure &&
@@ -455,14 +473,26 @@ namespace {
     return false;  // sealed (the general path rolls) or corrupt (it reports)
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint64_t offset = seg.base_offset() + rel_offset;
+  const uint32_t sequence = idem != nullptr ? idem->parts[partition].next_seq : 0;
   alignas(64) std::byte stage[kStagedFrameBytes];
-  compose_small(stage, offset, 0, m, headers_bytes, rec_length, frame_length, ts);
+  compose_small(stage, offset, 0, idem != nullptr ? &idem->id : nullptr, sequence, m, headers_bytes, rec_length,
+                frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
-  seg.index_frame(position, frame_length, rel_offset, ts);
   out->offset = offset;
+  // The writer's side of the fencing handshake: after our claim (seq_cst),
+  // before publishing (docs/exactly-once.md, section 3).
+  if (idem != nullptr && !idem->table->holds(idem->id)) [[unlikely]] {
+    out->status = fenced(Partition::Reservation{&seg, position, offset, partition}, frame_length, 1);
+    return true;
+  }
+  seg.index_frame(position, frame_length, rel_offset, ts);
   if (!publish_shared(seg, position, make_claim_word(kCommitted, frame_length, 1, owner))) [[unlikely]] {
     out->status = aborted_as_stalled(offset);
     return true;
+  }
+  if (idem != nullptr) [[unlikely]] {
+    record_committed(partition, offset, sequence, 1);
+    out->sequence = sequence;
   }
   after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, false);
   out->status = SendStatus::kOk;
@@ -526,7 +556,7 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   }
   const uint32_t frame = kFrameHeaderBytes + align_up(static_cast<uint32_t>(rec));
   result.partition = s.choose_partition(m.key, partition);
-  if (frame <= kStagedFrameBytes && !s.idem && s.txn == nullptr &&
+  if (frame <= kStagedFrameBytes && s.txn == nullptr &&
       (s.options.exclusive ? s.send_small_exclusive(result.partition, m, hb, static_cast<uint32_t>(rec), frame, &result)
                            : s.send_small_shared(result.partition, m, hb, static_cast<uint32_t>(rec), frame, &result)))
     return result;

@@ -116,6 +116,12 @@ struct ProducerState {
                             uint32_t frame_length, SendResult* out) noexcept;
   bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
                          uint32_t frame_length, SendResult* out) noexcept;
+  // Idempotent: whether a send to `partition` needs nothing first (not
+  // fenced, no open Claim holding the next sequence, the partition taken
+  // over); the general path handles each of those.
+  bool idem_ready(uint32_t partition) const noexcept {
+    return !idem->fenced && !idem->claim_open && idem->parts[partition].ready;
+  }
   // kAborted, with the error naming the frame's offset: a repairer aborted
   // our claim as stalled before we published it.
   SendStatus aborted_as_stalled(uint64_t offset);
