@@ -112,8 +112,10 @@ struct ProducerState {
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
   // Producer::send()'s paths for a small record of a plain producer when
   // nothing but the append itself is due (producer.cc).
+  template <bool kIdempotent>
   bool send_small_exclusive(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
                             uint32_t frame_length, SendResult* out) noexcept;
+  template <bool kIdempotent>
   bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
                          uint32_t frame_length, SendResult* out) noexcept;
   // Idempotent: whether a send to `partition` needs nothing first (not
