@@ -250,8 +250,8 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
 
 // An exclusive writer's publication of its frame at `position`, whose
 // records end at relative offset `count_after`: the word, then the hint.
-// `release`: a plain release store, for a plain producer in a process
-// registered as a release publisher (ipc/wait_strategy.h); with an xchg the
+// `release`: a plain release store, for a producer outside a transaction in
+// a process registered as a release publisher (ipc/wait_strategy.h); with an xchg the
 // writer stalled on every record until the frame's lines reached its core:
 // 64 B stream 11.8-12.0 -> 12.8-12.9 M msg/s, 4 KiB 5.19-5.32 -> 5.39-5.43
 // GB/s (interleaved). Else seq_cst, which also orders the store before
@@ -344,9 +344,11 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   // A transaction's frame is published PREPARED: read-committed readers wait
   // at it until the transaction's decision flips it.
   const uint64_t committed = make_claim_word(txn ? kPrepared : kCommitted, frame_length, count, owner);
-  // Idempotent and transactional frames keep the seq_cst store: their
-  // bookkeeping after it was argued with it (docs/exactly-once.md).
-  const bool plain_release = release_publish && !idem && txn == nullptr;
+  // A transaction's frames keep the seq_cst store: its decision protocol
+  // was argued with it (docs/exactly-once.md). An idempotent exclusive
+  // writer needs none: the writer lock is its fence (ibid., "Exclusive
+  // mode"), and its producer entry's head is a release store after the word.
+  const bool plain_release = release_publish && txn == nullptr;
   if (options.exclusive) {
     publish_exclusive(seg, r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count,
                       committed, plain_release);
@@ -436,16 +438,15 @@ template <bool kIdempotent>
                 headers_bytes, rec_length, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   seg.index_frame(position, frame_length, rel_offset, ts);
-  const bool release = release_publish && !kIdempotent;  // as in publish()
   publish_exclusive(seg, position, frame_length, rel_offset + 1, make_claim_word(kCommitted, frame_length, 1, owner),
-                    release);
+                    release_publish);
   w.tail_position = end;
   w.tail_count = rel_offset + 1;
   if constexpr (kIdempotent) {
     record_committed(partition, offset, sequence, 1);
     out->sequence = sequence;
   }
-  after_publish(topic->control().wakeup, seg, end, release);
+  after_publish(topic->control().wakeup, seg, end, release_publish);
   out->status = SendStatus::kOk;
   out->offset = offset;
   return true;

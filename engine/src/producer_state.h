@@ -22,8 +22,8 @@ struct ProducerState {
   std::shared_ptr<TopicState> topic;
   ProducerOptions options;
   uint16_t owner = 0;
-  // Exclusive, in a process registered as a release publisher: plain
-  // frames are published with a release store (producer.cc,
+  // Exclusive, in a process registered as a release publisher: frames
+  // outside a transaction are published with a release store (producer.cc,
   // publish_exclusive; ipc/wait_strategy.h, "Release publishers").
   bool release_publish = false;
 
