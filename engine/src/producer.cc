@@ -126,14 +126,10 @@ SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame
   auto& limit = part.control().back_pressure_limit;
   // The tail from our own cached segment: no lock, no lookup on this path.
   // relaxed: an estimate; the limit is a soft window, not an invariant.
-  auto tail = [&] {
-    const uint32_t pos = options.exclusive ? w.tail_position
-                                           : format::tail_position(w.segment->control().tail_hint.load(std::memory_order_relaxed));
-    return w.segment->base_position() + std::min(pos, w.segment->capacity()) + frame_length;
-  };
-  const uint64_t end = tail();
-  // relaxed: a cached bound (topic_format.h says why a stale one is safe).
-  if (end <= limit.load(std::memory_order_relaxed)) return SendStatus::kOk;
+  const uint32_t pos = options.exclusive ? w.tail_position
+                                         : tail_position(w.segment->control().tail_hint.load(std::memory_order_relaxed));
+  const uint64_t end = w.segment->base_position() + std::min(pos, w.segment->capacity()) + frame_length;
+  if (below_back_pressure_limit(partition, end)) return SendStatus::kOk;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(options.back_pressure_timeout_ns);
   for (;;) {
     auto min = min_committed_offset(*topic, partition);
@@ -305,7 +301,6 @@ SendStatus ProducerState::aborted_as_stalled(uint64_t offset) {
 SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t frame_length,
                                   uint32_t count, int64_t first_timestamp_ns, std::byte* stage, bool sealed) {
   Segment& seg = *r.segment;
-  FrameHeader* f = seg.frame(r.position);
   std::byte* const frame = stage != nullptr ? stage : seg.data() + r.position;
   const FrameHeader* h = reinterpret_cast<const FrameHeader*>(frame);  // where reserve() wrote the header
   // A frame we abort must be in the mapping as it would have been published.
@@ -371,8 +366,7 @@ namespace {
 // write before copying it in.
 [[gnu::always_inline]] inline void compose_small(std::byte* stage, uint64_t offset, uint16_t attributes,
                                                  const ProducerIdentity* id, uint32_t sequence, const Message& m,
-                                                 uint64_t headers_bytes, uint32_t rec_length, uint32_t frame_length,
-                                                 int64_t ts) noexcept {
+                                                 uint64_t headers_bytes, uint32_t frame_length, int64_t ts) noexcept {
   auto* f = reinterpret_cast<FrameHeader*>(stage);
   if (id != nullptr)
     fill_frame_header(f, offset, attributes, id->pid, id->epoch, sequence);
@@ -380,14 +374,7 @@ namespace {
     fill_frame_header(f, offset, attributes, 0, 0, 0);
   std::memset(stage + frame_length - 8, 0, 8);  // the padding, if any (stack bytes must not leak into the log)
   std::byte* const rec = stage + kFrameHeaderBytes;
-  encode_record_header(rec, rec_length, static_cast<uint16_t>(m.headers.size()), ts,
-                       static_cast<uint32_t>(m.key.size()), static_cast<uint32_t>(headers_bytes));
-  std::byte* p = rec + kRecordHeaderBytes;
-  if (!m.key.empty()) std::memcpy(p, m.key.data(), m.key.size());
-  p += m.key.size();
-  if (!m.headers.empty()) encode_headers(p, m.headers);
-  p += headers_bytes;
-  if (!m.value.empty()) std::memcpy(p, m.value.data(), m.value.size());
+  write_record(rec, m.key, m.headers, headers_bytes, m.value.data(), static_cast<uint32_t>(m.value.size()), ts);
   seal_record(rec, frame_seed(f), 0);
 }
 }  // namespace
@@ -409,13 +396,12 @@ namespace {
 // announcement due.
 template <bool kIdempotent>
 [[gnu::always_inline]] inline bool ProducerState::send_small_exclusive(uint32_t partition, const Message& m,
-                                                                       uint64_t headers_bytes, uint32_t rec_length,
-                                                                       uint32_t frame_length,
+                                                                       uint64_t headers_bytes, uint32_t frame_length,
                                                                        SendResult* out) noexcept {
-  if (partition >= writers.size()) return false;
-  Writer& w = writers[partition];
-  if (!w.ready) [[unlikely]]
+  Writer* const open = open_writer_of(partition);
+  if (open == nullptr) [[unlikely]]
     return false;
+  Writer& w = *open;
   // The fencing check first: nothing of ours is in the mapping yet, and the
   // writer lock keeps a newer instance off this partition until we let go.
   if (kIdempotent && (!idem_ready(partition) || !idem->table->holds(idem->id))) [[unlikely]]
@@ -426,16 +412,15 @@ template <bool kIdempotent>
   if (uint64_t{end} + kFrameHeaderBytes > w.zeroed_end || end > w.dirty_end) [[unlikely]]
     return false;  // also when the frame would not fit: zeroed_end <= capacity
   if (topic->options.retention_mode == RetentionMode::kBackPressure &&
-      seg.base_position() + end > topic->partitions[partition]->control().back_pressure_limit.load(
-                                      std::memory_order_relaxed)) [[unlikely]]
-    return false;  // relaxed: as in check_back_pressure(), which decides
+      !below_back_pressure_limit(partition, seg.base_position() + end)) [[unlikely]]
+    return false;  // check_back_pressure() decides
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint32_t rel_offset = w.tail_count;
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
   alignas(64) std::byte stage[kStagedFrameBytes];
   compose_small(stage, offset, kAttrExclusiveWriter, kIdempotent ? &idem->id : nullptr, sequence, m,
-                headers_bytes, rec_length, frame_length, ts);
+                headers_bytes, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   seg.index_frame(position, frame_length, rel_offset, ts);
   publish_exclusive(seg, position, frame_length, rel_offset + 1, make_claim_word(kCommitted, frame_length, 1, owner),
@@ -456,19 +441,20 @@ template <bool kIdempotent>
 // general way, which rolls).
 template <bool kIdempotent>
 [[gnu::always_inline]] inline bool ProducerState::send_small_shared(uint32_t partition, const Message& m,
-                                                                    uint64_t headers_bytes, uint32_t rec_length,
-                                                                    uint32_t frame_length, SendResult* out) noexcept {
-  if (partition >= writers.size()) return false;
-  Writer& w = writers[partition];
-  if (!w.ready) [[unlikely]]
+                                                                    uint64_t headers_bytes, uint32_t frame_length,
+                                                                    SendResult* out) noexcept {
+  Writer* const open = open_writer_of(partition);
+  if (open == nullptr) [[unlikely]]
     return false;
+  Writer& w = *open;
   if (kIdempotent && !idem_ready(partition)) [[unlikely]]
     return false;
   Segment& seg = *w.segment;
-  // relaxed (both): estimates, as in check_back_pressure(), which decides.
+  // relaxed: an estimate, as in check_back_pressure(), which decides.
   if (topic->options.retention_mode == RetentionMode::kBackPressure &&
-      seg.base_position() + tail_position(seg.control().tail_hint.load(std::memory_order_relaxed)) + frame_length >
-          topic->partitions[partition]->control().back_pressure_limit.load(std::memory_order_relaxed)) [[unlikely]]
+      !below_back_pressure_limit(partition, seg.base_position() +
+                                                tail_position(seg.control().tail_hint.load(std::memory_order_relaxed)) +
+                                                frame_length)) [[unlikely]]
     return false;
   uint32_t position;
   uint32_t rel_offset;
@@ -478,8 +464,7 @@ template <bool kIdempotent>
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
   alignas(64) std::byte stage[kStagedFrameBytes];
-  compose_small(stage, offset, 0, kIdempotent ? &idem->id : nullptr, sequence, m, headers_bytes, rec_length,
-                frame_length, ts);
+  compose_small(stage, offset, 0, kIdempotent ? &idem->id : nullptr, sequence, m, headers_bytes, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   out->offset = offset;
   // The writer's side of the fencing handshake: after our claim (seq_cst),
@@ -562,12 +547,11 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   if (frame <= kStagedFrameBytes && s.txn == nullptr) {
     // One instance per mode and per idempotence: the plain paths carry no
     // idempotence code (with it, the plain exclusive stream lost 8%).
-    const auto r32 = static_cast<uint32_t>(rec);
     const bool sent = s.options.exclusive
-                          ? (s.idem ? s.send_small_exclusive<true>(result.partition, m, hb, r32, frame, &result)
-                                    : s.send_small_exclusive<false>(result.partition, m, hb, r32, frame, &result))
-                          : (s.idem ? s.send_small_shared<true>(result.partition, m, hb, r32, frame, &result)
-                                    : s.send_small_shared<false>(result.partition, m, hb, r32, frame, &result));
+                          ? (s.idem ? s.send_small_exclusive<true>(result.partition, m, hb, frame, &result)
+                                    : s.send_small_exclusive<false>(result.partition, m, hb, frame, &result))
+                          : (s.idem ? s.send_small_shared<true>(result.partition, m, hb, frame, &result)
+                                    : s.send_small_shared<false>(result.partition, m, hb, frame, &result));
     if (sent) return result;
   }
   Partition::Reservation r;

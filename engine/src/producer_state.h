@@ -77,6 +77,11 @@ struct ProducerState {
     return SendStatus::kOk;
   }
   SendStatus open_writer(uint32_t partition, Writer** out);
+  // The writer of `partition` if it is in range and open, else nullptr
+  // (the straight-line sends leave both cases to the general path).
+  Writer* open_writer_of(uint32_t partition) noexcept {
+    return partition < writers.size() && writers[partition].ready ? &writers[partition] : nullptr;
+  }
   uint32_t choose_partition(std::string_view key, std::optional<uint32_t> explicit_partition) {
     if (explicit_partition) return *explicit_partition;
     if (key.empty() && keyless_left != 0) {  // the sticky partition
@@ -110,14 +115,20 @@ struct ProducerState {
                      uint32_t count, int64_t first_timestamp_ns, std::byte* stage = nullptr,
                      bool sealed = false);  // sealed: the records' checksums are written
   SendStatus check_back_pressure(uint32_t partition, uint32_t frame_length, const Writer& w);
+  // Whether a frame ending at partition position `end` stays within the
+  // partition's cached back-pressure bound (kBackPressure topics).
+  bool below_back_pressure_limit(uint32_t partition, uint64_t end) const noexcept {
+    // relaxed: a cached bound (topic_format.h says why a stale one is safe).
+    return end <= topic->partitions[partition]->control().back_pressure_limit.load(std::memory_order_relaxed);
+  }
   // Producer::send()'s paths for a small record of a plain producer when
   // nothing but the append itself is due (producer.cc).
   template <bool kIdempotent>
-  bool send_small_exclusive(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
-                            uint32_t frame_length, SendResult* out) noexcept;
+  bool send_small_exclusive(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t frame_length,
+                            SendResult* out) noexcept;
   template <bool kIdempotent>
-  bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t rec_length,
-                         uint32_t frame_length, SendResult* out) noexcept;
+  bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t frame_length,
+                         SendResult* out) noexcept;
   // Idempotent: whether a send to `partition` needs nothing first (not
   // fenced, no open Claim holding the next sequence, the partition taken
   // over); the general path handles each of those.

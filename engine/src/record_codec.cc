@@ -33,16 +33,7 @@ void encode_headers(std::byte* p, std::span<const Header> headers) noexcept {
 std::byte* encode_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
                          uint64_t headers_bytes, const char* value, uint32_t value_bytes,
                          int64_t timestamp_ns) noexcept {
-  encode_record_header(rec, static_cast<uint32_t>(record_size(key, headers_bytes, value_bytes)),
-                       static_cast<uint16_t>(headers.size()), timestamp_ns, static_cast<uint32_t>(key.size()),
-                       static_cast<uint32_t>(headers_bytes));
-  std::byte* p = rec + kRecordHeaderBytes;
-  if (!key.empty()) std::memcpy(p, key.data(), key.size());
-  p += key.size();
-  if (!headers.empty()) encode_headers(p, headers);
-  p += headers_bytes;
-  if (value != nullptr && value_bytes > 0) std::memcpy(p, value, value_bytes);
-  return p;
+  return write_record(rec, key, headers, headers_bytes, value, value_bytes, timestamp_ns);
 }
 
 std::byte* encode_sealed_record(std::byte* rec, std::string_view key, std::span<const Header> headers,
