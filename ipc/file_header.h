@@ -61,6 +61,9 @@ const char* file_kind_name(FileKind kind) noexcept;
 // `oldest`..`current`. A kind's version moves when its bytes change meaning.
 //   kSegment 2: the PREPARED claim state (transactions, docs/exactly-once.md).
 //               A version-1 segment holds no PREPARED word: read as it is.
+//   kSegment 3: the CLAIMED_COPY claim state (engine/src/segment_format.h).
+//               Older segments hold none and are read as they are; writers
+//               claim there as before (CLAIMED and a publishing CAS).
 //   kQueueState 2: the worker table (engine/src/queue_format.h). A
 //               version-1 state file is read as it is: no per-worker stats.
 // Older builds refuse newer files with kVersionMismatch, so processes of
@@ -70,7 +73,8 @@ struct FormatVersions {
   uint32_t current;
 };
 constexpr FormatVersions format_versions(FileKind kind) noexcept {
-  return kind == FileKind::kSegment || kind == FileKind::kQueueState ? FormatVersions{1, 2} : FormatVersions{1, 1};
+  if (kind == FileKind::kSegment) return FormatVersions{1, 3};
+  return kind == FileKind::kQueueState ? FormatVersions{1, 2} : FormatVersions{1, 1};
 }
 
 struct FileHeader {

@@ -41,7 +41,7 @@ std::optional<UndecidedFrame> first_undecided_in(const std::shared_ptr<Segment>&
     if (w == 0 || st == kEndOfSegment || !is_frame_state(st) || len < kFrameHeaderBytes || count == 0 ||
         uint64_t{pos} + len > seg->capacity())
       return std::nullopt;
-    if ((st == kClaimed || st == kPrepared) && offset + count > from) return UndecidedFrame{seg, pos, offset, w};
+    if ((is_open_claim(st) || st == kPrepared) && offset + count > from) return UndecidedFrame{seg, pos, offset, w};
     offset += count;
     pos += len;
   }
@@ -70,7 +70,7 @@ std::optional<UndecidedFrame> first_undecided(Partition& p, const std::vector<st
 // the table.
 std::optional<StableOffsetHolder> holder_of(BusState& bus, const UndecidedFrame& f) {
   StableOffsetHolder h;
-  if (claim_state(f.word) == kClaimed) {  // its header may not be written yet
+  if (is_open_claim(claim_state(f.word))) {  // its header may not be written yet
     h.state = "claimed";
     h.alive = bus.registry.is_alive(claim_owner(f.word));
     return h;

@@ -247,7 +247,7 @@ void Partition::forget_segments_below(uint64_t base_offset) {
   segments_.erase(segments_.begin(), segments_.lower_bound(base_offset));
 }
 
-SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
                             std::shared_ptr<Segment>* cached, Reservation* out, Error* error) {
   if (frame_length > topic_->options.segment_bytes) {
     *error = Error{Errc::kTooLarge, "a frame of " + std::to_string(frame_length) +
@@ -266,11 +266,13 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
   for (int rolls = 0;; ++rolls) {
     Segment& seg = **cached;
     uint32_t pos, before;
-    switch (seg.try_claim(frame_length, count, owner, &pos, &before)) {
+    const ClaimState state = copying && seg.copy_claims() ? kClaimedCopy : kClaimed;
+    switch (seg.try_claim(frame_length, count, owner, state, &pos, &before)) {
       case Segment::ClaimOutcome::kClaimed:
         out->segment = cached->get();
         out->position = pos;
         out->offset = seg.base_offset() + before;
+        out->claimed = state;
         return SendStatus::kOk;
       case Segment::ClaimOutcome::kCorrupt:
         *error = Error{Errc::kCorruption, "segment " + seg.path() + " has an invalid frame word at position " +
@@ -318,8 +320,11 @@ Partition::Stall Partition::resolve_stall(Segment& seg, uint32_t position, uint6
   }
   // A PREPARED frame (read committed) has no claim timeout: its
   // transaction's deadline, in the producer slot, bounds it.
+  // Nor does a CLAIMED_COPY one: its writer publishes with a plain store,
+  // which an abort of a live writer's claim would race (segment_format.h).
   const bool prepared = claim_state(word) == kPrepared;
-  const bool timed_out = !prepared && now - t.since_ns >= topic_->options.claim_timeout_ns;
+  const bool timed_out = !prepared && claim_state(word) != kClaimedCopy &&
+                         now - t.since_ns >= topic_->options.claim_timeout_ns;
   const bool check_due = now - t.last_check_ns >= kStallCheckIntervalNs || ++t.polls >= kStallPollsBeforeCheck;
   if (!timed_out && !check_due) return Stall::kPending;
   t.last_check_ns = now;

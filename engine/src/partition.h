@@ -82,10 +82,16 @@ class Partition {
     uint32_t position = 0;
     uint64_t offset = 0;
     uint32_t partition = 0;  // set by ProducerState::reserve()
+    // The state the claim word holds until published: kClaimedCopy for a
+    // copying send's claim in a segment that takes it, else kClaimed (and
+    // for an exclusive writer, whose word is 0 until published).
+    format::ClaimState claimed = format::kClaimed;
   };
   // Claims a frame in the newest segment, rolling to a new segment when full.
   // `*cached` is the caller's cached newest segment (updated on roll).
-  SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+  // `copying`: the claim of a copying send, CLAIMED_COPY where the segment
+  // takes it (segment_format.h).
+  SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
                    std::shared_ptr<Segment>* cached, Reservation* out, Error* error);
 
   enum class Stall : uint8_t {
@@ -95,7 +101,7 @@ class Partition {
   };
   // Called by a reader that found a CLAIMED frame at `position`. Aborts the
   // claim if its owner is dead, or it has been claimed longer than the
-  // topic's claim timeout.
+  // topic's claim timeout (not a CLAIMED_COPY one: only its death).
   Stall resolve_stall(Segment& segment, uint32_t position, uint64_t word, StallTracker& tracker);
   // Aborts the CLAIMED frame at `position` (CAS, so at most one repairer and
   // never a frame its writer committed first). True if this call did it.

@@ -154,7 +154,7 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
     // offset. Its decision (a flip of this word) wakes us like a commit; if
     // its holder died or ran late, resolve_stall() has the transaction
     // aborted, like a dead writer's claim.
-    if (state == kClaimed || (state == kPrepared && !uncommitted_)) {
+    if (is_open_claim(state) || (state == kPrepared && !uncommitted_)) {
       switch (partition_->resolve_stall(*segment_, frame_pos_, w, stall_)) {
         case Partition::Stall::kPending: return Step::kPending;
         case Partition::Stall::kRepaired:

@@ -148,7 +148,7 @@ SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame
 }
 
 SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
-                                  Partition::Reservation* out, std::byte* stage) {
+                                  Partition::Reservation* out, std::byte* stage, bool copying) {
   if (partition >= topic->options.partitions)
     return fail(SendStatus::kError, Error{Errc::kInvalidArgument, "partition " + std::to_string(partition) +
                                                                      " out of range for topic " + topic->name});
@@ -177,7 +177,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   Partition& part = *topic->partitions[partition];
   if (!options.exclusive) {
     Error err{Errc::kIoError, ""};
-    SendStatus s = part.claim(frame_length, count, owner, &w->segment, out, &err);
+    SendStatus s = part.claim(frame_length, count, owner, copying && txn == nullptr, &w->segment, out, &err);
     if (s != SendStatus::kOk) return fail(s, std::move(err));
   } else {
     if (static_cast<uint64_t>(w->tail_position) + frame_length > w->segment->capacity()) {
@@ -263,16 +263,30 @@ void copy_staged_frame(std::byte* frame, const std::byte* stage, uint32_t positi
   seg.store_hint(position + frame_length, count_after);
 }
 
-// A shared writer's publication of its claimed frame at `position`: the
-// CAS CLAIMED -> `word`. false: a repairer aborted the claim as stalled.
-[[gnu::always_inline]] inline bool publish_shared(Segment& seg, uint32_t position, uint64_t word) noexcept {
+// A shared writer's publication of its frame at `position`, claimed in
+// state `claimed`. CLAIMED_COPY: a plain store, which nothing but a dead
+// owner's repairer races (segment_format.h); with an xchg or a CAS the
+// writer stalled on every record until the frame's lines reached its core
+// (docs/architecture.md, "The copy claim"). `release`: a release store, in
+// a process registered as a release publisher (ipc/wait_strategy.h), else
+// seq_cst, which also orders it before notify()'s load of `parked`.
+// CLAIMED: the CAS CLAIMED -> `word`, seq_cst for the same reasons; exactly
+// one of it and a repairer's CAS wins. false: a repairer aborted the claim
+// as stalled.
+[[gnu::always_inline]] inline bool publish_shared(Segment& seg, uint32_t position, uint64_t word, ClaimState claimed,
+                                                  bool release) noexcept {
+  auto& w = seg.frame(position)->claim;
+  if (claimed == kClaimedCopy) {
+    // release (both): publishes the frame; pairs with the reader's acquire
+    // load of the word.
+    if (release)
+      w.store(word, std::memory_order_release);
+    else
+      w.store(word, std::memory_order_seq_cst);
+    return true;
+  }
   uint64_t expected = with_state(word, kClaimed);
-  // seq_cst: publishes the frame (release half: pairs with the reader's
-  // acquire load of the word) and orders it before notify()'s load of
-  // `parked` (ipc/wait_strategy.h); exactly one of it and a repairer's CAS
-  // wins.
-  return seg.frame(position)->claim.compare_exchange_strong(expected, word, std::memory_order_seq_cst,
-                                                            std::memory_order_relaxed);
+  return w.compare_exchange_strong(expected, word, std::memory_order_seq_cst, std::memory_order_relaxed);
 }
 
 // After a frame ending at `end` was published (with a release store if
@@ -343,11 +357,11 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   // was argued with it (docs/exactly-once.md). An idempotent exclusive
   // writer needs none: the writer lock is its fence (ibid., "Exclusive
   // mode"), and its producer entry's head is a release store after the word.
-  const bool plain_release = release_publish && txn == nullptr;
+  const bool plain_release = release_publish && txn == nullptr && (options.exclusive || r.claimed == kClaimedCopy);
   if (options.exclusive) {
     publish_exclusive(seg, r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count,
                       committed, plain_release);
-  } else if (!publish_shared(seg, r.position, committed)) {
+  } else if (!publish_shared(seg, r.position, committed, r.claimed, plain_release)) {
     return aborted_as_stalled(r.offset);
   }
   if (idem) [[unlikely]] {
@@ -458,7 +472,9 @@ template <bool kIdempotent>
     return false;
   uint32_t position;
   uint32_t rel_offset;
-  if (seg.try_claim(frame_length, 1, owner, &position, &rel_offset) != Segment::ClaimOutcome::kClaimed) [[unlikely]]
+  const ClaimState claimed = seg.copy_claims() ? kClaimedCopy : kClaimed;
+  if (seg.try_claim(frame_length, 1, owner, claimed, &position, &rel_offset) != Segment::ClaimOutcome::kClaimed)
+      [[unlikely]]
     return false;  // sealed (the general path rolls) or corrupt (it reports)
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint64_t offset = seg.base_offset() + rel_offset;
@@ -470,11 +486,13 @@ template <bool kIdempotent>
   // The writer's side of the fencing handshake: after our claim (seq_cst),
   // before publishing (docs/exactly-once.md, section 3).
   if (kIdempotent && !idem->table->holds(idem->id)) [[unlikely]] {
-    out->status = fenced(Partition::Reservation{&seg, position, offset, partition}, frame_length, 1);
+    out->status = fenced(Partition::Reservation{&seg, position, offset, partition, claimed}, frame_length, 1);
     return true;
   }
   seg.index_frame(position, frame_length, rel_offset, ts);
-  if (!publish_shared(seg, position, make_claim_word(kCommitted, frame_length, 1, owner))) [[unlikely]] {
+  const bool release = release_publish && claimed == kClaimedCopy;
+  if (!publish_shared(seg, position, make_claim_word(kCommitted, frame_length, 1, owner), claimed, release))
+      [[unlikely]] {
     out->status = aborted_as_stalled(offset);
     return true;
   }
@@ -482,7 +500,7 @@ template <bool kIdempotent>
     record_committed(partition, offset, sequence, 1);
     out->sequence = sequence;
   }
-  after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, false);
+  after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, release);
   out->status = SendStatus::kOk;
   return true;
 }
@@ -496,7 +514,7 @@ Producer ProducerAccess::make(std::shared_ptr<BusState> bus, std::shared_ptr<Top
   s->bus = std::move(bus);
   s->topic = std::move(topic);
   s->options = options;
-  s->release_publish = options.exclusive && ipc::register_release_publisher();
+  s->release_publish = ipc::register_release_publisher();
   return Producer(std::move(s));
 }
 
@@ -559,7 +577,7 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   // (copy_staged_frame says why); a large one is written in place.
   alignas(64) std::byte stage_buffer[kStagedFrameBytes];
   std::byte* const stage = frame <= kStagedFrameBytes ? stage_buffer : nullptr;
-  result.status = s.reserve(result.partition, frame, 1, &r, stage);
+  result.status = s.reserve(result.partition, frame, 1, &r, stage, /*copying=*/true);
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
@@ -602,7 +620,7 @@ SendResult Producer::send_batch(std::span<const Message> batch, std::optional<ui
   result.partition = p;
   Partition::Reservation r;
   const uint32_t count = static_cast<uint32_t>(batch.size());
-  result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r);
+  result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r, nullptr, /*copying=*/true);
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[p].next_seq;
   int64_t now = 0;
@@ -639,7 +657,7 @@ SendStatus Producer::try_claim(const ClaimSpec& spec, Claim& out) noexcept {
   const uint32_t frame = kFrameHeaderBytes + align_up(static_cast<uint32_t>(rec));
   const uint32_t p = s.choose_partition(spec.key, spec.partition);
   Partition::Reservation r;
-  if (SendStatus st = s.reserve(p, frame, 1, &r); st != SendStatus::kOk) return st;
+  if (SendStatus st = s.reserve(p, frame, 1, &r, nullptr, /*copying=*/false); st != SendStatus::kOk) return st;
   const int64_t ts = spec.timestamp_ns != 0 ? spec.timestamp_ns : s.bus->clock->now_ns();
   std::byte* value = encode_record(r.segment->data() + r.position + kFrameHeaderBytes, spec.key, spec.headers, hb,
                                    nullptr, spec.value_bytes, ts);

@@ -91,7 +91,7 @@ void ProducerState::abort_own(const Partition::Reservation& r, uint32_t frame_le
   } else {
     // seq_cst: as the commit CAS it replaces; it fails only if a repairer
     // aborted the claim first, which is as good.
-    uint64_t expected = make_claim_word(kClaimed, frame_length, count, owner);
+    uint64_t expected = make_claim_word(r.claimed, frame_length, count, owner);
     word.compare_exchange_strong(expected, aborted, std::memory_order_seq_cst, std::memory_order_relaxed);
   }
   ipc::notify(topic->control().wakeup);

@@ -97,10 +97,12 @@ struct ProducerState {
   }
   // Reserves a frame (shared: CAS claim; exclusive: local tail). On kOk the
   // frame header is written (into the mapping, or into `stage` when the
-  // caller composes the frame there) and the claim word is CLAIMED (shared)
-  // or still 0 (exclusive).
+  // caller composes the frame there) and the claim word is out->claimed
+  // (shared) or still 0 (exclusive). `copying`: a copying send's frame,
+  // which a shared writer outside a transaction claims CLAIMED_COPY where
+  // the segment takes it (segment_format.h); a zero-copy Claim's is CLAIMED.
   SendStatus reserve(uint32_t partition, uint32_t frame_length, uint32_t count,
-                     Partition::Reservation* out, std::byte* stage = nullptr);
+                     Partition::Reservation* out, std::byte* stage, bool copying);
   // Exclusive mode, in a lazily recycled segment: makes the word at `end`
   // read 0 for the frame [start, end) about to be written (Writer::zeroed_end).
   static void zero_ahead(Writer& w, uint32_t start, uint32_t end) noexcept;

@@ -192,7 +192,7 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
     std::vector<ScannedFrame> frames = scan_segment(s, newest, report, &end);
     // Everyone else is dead: a CLAIMED frame will never be committed.
     for (const ScannedFrame& f : frames) {
-      if (!f.valid || claim_state(f.word) != kClaimed) continue;
+      if (!f.valid || !is_open_claim(claim_state(f.word))) continue;
       part.abort_claim(s, f.position, f.word);
       ++report.claims_aborted;
       report.notes.push_back("aborted a dead writer's claim at offset " + std::to_string(f.offset) + " in " + s.path());

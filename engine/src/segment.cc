@@ -54,6 +54,7 @@ Result<std::shared_ptr<Segment>> Segment::from_file(const std::string& path, ipc
   seg->params_ = p;
   seg->data_ = file.data() + h.data_offset;
   seg->slot_count_ = index_slot_count(p.data_bytes, p.index_interval_bytes);
+  seg->copy_claims_ = h.format_version >= kCopyClaimVersion;
   if ((p.index_interval_bytes & (p.index_interval_bytes - 1)) == 0) seg->index_mask_ = p.index_interval_bytes - 1;
   seg->identity_ = use_lock.identity();
   seg->use_lock_ = std::move(use_lock);
@@ -144,14 +145,14 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
 //      find that someone else sealed or claimed it first.
 //   3. a claim (any state but END_OF_SEGMENT): step over it.
 //   4. END_OF_SEGMENT, or no room left for even a claim word: sealed.
-Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
                                          uint32_t* position, uint32_t* count_before) noexcept {
   // acquire: pairs with the release CAS in advance_hint(); the frames before
   // the hint are claimed, so their words are non-zero for this walk.
   const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
   uint32_t pos = tail_position(hint);
   uint32_t idx = tail_count(hint);
-  const uint64_t desired = make_claim_word(kClaimed, frame_length, count, owner);
+  const uint64_t desired = make_claim_word(state, frame_length, count, owner);
   for (;;) {
     if (static_cast<uint64_t>(pos) + kFrameHeaderBytes > capacity()) {  // case 4
       *position = pos;

@@ -76,15 +76,19 @@ class Segment {
   // "Recycling without zeroing"); that writer zeroes the rest ahead of it.
   uint32_t zeroed_prefix() const noexcept { return zeroed_prefix_ < capacity() ? zeroed_prefix_ : capacity(); }
 
+  // Whether writers claim CLAIMED_COPY here (segment format version 3 on):
+  // see segment_format.h.
+  bool copy_claims() const noexcept { return copy_claims_; }
+
   enum class ClaimOutcome : uint8_t { kClaimed, kSealed, kCorrupt };
   // Reserves `frame_length` bytes holding `count` records for `owner`, in
-  // CLAIMED state. On kClaimed, *position and *count_before locate the frame
+  // `state` (kClaimed, or kClaimedCopy where copy_claims()). On kClaimed, *position and *count_before locate the frame
   // and its first record (base_offset() + *count_before). kSealed: the
   // segment is full (this call may have sealed it); use the next one, whose
   // base offset is base_offset() + *count_before. kCorrupt: the walk met a
   // word that cannot be valid (position in *position).
   // Thread-safety: any number of threads and processes concurrently.
-  ClaimOutcome try_claim(uint32_t frame_length, uint32_t count, uint16_t owner,
+  ClaimOutcome try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
                          uint32_t* position, uint32_t* count_before) noexcept;
 
   // Walks from the tail hint to the end of the claimed frames.
@@ -149,6 +153,7 @@ class Segment {
   uint64_t slot_count_ = 0;
   uint64_t index_mask_ = 0;  // interval - 1 if the interval is a power of two, else 0
   uint32_t zeroed_prefix_ = UINT32_MAX;
+  bool copy_claims_ = false;
 
   void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;
 

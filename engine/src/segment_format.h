@@ -45,17 +45,28 @@
 // Claim word, the only field written atomically:
 //
 //   bits  0..2   state: 1 CLAIMED, 2 COMMITTED, 3 ABORTED, 4 END_OF_SEGMENT,
-//                5 PREPARED (format version 2)
+//                5 PREPARED (format version 2), 6 CLAIMED_COPY (version 3)
 //   bits  0..31  frame length in bytes (a multiple of 8, so its low 3 bits
 //                are free and hold the state)
 //   bits 32..47  record count (1..65535; 0 for END_OF_SEGMENT)
 //   bits 48..63  owner (ipc::OwnerId of the claiming process)
 //
 // A word of 0 means "nothing here yet". Words only move 0 -> CLAIMED ->
-// COMMITTED | ABORTED, or 0 -> END_OF_SEGMENT, or (exclusive writers)
-// 0 -> COMMITTED; length, count and owner never change after the first
-// transition, so a reader or writer that sees a non-zero word can always
-// step over the frame, even one whose writer died.
+// COMMITTED | ABORTED, 0 -> CLAIMED_COPY -> COMMITTED | ABORTED, or 0 ->
+// END_OF_SEGMENT, or (exclusive writers) 0 -> COMMITTED; length, count and
+// owner never change after the first transition, so a reader or writer that
+// sees a non-zero word can always step over the frame, even one whose
+// writer died.
+//
+// CLAIMED_COPY (version 3): a claim by a copying send (send(), send_batch()
+// outside a transaction), which runs only library code between its claim
+// and its publish. Its writer publishes with a plain store, not a CAS, so
+// nothing but its writer may move the word while the writer lives: a
+// repairer aborts it only once its owner is dead, never on the claim
+// timeout (docs/architecture.md, "The copy claim"). CLAIMED (zero-copy
+// claims, whose holder runs the caller's code, and transactions) keeps the
+// publishing CAS and the timeout. Version-1 and 2 segments never hold it:
+// writers claim CLAIMED there.
 //
 // PREPARED (transactions, docs/exactly-once.md): the frame is written and
 // checksummed but its transaction's outcome is not decided. It moves
@@ -126,6 +137,7 @@ enum ClaimState : uint64_t {
   kAborted = 3,
   kEndOfSegment = 4,
   kPrepared = 5,
+  kClaimedCopy = 6,
 };
 
 // Frame attributes (u16). Reserved now so later features need no new version.
@@ -145,8 +157,12 @@ constexpr uint16_t claim_owner(uint64_t w) { return static_cast<uint16_t>(w >> 4
 constexpr uint64_t with_state(uint64_t w, ClaimState s) { return (w & ~uint64_t{7}) | s; }
 // The states of a claimed frame (anything a walker steps over by its length).
 constexpr bool is_frame_state(ClaimState s) {
-  return s == kClaimed || s == kCommitted || s == kAborted || s == kPrepared;
+  return s == kClaimed || s == kCommitted || s == kAborted || s == kPrepared || s == kClaimedCopy;
 }
+// A claim in flight: reserved, not yet published.
+constexpr bool is_open_claim(ClaimState s) { return s == kClaimed || s == kClaimedCopy; }
+// The first segment format version whose writers claim CLAIMED_COPY.
+inline constexpr uint32_t kCopyClaimVersion = 3;
 constexpr uint32_t align_up(uint32_t n) { return (n + kFrameAlign - 1) & ~(kFrameAlign - 1); }
 
 struct FrameHeader {

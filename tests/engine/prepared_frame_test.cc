@@ -155,7 +155,7 @@ TEST_F(PreparedFrame, RecoveryLeavesItForItsTransactionToDecide) {
 }
 
 TEST_F(PreparedFrame, AVersionOneSegmentIsReadAsItIs) {
-  ASSERT_EQ(ipc::format_versions(ipc::FileKind::kSegment).current, 2u);
+  ASSERT_GE(ipc::format_versions(ipc::FileKind::kSegment).current, 2u);
   bus_.reset();
   // Rewrite the header as a version-1 build made it: same layout, version 1.
   ipc::FileHeader h{};
@@ -166,7 +166,7 @@ TEST_F(PreparedFrame, AVersionOneSegmentIsReadAsItIs) {
     ASSERT_EQ(::pread(fd, &params, sizeof params, ipc::kFileHeaderBytes), static_cast<ssize_t>(sizeof params));
     ::close(fd);
   }
-  ASSERT_EQ(h.format_version, 2u);
+  ASSERT_EQ(h.format_version, ipc::format_versions(ipc::FileKind::kSegment).current);
   std::vector<std::byte> header(ipc::kFileHeaderBytes + sizeof params);
   ipc::write_file_header(header.data(), ipc::FileKind::kSegment, h.data_offset, h.file_bytes, &params,
                          sizeof params, 1);

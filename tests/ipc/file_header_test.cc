@@ -40,7 +40,7 @@ TEST(FileHeader, OtherFormatVersionIsAVersionMismatchNamingTheFile) {
     ASSERT_FALSE(r) << "version " << v;
     EXPECT_EQ(r.error().code, Errc::kVersionMismatch);
     EXPECT_NE(r.error().message.find("/x/seg"), std::string::npos);
-    EXPECT_NE(r.error().message.find("versions 1 to 2"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("versions 1 to 3"), std::string::npos) << r.error().message;
   }
 }
 
@@ -49,7 +49,7 @@ TEST(FileHeader, NewFilesGetTheirKindsCurrentVersion) {
   FileHeader h;
   std::memcpy(&h, buf.data(), sizeof h);
   EXPECT_EQ(h.format_version, format_versions(FileKind::kSegment).current);
-  EXPECT_EQ(format_versions(FileKind::kSegment).current, 2u) << "segments moved to 2 with the PREPARED state";
+  EXPECT_EQ(format_versions(FileKind::kSegment).current, 3u) << "segments moved to 3 with the CLAIMED_COPY state";
   EXPECT_EQ(format_versions(FileKind::kTopic).current, 1u);
 }
 
