@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "group_offsets.h"
@@ -247,8 +248,113 @@ void Partition::forget_segments_below(uint64_t base_offset) {
   segments_.erase(segments_.begin(), segments_.lower_bound(base_offset));
 }
 
+Result<IntentHold> Partition::acquire_intent(uint16_t owner) {
+  const ipc::ProcessRegistry& registry = topic_->bus->registry;
+  for (uint32_t i = 0; i < kClaimIntents; ++i) {
+    ClaimIntent& e = intent(i);
+    // acquire: a holder's release of the entry (or its stores) before it.
+    uint64_t h = e.holder.load(std::memory_order_acquire);
+    if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) continue;
+    // acq_rel: one taker wins the entry.
+    if (!e.holder.compare_exchange_strong(h, owner, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+    // A dead holder's intent goes: until this store a repairer sees it as
+    // ours, alive, and waits a little longer.
+    e.position.store(0, std::memory_order_release);
+    return IntentHold(&e);
+  }
+  return make_error(Errc::kBusy, "all " + std::to_string(kClaimIntents) + " claim-intent entries of " + dir_ +
+                                     " are held by live producers: at most that many shared producers can "
+                                     "write one partition at once");
+}
+
+Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_before, bool check_intents) {
+  // acquire: pairs with the tail CAS of every claim the value shows (and of
+  // those before it), whose intent stores precede it.
+  const uint64_t t = seg.control().tail_hint.load(std::memory_order_acquire);
+  if (!tail_exact(t)) return Gap::kNone;
+  const uint32_t end = tail_position(t);
+  if (end < p || (end == p && !tail_sealed(t)) || static_cast<uint64_t>(p) + kFrameHeaderBytes > seg.capacity())
+    return Gap::kNone;
+  // The live intents, read after the tail and before the words: a writer
+  // whose intent was cleared had stored its word first (release), so the
+  // scan below sees it; one whose claim the tail above does not show claims
+  // at or past `end`.
+  std::array<uint64_t, kClaimIntents> live;
+  uint32_t n = 0;
+  if (check_intents) {
+    const ipc::ProcessRegistry& registry = topic_->bus->registry;
+    for (uint32_t i = 0; i < kClaimIntents; ++i) {
+      ClaimIntent& e = intent(i);
+      // acquire: pairs with the writer's release stores of its intent.
+      const uint64_t at = e.position.load(std::memory_order_acquire);
+      if (at == 0) continue;
+      const uint64_t h = e.holder.load(std::memory_order_acquire);
+      if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) live[n++] = at - 1;
+    }
+  }
+  auto live_in = [&](uint64_t from, uint64_t to) {
+    for (uint32_t i = 0; i < n; ++i)
+      if (live[i] >= from && live[i] < to) return true;
+    return false;
+  };
+  auto& w = seg.word(p);
+  // acquire: as any walker's.
+  if (w.load(std::memory_order_acquire) != 0) return Gap::kResolved;
+  const uint64_t base = seg.base_position();
+  uint64_t replacement;
+  if (end == p) {  // sealed, and the sealer died before its END_OF_SEGMENT word
+    if (live_in(base + p, base + p + 1)) return Gap::kLive;
+    replacement = make_claim_word(kEndOfSegment, 0, 0, ipc::kNoOwner);
+  } else {
+    // The next frame starts a whole frame later at least; before that, the
+    // dead writer may have stored its base offset (Segment::claim_tail).
+    uint32_t q = std::min(end, p + kFrameHeaderBytes + kRecordHeaderBytes);
+    // acquire: a non-zero word's base offset was stored before it.
+    while (q < end && seg.word(q).load(std::memory_order_acquire) == 0) q += kFrameAlign;
+    if (live_in(base + p, base + q)) return Gap::kLive;
+    const uint64_t first = seg.base_offset() + count_before;
+    const uint64_t next = q < end ? seg.frame(q)->base_offset : seg.base_offset() + tail_count(t);
+    if (next <= first || next - first > kMaxRecordsPerFrame || q - p < kFrameHeaderBytes) return Gap::kCorrupt;
+    // The range's header names its first offset, like any frame's: a repair
+    // of a gap before it counts from it. Every repairer stores the same.
+    std::atomic_ref<uint64_t>(seg.frame(p)->base_offset).store(first, std::memory_order_relaxed);
+    replacement = make_claim_word(kAborted, q - p, static_cast<uint32_t>(next - first), ipc::kNoOwner);
+  }
+  uint64_t expected = 0;
+  // acq_rel: one repairer wins; the release half publishes the base offset.
+  if (!w.compare_exchange_strong(expected, replacement, std::memory_order_acq_rel, std::memory_order_acquire))
+    return Gap::kResolved;
+  // relaxed: a statistic.
+  control().repaired_claims.fetch_add(1, std::memory_order_relaxed);
+  ipc::notify(topic_->control().wakeup);
+  return Gap::kRepaired;
+}
+
+uint64_t Partition::repair_gaps(Segment& seg) {
+  uint64_t repaired = 0;
+  uint32_t pos = 0, idx = 0;
+  while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= seg.capacity()) {
+    // acquire: as any walker's.
+    const uint64_t w = seg.word(pos).load(std::memory_order_acquire);
+    if (w == 0) {
+      const Gap g = repair_gap(seg, pos, idx, /*check_intents=*/false);
+      if (g == Gap::kRepaired) ++repaired;
+      if (g == Gap::kRepaired || g == Gap::kResolved) continue;  // read the word again
+      break;
+    }
+    const uint32_t len = claim_length(w);
+    if (claim_state(w) == kEndOfSegment || !is_frame_state(claim_state(w)) || len < kFrameHeaderBytes ||
+        static_cast<uint64_t>(pos) + len > seg.capacity())
+      break;
+    pos += len;
+    idx += claim_count(w);
+  }
+  return repaired;
+}
+
 SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
-                            std::shared_ptr<Segment>* cached, Reservation* out, Error* error) {
+                            std::atomic<uint64_t>* intent, std::shared_ptr<Segment>* cached, Reservation* out,
+                            Error* error) {
   if (frame_length > topic_->options.segment_bytes) {
     *error = Error{Errc::kTooLarge, "a frame of " + std::to_string(frame_length) +
                                         " bytes does not fit in a segment of " +
@@ -267,7 +373,7 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
     Segment& seg = **cached;
     uint32_t pos, before;
     const ClaimState state = copying && seg.copy_claims() ? kClaimedCopy : kClaimed;
-    switch (seg.try_claim(frame_length, count, owner, state, &pos, &before)) {
+    switch (seg.try_claim(frame_length, count, owner, state, intent, &pos, &before)) {
       case Segment::ClaimOutcome::kClaimed:
         out->segment = cached->get();
         out->position = pos;
@@ -283,6 +389,16 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
           *error = Error{Errc::kIoError,
                          "segment roll did not converge in " + dir_};
           return SendStatus::kError;
+        }
+        // A writer whose cached segment fell behind (it was idle while
+        // others filled several) goes to the newest at once instead of
+        // through every segment in between.
+        // acquire: pairs with the release CAS in create_segment().
+        if (control().newest_base.load(std::memory_order_acquire) > seg.base_offset() + before) {
+          if (auto newest = newest_segment()) {
+            *cached = std::move(*newest);
+            break;
+          }
         }
         auto next = roll(seg, before);
         if (!next) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bus_state.h"
@@ -32,6 +33,34 @@ struct StallTracker {
   uint32_t polls = 0;  // since the last check: a trigger that needs no clock
 };
 
+// A shared writer's entry in its partition's claim-intent table
+// (topic_format.h, ClaimIntent), freed when destroyed.
+class IntentHold {
+ public:
+  IntentHold() = default;
+  explicit IntentHold(format::ClaimIntent* e) noexcept : e_(e) {}
+  IntentHold(IntentHold&& o) noexcept : e_(std::exchange(o.e_, nullptr)) {}
+  IntentHold& operator=(IntentHold&& o) noexcept {
+    if (this != &o) {
+      release();
+      e_ = std::exchange(o.e_, nullptr);
+    }
+    return *this;
+  }
+  ~IntentHold() { release(); }
+  std::atomic<uint64_t>* position() const noexcept { return e_ != nullptr ? &e_->position : nullptr; }
+
+ private:
+  void release() noexcept {
+    if (e_ == nullptr) return;
+    // release: our last claim word is stored before the entry reads free.
+    e_->position.store(0, std::memory_order_release);
+    e_->holder.store(0, std::memory_order_release);
+    e_ = nullptr;
+  }
+  format::ClaimIntent* e_ = nullptr;
+};
+
 class Partition {
  public:
   static Result<std::unique_ptr<Partition>> open(TopicState& topic, uint32_t index, bool create);
@@ -44,6 +73,13 @@ class Partition {
                                                         format::kPartitionControlOffset);
   }
   const ipc::MappedFile& state_file() const noexcept { return state_; }
+  format::ClaimIntent& intent(uint32_t i) const noexcept {
+    return reinterpret_cast<format::ClaimIntent*>(state_.data() + format::kClaimIntentsOffset)[i];
+  }
+  // A free claim-intent entry (or one whose holder died) for a shared writer
+  // of this partition, held by `owner`. kBusy when all kClaimIntents are
+  // held by live processes.
+  Result<IntentHold> acquire_intent(uint16_t owner);
 
   // The segment starting at `base_offset`, mapped once per process.
   // kNotFound if it does not exist (yet, or any more).
@@ -90,9 +126,30 @@ class Partition {
   // Claims a frame in the newest segment, rolling to a new segment when full.
   // `*cached` is the caller's cached newest segment (updated on roll).
   // `copying`: the claim of a copying send, CLAIMED_COPY where the segment
-  // takes it (segment_format.h).
+  // takes it (segment_format.h). `intent`: the writer's claim intent.
   SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
-                   std::shared_ptr<Segment>* cached, Reservation* out, Error* error);
+                   std::atomic<uint64_t>* intent, std::shared_ptr<Segment>* cached, Reservation* out,
+                   Error* error);
+
+  enum class Gap : uint8_t {
+    kNone,      // nothing is claimed at the position (the log ends there)
+    kLive,      // a live writer may be between its tail CAS and its word
+    kRepaired,  // this call aborted the claimed range (or sealed the segment)
+    kResolved,  // the word is no longer 0
+    kCorrupt,   // the range cannot be measured: a damaged word or base offset
+  };
+  // The word at `position` (whose first record is the segment's
+  // `count_before`-th) reads 0 while the EXACT tail is past it: claims whose
+  // writers died between their tail CAS and their claim word. Unless a live
+  // writer's intent lies in the range (`check_intents`; false: the caller
+  // knows no writer is live), makes it one ABORTED frame up to the next
+  // non-zero word or the tail, of the records claimed there, or END_OF_SEGMENT
+  // at a sealed tail (docs/architecture.md, "The tail claim").
+  Gap repair_gap(Segment& segment, uint32_t position, uint32_t count_before, bool check_intents);
+  // repair_gap() at every 0 word below the EXACT tail of `segment`, for a
+  // caller that knows no shared writer is live (an exclusive writer taking
+  // the partition; recovery). Returns the ranges repaired.
+  uint64_t repair_gaps(Segment& segment);
 
   enum class Stall : uint8_t {
     kPending,   // still CLAIMED by a live writer within its timeout

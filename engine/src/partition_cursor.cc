@@ -138,7 +138,24 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
     // acquire: pairs with the writer's publishing CAS/store of the word; the
     // frame's bytes written before it are visible once we see COMMITTED.
     const uint64_t w = segment_->word(frame_pos_).load(std::memory_order_acquire);
-    if (w == 0) return Step::kEmpty;
+    if (w == 0) {
+      if (!gap_check_due()) [[likely]]
+        return Step::kEmpty;
+      const auto before = static_cast<uint32_t>(next_offset_ - segment_->base_offset());
+      switch (partition_->repair_gap(*segment_, frame_pos_, before, /*check_intents=*/true)) {
+        case Partition::Gap::kRepaired:
+          ++repairs_;
+          last_repaired_first_ = next_offset_;
+          // acquire: as the load above.
+          last_repaired_end_ = next_offset_ + claim_count(segment_->word(frame_pos_).load(std::memory_order_acquire));
+          continue;
+        case Partition::Gap::kResolved: continue;
+        case Partition::Gap::kCorrupt:
+          return corrupt("a claimed range whose claim word reads 0 cannot be measured");
+        case Partition::Gap::kNone:
+        case Partition::Gap::kLive: return Step::kEmpty;
+      }
+    }
     const ClaimState state = claim_state(w);
     if (state == kEndOfSegment) {
       Step s = enter_segment_after_eos();
@@ -182,6 +199,39 @@ PartitionCursor::Step PartitionCursor::next(RecordView* out) noexcept {
     rec_index_ = 0;
     seed_ = frame_seed(f);  // always: a saved cursor may verify later
   }
+}
+
+bool PartitionCursor::gap_check_due() noexcept {
+  if (gap_segment_ != segment_.get() || gap_pos_ != frame_pos_) {
+    gap_segment_ = segment_.get();
+    gap_pos_ = frame_pos_;
+    gap_polls_ = 0;
+    gap_checked_ns_ = 0;
+    return false;
+  }
+  // A caught-up reader spins here: a check (a load of the tail line, which
+  // writers own) every few thousand polls, or every 10 ms of the coarse
+  // clock for a reader that polls rarely (parked between polls).
+  if (++gap_polls_ >= kGapPollsBeforeCheck) {
+    gap_polls_ = 0;
+    return true;
+  }
+  if ((gap_polls_ & 63) != 0) return false;
+  const int64_t now = partition_->topic().bus->clock->coarse_now_ns();
+  if (gap_checked_ns_ == 0 || now - gap_checked_ns_ < kGapCheckIntervalNs) {
+    if (gap_checked_ns_ == 0) gap_checked_ns_ = now;
+    return false;
+  }
+  gap_checked_ns_ = now;
+  return true;
+}
+
+bool PartitionCursor::claims_ahead() const noexcept {
+  if (!segment_) return false;
+  const uint64_t t = segment_->control().tail_hint.load(std::memory_order_seq_cst);
+  return tail_exact(t) && (tail_position(t) > frame_pos_ || (tail_sealed(t) && tail_position(t) == frame_pos_ &&
+                                                             static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes <=
+                                                                 segment_->capacity()));
 }
 
 uint64_t PartitionCursor::skip_corrupt() {

@@ -60,6 +60,13 @@ class PartitionCursor {
   uint64_t last_repaired_first() const noexcept { return last_repaired_first_; }
   uint64_t last_repaired_end() const noexcept { return last_repaired_end_; }
   Partition& partition() const noexcept { return *partition_; }
+  // Whether claims were made at or past the position where next() returned
+  // kEmpty: the segment's EXACT tail is past it (a writer between its tail
+  // claim and its claim word), or sealed there without an END_OF_SEGMENT
+  // word yet. seq_cst: an idempotent takeover's walk, which must not stop
+  // short of a claim the fencing handshake let through (docs/exactly-once.md,
+  // section 3).
+  bool claims_ahead() const noexcept;
 
  private:
   Partition* partition_;
@@ -84,6 +91,8 @@ class PartitionCursor {
   Result<bool> seek_within_segment(std::shared_ptr<Segment> seg, uint64_t offset);
   static constexpr int64_t kCreateNextAfterNs = 100'000'000;  // a new 64 MiB file takes ~25 ms here
   static constexpr uint32_t kCreateNextAfterPolls = 1u << 24;
+  static constexpr uint32_t kGapPollsBeforeCheck = 4096;
+  static constexpr int64_t kGapCheckIntervalNs = 10'000'000;
   uint32_t frame_len_ = 0;
   uint32_t frame_count_ = 0; // 0: not inside a frame
   uint32_t rec_pos_ = 0;
@@ -91,6 +100,13 @@ class PartitionCursor {
   uint64_t seed_ = 0;
   uint64_t next_offset_ = 0;
   StallTracker stall_;
+  // Waiting at a 0 word: how often to look at the tail for claims whose
+  // writers died before their claim word (Partition::repair_gap).
+  const Segment* gap_segment_ = nullptr;
+  uint32_t gap_pos_ = 0;
+  uint32_t gap_polls_ = 0;
+  int64_t gap_checked_ns_ = 0;
+  bool gap_check_due() noexcept;
   uint64_t repairs_ = 0;
   uint64_t last_repaired_first_ = 0;
   uint64_t last_repaired_end_ = 0;

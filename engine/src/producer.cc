@@ -88,13 +88,22 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
   auto seg = part.newest_segment();
   if (!seg) return fail(SendStatus::kError, seg.error());
   w.segment = std::move(*seg);
-  if (options.exclusive) {
+  if (!options.exclusive) {
+    auto intent = part.acquire_intent(owner);
+    if (!intent) return fail(SendStatus::kBusy, intent.error());
+    w.intent = std::move(*intent);
+  } else {
     // Walk to the real end: the last writer may have sealed this segment.
     for (;;) {
       SegmentEnd e = w.segment->find_end();
       if (e.position == UINT32_MAX)
         return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame in " + w.segment->path()});
       if (!e.sealed) {
+        // Shared writers that died between their tail claim and their
+        // claim word left 0 words below the tail; our hint stores make the
+        // tail a hint again, under which readers cannot repair them: we do,
+        // first (no shared writer is live while we hold the lock).
+        part.repair_gaps(*w.segment);
         w.tail_position = e.position;
         w.tail_count = e.count;
         w.zeroed_end = w.segment->zeroed_prefix();
@@ -177,7 +186,8 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   Partition& part = *topic->partitions[partition];
   if (!options.exclusive) {
     Error err{Errc::kIoError, ""};
-    SendStatus s = part.claim(frame_length, count, owner, copying && txn == nullptr, &w->segment, out, &err);
+    SendStatus s = part.claim(frame_length, count, owner, copying && txn == nullptr, w->intent.position(),
+                              &w->segment, out, &err);
     if (s != SendStatus::kOk) return fail(s, std::move(err));
   } else {
     if (static_cast<uint64_t>(w->tail_position) + frame_length > w->segment->capacity()) {
@@ -473,8 +483,8 @@ template <bool kIdempotent>
   uint32_t position;
   uint32_t rel_offset;
   const ClaimState claimed = seg.copy_claims() ? kClaimedCopy : kClaimed;
-  if (seg.try_claim(frame_length, 1, owner, claimed, &position, &rel_offset) != Segment::ClaimOutcome::kClaimed)
-      [[unlikely]]
+  if (seg.try_claim(frame_length, 1, owner, claimed, w.intent.position(), &position, &rel_offset) !=
+      Segment::ClaimOutcome::kClaimed) [[unlikely]]
     return false;  // sealed (the general path rolls) or corrupt (it reports)
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint64_t offset = seg.base_offset() + rel_offset;

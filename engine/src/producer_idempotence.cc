@@ -142,8 +142,13 @@ SendStatus ProducerState::take_over(uint32_t partition) {
   uint32_t run_seq = 0;
   const auto deadline = std::chrono::steady_clock::now() + kTakeoverWait;
   for (;;) {
-    const PartitionCursor::Step step = c.next(&v);
-    if (step == PartitionCursor::Step::kEmpty) break;
+    PartitionCursor::Step step = c.next(&v);
+    // A 0 word below the tail is a claim whose word is on its way (or whose
+    // writer died: next() repairs it): wait as for a CLAIMED frame.
+    if (step == PartitionCursor::Step::kEmpty) {
+      if (!c.claims_ahead()) break;
+      step = PartitionCursor::Step::kPending;
+    }
     if (step == PartitionCursor::Step::kRecord) {
       ++walked;
       if (v.producer_id != idem->id.pid) continue;

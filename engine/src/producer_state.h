@@ -31,6 +31,7 @@ struct ProducerState {
     bool ready = false;
     ipc::FileLock lock;               // writer.lock, shared or exclusive
     std::shared_ptr<Segment> segment; // cached newest segment
+    IntentHold intent;                // shared mode: our claim-intent entry
     // Exclusive mode only: our own tail in `segment`, and how far we have
     // announced we may write (PartitionControl::exclusive_dirty_end).
     uint32_t tail_position = 0;

@@ -188,6 +188,16 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
     }
     Segment& s = **seg;
     const bool newest = i + 1 == bases->size();
+    // Shared writers that died between their tail claim and their claim
+    // word left 0 words below the EXACT tail: the walk below would stop at
+    // them, and the next claim would land on the frames after them. Not
+    // after a machine restart or a truncation: then the tail word may be
+    // ahead of what reached the file, and the walk cuts there.
+    if (const uint64_t gaps = tail_may_be_torn ? 0 : part.repair_gaps(s); gaps != 0) {
+      report.claims_aborted += gaps;
+      report.notes.push_back("aborted " + std::to_string(gaps) + " claimed range(s) whose writers died before "
+                             "their claim words in " + s.path());
+    }
     uint32_t end = 0;
     std::vector<ScannedFrame> frames = scan_segment(s, newest, report, &end);
     // Everyone else is dead: a CLAIMED frame will never be committed.

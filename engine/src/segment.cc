@@ -138,15 +138,88 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   return Recycled::kPublished;
 }
 
-// The claim walk. Cases at the word under `pos`:
+Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
+                                         std::atomic<uint64_t>* intent, uint32_t* position,
+                                         uint32_t* count_before) noexcept {
+  if (copy_claims_) return claim_tail(frame_length, count, owner, state, *intent, position, count_before);
+  return claim_walk(frame_length, count, owner, state, position, count_before);
+}
+
+// The tail claim (version 3): a CAS on the tail word, in the header page,
+// which only writers touch in steady state; then the claim word at the
+// frame, by a plain store (docs/architecture.md, "The tail claim").
+Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
+                                          std::atomic<uint64_t>& intent, uint32_t* position,
+                                          uint32_t* count_before) noexcept {
+  auto& tail = control().tail_hint;
+  // relaxed: the CAS below checks the value.
+  uint64_t t = tail.load(std::memory_order_relaxed);
+  for (;;) {
+    if (!tail_exact(t)) [[unlikely]] {
+      if (!make_exact(&t)) {
+        *position = tail_position(t);
+        *count_before = tail_count(t);
+        return ClaimOutcome::kCorrupt;
+      }
+      continue;
+    }
+    const uint32_t pos = tail_position(t);
+    const uint32_t idx = tail_count(t);
+    *position = pos;
+    *count_before = idx;
+    if (tail_sealed(t)) return ClaimOutcome::kSealed;
+    const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
+                      static_cast<uint64_t>(idx) + count <= kMaxTailCount;
+    const uint64_t next = fits ? pack_tail(pos + frame_length, idx + count) | kTailExact : t | kTailSealed;
+    // release: a repairer that sees our claim in the tail sees this intent
+    // (topic_format.h, ClaimIntent).
+    intent.store(base_position() + pos + 1, std::memory_order_release);
+    // seq_cst on success: the claim is ordered after the intent store and
+    // before our writes into the frame, and an idempotent writer's load of
+    // its producer slot after it takes part in the fencing handshake
+    // (docs/exactly-once.md, section 3; on x86 one locked instruction
+    // whatever the order). relaxed on failure: only a new guess.
+    if (!tail.compare_exchange_weak(t, next, std::memory_order_seq_cst, std::memory_order_relaxed)) continue;
+    if (!fits) {
+      // release (both stores): a reader that sees END_OF_SEGMENT, or a
+      // repairer that sees our intent cleared, sees the seal.
+      if (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= capacity())
+        word(pos).store(make_claim_word(kEndOfSegment, 0, 0, owner), std::memory_order_release);
+      intent.store(0, std::memory_order_release);
+      return ClaimOutcome::kSealed;
+    }
+    // The frame's base offset before its word: a repairer of a 0 word
+    // before this frame counts the records between them from it.
+    frame(pos)->base_offset = base_offset() + idx;
+    // release: pairs with the acquire loads of walkers and repairers, who
+    // then see the base offset. Our intent stays until the word is stored.
+    word(pos).store(make_claim_word(state, frame_length, count, owner), std::memory_order_release);
+    intent.store(0, std::memory_order_release);
+    return ClaimOutcome::kClaimed;
+  }
+}
+
+bool Segment::make_exact(uint64_t* t) const noexcept {
+  const SegmentEnd e = walk_end(*t);
+  if (e.position == UINT32_MAX) return false;
+  const uint64_t exact = pack_tail(e.position, e.count) | kTailExact | (e.sealed ? kTailSealed : 0);
+  // acq_rel on success, acquire on failure: as any claim's CAS on the tail.
+  // Nothing can be claimed here while the word is not EXACT, so every
+  // writer that walks computes the same end; a loser reloads the winner's.
+  if (control().tail_hint.compare_exchange_strong(*t, exact, std::memory_order_acq_rel, std::memory_order_acquire))
+    *t = exact;
+  return true;
+}
+
+// The claim walk (version-1 and 2 segments). Cases at the word under `pos`:
 //   1. 0 and the frame fits: CAS 0 -> CLAIMED. Won: done. Lost: the word now
 //      holds another writer's claim; continue as in 3.
 //   2. 0 and the frame does not fit: CAS 0 -> END_OF_SEGMENT (sealing), or
 //      find that someone else sealed or claimed it first.
 //   3. a claim (any state but END_OF_SEGMENT): step over it.
 //   4. END_OF_SEGMENT, or no room left for even a claim word: sealed.
-Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
-                                         uint32_t* position, uint32_t* count_before) noexcept {
+Segment::ClaimOutcome Segment::claim_walk(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
+                                          uint32_t* position, uint32_t* count_before) noexcept {
   // acquire: pairs with the release CAS in advance_hint(); the frames before
   // the hint are claimed, so their words are non-zero for this walk.
   const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
@@ -220,7 +293,17 @@ void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
 }
 
 SegmentEnd Segment::find_end() const noexcept {
+  // acquire: pairs with the claims' CAS on the tail, or the release CAS in
+  // advance_hint() and store in store_hint().
   const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
+  if (tail_exact(hint)) {
+    const uint32_t pos = tail_position(hint);
+    return {pos, tail_count(hint), tail_sealed(hint) || static_cast<uint64_t>(pos) + kFrameHeaderBytes > capacity()};
+  }
+  return walk_end(hint);
+}
+
+SegmentEnd Segment::walk_end(uint64_t hint) const noexcept {
   uint32_t pos = tail_position(hint);
   uint32_t idx = tail_count(hint);
   for (;;) {

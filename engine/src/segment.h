@@ -88,11 +88,15 @@ class Segment {
   // base offset is base_offset() + *count_before. kCorrupt: the walk met a
   // word that cannot be valid (position in *position).
   // Thread-safety: any number of threads and processes concurrently.
+  // Version 3 (copy_claims()): the tail claim, a CAS on the EXACT tail word;
+  // `intent` is the writer's ClaimIntent::position (topic_format.h) and must
+  // not be null. Older versions: the claim walk, a CAS on the word at the
+  // end of the frames; `intent` is not used.
   ClaimOutcome try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
-                         uint32_t* position, uint32_t* count_before) noexcept;
+                         std::atomic<uint64_t>* intent, uint32_t* position, uint32_t* count_before) noexcept;
 
-  // Walks from the tail hint to the end of the claimed frames.
-  // Returns nullopt-like sealed=false,position=UINT32_MAX on a corrupt word.
+  // Where the claims end: the tail word itself when EXACT, else a walk from
+  // the hint. Returns sealed=false,position=UINT32_MAX on a corrupt word.
   SegmentEnd find_end() const noexcept;
 
   // Fills the index slots covered by the frame [position, position + length).
@@ -111,11 +115,12 @@ class Segment {
   // (position, rel_offset); nullopt if no slot reaches it.
   bool index_lookup_time(int64_t ts, uint32_t* position, uint32_t* rel_offset) const noexcept;
 
-  // The tail hint is monotonic and every frame below it has a non-zero word;
-  // writers start their claim walk there (readers watch words, see
-  // docs/architecture.md). A sealed segment's hint is (capacity, count at
-  // the seal).
-  // advance_hint: fetch-max, for any number of writers.
+  // The tail word when not EXACT (segment_format.h) is a monotonic hint
+  // and every frame below it has a non-zero word; walks start there
+  // (readers watch words, see docs/architecture.md). A sealed segment's
+  // hint is (capacity, count at the seal).
+  // advance_hint: fetch-max, for any number of writers (version-1 and 2
+  // segments' claim walk; recovery).
   void advance_hint(uint32_t position, uint32_t count) const noexcept;
   // Marks the segment as holding (or having held) a PREPARED frame; a
   // transactional writer calls it before publishing one here.
@@ -156,6 +161,16 @@ class Segment {
   bool copy_claims_ = false;
 
   void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;
+  ClaimOutcome claim_tail(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
+                          std::atomic<uint64_t>& intent, uint32_t* position, uint32_t* count_before) noexcept;
+  ClaimOutcome claim_walk(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
+                          uint32_t* position, uint32_t* count_before) noexcept;
+  // Walks from the hint `hint` to the end of the frames.
+  SegmentEnd walk_end(uint64_t hint) const noexcept;
+  // A shared writer meeting a tail word that is only a hint: walks to the
+  // end and CASes the word to it, EXACT. *t: the tail word now. false: the
+  // walk met a corrupt word.
+  bool make_exact(uint64_t* t) const noexcept;
 
   static Result<std::shared_ptr<Segment>> from_file(const std::string& path, ipc::MappedFile file,
                                                    ipc::FileLock use_lock,

@@ -209,8 +209,20 @@ struct SegmentParams {
 static_assert(sizeof(SegmentParams) == 32);
 
 // The mutable part of the header page. `tail_hint` packs the data position
-// (low 32 bits) and the record count before it (high 32 bits) of a point at
-// or before the end of the claimed frames. Writers start their walk there.
+// (bits 0..31) and the record count before it (bits 32..61) of a point at
+// or before the end of the claimed frames, and two flags (version 3):
+//
+//   bit 63 EXACT   the word is the end of the claims itself: shared writers
+//                  claim by a CAS on it (the tail claim, docs/architecture.md
+//                  "The tail claim"), so every claim below it is made,
+//                  though its claim word may still read 0 for an instant.
+//   bit 62 SEALED  (with EXACT) no claim fits any more; the END_OF_SEGMENT
+//                  word, if room for one, is at the position.
+//
+// Without EXACT (every version-1 and 2 segment, an exclusive writer's
+// stores, recovery's) it is a hint: every frame below it has a non-zero
+// word, and the first shared writer of a version-3 segment walks from it to
+// the end and makes it EXACT.
 // `prepared_mark` (format version 2; 0 in version-1 files) is set to 1 by a
 // transactional writer before it publishes a PREPARED frame here, and never
 // cleared: retention walks a segment for live transactions only when it is
@@ -223,11 +235,16 @@ struct alignas(64) SegmentControl {
 static_assert(sizeof(SegmentControl) == 64);
 static_assert(kControlOffset + sizeof(SegmentControl) <= kIndexOffset);
 
+inline constexpr uint64_t kTailExact = uint64_t{1} << 63;
+inline constexpr uint64_t kTailSealed = uint64_t{1} << 62;
+inline constexpr uint32_t kMaxTailCount = (1u << 30) - 1;
 constexpr uint64_t pack_tail(uint32_t position, uint32_t count) {
   return static_cast<uint64_t>(position) | (static_cast<uint64_t>(count) << 32);
 }
 constexpr uint32_t tail_position(uint64_t t) { return static_cast<uint32_t>(t); }
-constexpr uint32_t tail_count(uint64_t t) { return static_cast<uint32_t>(t >> 32); }
+constexpr uint32_t tail_count(uint64_t t) { return static_cast<uint32_t>(t >> 32) & kMaxTailCount; }
+constexpr bool tail_exact(uint64_t t) { return (t & kTailExact) != 0; }
+constexpr bool tail_sealed(uint64_t t) { return (t & kTailSealed) != 0; }
 
 struct IndexSlot {
   std::atomic<uint32_t> rel_offset_plus_1;

@@ -64,12 +64,14 @@ static_assert(offsetof(TopicControl, deleted) == 64);
 //     +128  repaired_claims, corrupt_frames   counters
 //     +192  exclusive_dirty_base, exclusive_dirty_end  (exclusive writer)
 //     +256  back_pressure_limit   logical byte position producers may not pass
+//   [2048, 4096) ClaimIntent[128]: the shared writers' claim intents (below)
 struct PartitionParams {
   uint32_t partition;
   uint32_t reserved;
 };
 
 inline constexpr uint64_t kPartitionControlOffset = 1024;
+inline constexpr uint64_t kClaimIntentsOffset = 2048;
 struct PartitionControl {
   alignas(64) std::atomic<uint64_t> start_offset;
   alignas(64) std::atomic<uint64_t> newest_base;
@@ -97,7 +99,27 @@ static_assert(offsetof(PartitionControl, newest_base) == 64);
 static_assert(offsetof(PartitionControl, repaired_claims) == 128);
 static_assert(offsetof(PartitionControl, exclusive_dirty_base) == 192);
 static_assert(offsetof(PartitionControl, back_pressure_limit) == 256);
-static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kControlFileBytes);
+static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kClaimIntentsOffset);
+
+// A shared writer's claim intent (the tail claim, docs/architecture.md). A
+// writer holds one entry per partition it writes: `holder` is its owner id
+// (ipc::OwnerId; 0: free; an entry whose holder is dead may be taken by
+// CAS). Before each tail CAS it stores in `position` the logical byte
+// position (segment base_position + data position) + 1 where its claim
+// would start, and after its claim word is stored, 0. A repairer that finds
+// a claimed range whose word still reads 0 repairs it only if no live
+// holder's intent lies in it: so it never aborts a claim whose writer is
+// alive between its tail CAS and its word store. Orderings: the intent
+// stores are release, the tail CAS seq_cst; a repairer loads the tail, then
+// the intents, then the words, all acquire (Segment::repair_gap).
+// Zero in files made before the tail claim: all entries free.
+struct ClaimIntent {
+  std::atomic<uint64_t> holder;
+  std::atomic<uint64_t> position;
+};
+static_assert(sizeof(ClaimIntent) == 16);
+inline constexpr uint32_t kClaimIntents = 128;
+static_assert(kClaimIntentsOffset + kClaimIntents * sizeof(ClaimIntent) <= kControlFileBytes);
 
 // ---- groups/<group>/<topic>.offsets -----------------------------------------
 //
