@@ -302,19 +302,34 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
   if (w.load(std::memory_order_acquire) != 0) return Gap::kResolved;
   const uint64_t base = seg.base_position();
   uint64_t replacement;
-  if (end == p) {  // sealed, and the sealer died before its END_OF_SEGMENT word
-    if (live_in(base + p, base + p + 1)) return Gap::kLive;
+  const uint64_t first = seg.base_offset() + count_before;
+  if (end == p) {
+    // Sealed here: no claim starts at p (it would have moved the tail), so
+    // END_OF_SEGMENT is right whether the sealer died or is only slow; its
+    // own store, if it comes, writes the same state.
     replacement = make_claim_word(kEndOfSegment, 0, 0, ipc::kNoOwner);
   } else {
-    // The next frame starts a whole frame later at least; before that, the
-    // dead writer may have stored its base offset (Segment::claim_tail).
+    // Scan for the next frame: a claim word whose base offset counts the
+    // records between. A dead writer may have stored its base offset and
+    // nothing else (Segment::claim_tail), so a non-zero word is taken only
+    // if it reads as a frame's and its base offset fits: after `first`, by
+    // at most one record per 32 bytes of the range.
     uint32_t q = std::min(end, p + kFrameHeaderBytes + kRecordHeaderBytes);
-    // acquire: a non-zero word's base offset was stored before it.
-    while (q < end && seg.word(q).load(std::memory_order_acquire) == 0) q += kFrameAlign;
+    uint64_t next = seg.base_offset() + tail_count(t);
+    for (; q < end; q += kFrameAlign) {
+      // acquire: a claim word's base offset was stored before it.
+      const uint64_t qw = seg.word(q).load(std::memory_order_acquire);
+      if (qw == 0 || !is_frame_state(claim_state(qw)) || claim_count(qw) == 0 ||
+          claim_length(qw) < kFrameHeaderBytes + kRecordHeaderBytes || uint64_t{q} + claim_length(qw) > end)
+        continue;
+      const uint64_t bo = seg.frame(q)->base_offset;
+      if (bo > first && bo - first <= (q - p) / kRecordHeaderBytes) {
+        next = bo;
+        break;
+      }
+    }
     if (live_in(base + p, base + q)) return Gap::kLive;
-    const uint64_t first = seg.base_offset() + count_before;
-    const uint64_t next = q < end ? seg.frame(q)->base_offset : seg.base_offset() + tail_count(t);
-    if (next <= first || next - first > kMaxRecordsPerFrame || q - p < kFrameHeaderBytes) return Gap::kCorrupt;
+    if (next <= first || next - first > kMaxRecordsPerFrame) return Gap::kCorrupt;
     // The range's header names its first offset, like any frame's: a repair
     // of a gap before it counts from it. Every repairer stores the same.
     std::atomic_ref<uint64_t>(seg.frame(p)->base_offset).store(first, std::memory_order_relaxed);
@@ -330,8 +345,9 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
   return Gap::kRepaired;
 }
 
-uint64_t Partition::repair_gaps(Segment& seg) {
-  uint64_t repaired = 0;
+bool Partition::repair_gaps(Segment& seg, uint64_t* repaired_out) {
+  uint64_t& repaired = *repaired_out;
+  repaired = 0;
   uint32_t pos = 0, idx = 0;
   while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= seg.capacity()) {
     // acquire: as any walker's.
@@ -340,16 +356,16 @@ uint64_t Partition::repair_gaps(Segment& seg) {
       const Gap g = repair_gap(seg, pos, idx, /*check_intents=*/false);
       if (g == Gap::kRepaired) ++repaired;
       if (g == Gap::kRepaired || g == Gap::kResolved) continue;  // read the word again
-      break;
+      return g == Gap::kNone;  // the end of the claims, or a range that cannot be measured
     }
     const uint32_t len = claim_length(w);
-    if (claim_state(w) == kEndOfSegment || !is_frame_state(claim_state(w)) || len < kFrameHeaderBytes ||
-        static_cast<uint64_t>(pos) + len > seg.capacity())
-      break;
+    if (claim_state(w) == kEndOfSegment) return true;
+    if (!is_frame_state(claim_state(w)) || len < kFrameHeaderBytes || static_cast<uint64_t>(pos) + len > seg.capacity())
+      return false;
     pos += len;
     idx += claim_count(w);
   }
-  return repaired;
+  return true;
 }
 
 SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
@@ -508,16 +524,25 @@ int64_t max_timestamp(const Segment& seg) {
 
 bool Partition::holds_prepared(Segment& s) {
   if (!s.may_hold_prepared()) return false;  // no transaction ever wrote here
-  uint32_t pos = 0;
+  uint32_t pos = 0, idx = 0;
   while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
     // acquire: as any walker's load of a frame word.
     const uint64_t w = s.word(pos).load(std::memory_order_acquire);
+    if (w == 0) {
+      // A range whose writer died before its claim word may hide a PREPARED
+      // frame after it: measured and stepped over, or, if a live writer may
+      // be in it, the segment is held.
+      const Gap g = repair_gap(s, pos, idx, /*check_intents=*/true);
+      if (g == Gap::kRepaired || g == Gap::kResolved) continue;
+      return g != Gap::kNone;
+    }
     const uint32_t len = claim_length(w);
-    if (w == 0 || claim_state(w) == kEndOfSegment || len < kFrameHeaderBytes) return false;
+    if (claim_state(w) == kEndOfSegment || len < kFrameHeaderBytes) return false;
     // An undecided transaction whose holder died or ran late is aborted here
     // (housekeeping is a helper too); a live one in time holds retention.
     if (claim_state(w) == kPrepared && !resolve_prepared(s, pos, w)) return true;
     pos += len;
+    idx += claim_count(w);
   }
   return false;
 }

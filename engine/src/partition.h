@@ -148,8 +148,9 @@ class Partition {
   Gap repair_gap(Segment& segment, uint32_t position, uint32_t count_before, bool check_intents);
   // repair_gap() at every 0 word below the EXACT tail of `segment`, for a
   // caller that knows no shared writer is live (an exclusive writer taking
-  // the partition; recovery). Returns the ranges repaired.
-  uint64_t repair_gaps(Segment& segment);
+  // the partition; recovery). *repaired: the ranges repaired. false: a
+  // range could not be measured, or a word is damaged.
+  bool repair_gaps(Segment& segment, uint64_t* repaired);
 
   enum class Stall : uint8_t {
     kPending,   // still CLAIMED by a live writer within its timeout

@@ -302,7 +302,16 @@ Status PartitionCursor::walk_to(std::shared_ptr<Segment> seg, uint32_t position,
   while (next_offset_ < offset) {
     if (static_cast<uint64_t>(frame_pos_) + kFrameHeaderBytes > segment_->capacity()) break;
     const uint64_t w = segment_->word(frame_pos_).load(std::memory_order_acquire);
-    if (w == 0 || claim_state(w) == kEndOfSegment) break;
+    if (w == 0) {
+      // A range whose writer died before its claim word is measured and
+      // stepped over; one whose word is on its way (or the end) is where the
+      // seek lands, and next() goes on from there.
+      const auto before = static_cast<uint32_t>(next_offset_ - segment_->base_offset());
+      const Partition::Gap g = partition_->repair_gap(*segment_, frame_pos_, before, /*check_intents=*/true);
+      if (g == Partition::Gap::kRepaired || g == Partition::Gap::kResolved) continue;
+      break;
+    }
+    if (claim_state(w) == kEndOfSegment) break;
     const uint32_t len = claim_length(w);
     const uint32_t count = claim_count(w);
     if (len < kFrameHeaderBytes || static_cast<uint64_t>(frame_pos_) + len > segment_->capacity()) break;

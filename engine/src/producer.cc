@@ -90,7 +90,10 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
   w.segment = std::move(*seg);
   if (!options.exclusive) {
     auto intent = part.acquire_intent(owner);
-    if (!intent) return fail(SendStatus::kBusy, intent.error());
+    if (!intent) {
+      w = Writer{};  // lets go of writer.lock too
+      return fail(SendStatus::kBusy, intent.error());
+    }
     w.intent = std::move(*intent);
   } else {
     // Walk to the real end: the last writer may have sealed this segment.
@@ -103,7 +106,13 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
         // claim word left 0 words below the tail; our hint stores make the
         // tail a hint again, under which readers cannot repair them: we do,
         // first (no shared writer is live while we hold the lock).
-        part.repair_gaps(*w.segment);
+        uint64_t repaired = 0;
+        if (!part.repair_gaps(*w.segment, &repaired)) {
+          w = Writer{};
+          return fail(SendStatus::kError,
+                      Error{Errc::kCorruption, "claims whose writers died before their claim words cannot be "
+                                               "measured in " + part.dir() + "; run `sluice verify`"});
+        }
         w.tail_position = e.position;
         w.tail_count = e.count;
         w.zeroed_end = w.segment->zeroed_prefix();

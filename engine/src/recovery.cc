@@ -169,6 +169,12 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
   if (control.start_offset.load(std::memory_order_relaxed) < bases->front())
     control.start_offset.store(bases->front(), std::memory_order_release);
   control.newest_base.store(bases->back(), std::memory_order_release);
+  // Every claim intent is a dead process's: none may look live to a later
+  // repairer once owner ids are reused.
+  for (uint32_t i = 0; i < kClaimIntents; ++i) {
+    part.intent(i).position.store(0, std::memory_order_relaxed);
+    part.intent(i).holder.store(0, std::memory_order_relaxed);
+  }
   if (control.exclusive_dirty_end.load(std::memory_order_acquire) != 0) {
     report.notes.push_back("cleared what a dead exclusive writer left past the tail of " + part.dir());
     // Before the walk below trusts "zeros past the tail".
@@ -190,10 +196,15 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
     const bool newest = i + 1 == bases->size();
     // Shared writers that died between their tail claim and their claim
     // word left 0 words below the EXACT tail: the walk below would stop at
-    // them, and the next claim would land on the frames after them. Not
-    // after a machine restart or a truncation: then the tail word may be
-    // ahead of what reached the file, and the walk cuts there.
-    if (const uint64_t gaps = tail_may_be_torn ? 0 : part.repair_gaps(s); gaps != 0) {
+    // them, and the next claim would land on the frames after them. Not in
+    // the newest segment after a machine restart or a truncation: then its
+    // tail word may be ahead of what reached the file, and the walk cuts
+    // there.
+    uint64_t gaps = 0;
+    if (!(tail_may_be_torn && newest) && !part.repair_gaps(s, &gaps))
+      report.notes.push_back("a claimed range of " + s.path() + " whose writer died before its claim word cannot "
+                             "be measured; the walk stops there");
+    if (gaps != 0) {
       report.claims_aborted += gaps;
       report.notes.push_back("aborted " + std::to_string(gaps) + " claimed range(s) whose writers died before "
                              "their claim words in " + s.path());
@@ -229,6 +240,22 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
                              std::to_string(frames[keep].offset) + ")");
       frames.resize(keep);
       end = cut;
+    }
+    // After a crash of the machine the walk may have stopped at a 0 word with
+    // frames after it (their claim words reached the file, an earlier one's
+    // did not): past the tail must be zeros, or the next claims would land
+    // on the old layout and readers would find old frames after them.
+    if (tail_may_be_torn && static_cast<uint64_t>(end) + kFrameHeaderBytes <= s.capacity() &&
+        s.word(end).load(std::memory_order_relaxed) == 0) {
+      uint32_t last = end;
+      for (uint32_t p = end; static_cast<uint64_t>(p) + 8 <= s.capacity(); p += 8)
+        if (s.word(p).load(std::memory_order_relaxed) != 0) last = p + 8;
+      if (last > end) {
+        std::memset(s.data() + end, 0, last - end);
+        report.torn_bytes_zeroed += last - end;
+        report.notes.push_back("zeroed " + std::to_string(last - end) + " bytes past the last whole frame of " +
+                               s.path() + " (position " + std::to_string(end) + ")");
+      }
     }
     // Rebuild the index and the tail hint from the frames kept.
     for (uint64_t k = 0; k < s.slot_count(); ++k) s.slot(k).rel_offset_plus_1.store(0, std::memory_order_relaxed);

@@ -157,6 +157,7 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
   for (;;) {
     if (!tail_exact(t)) [[unlikely]] {
       if (!make_exact(&t)) {
+        intent.store(0, std::memory_order_release);  // an earlier try's
         *position = tail_position(t);
         *count_before = tail_count(t);
         return ClaimOutcome::kCorrupt;
@@ -167,7 +168,12 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
     const uint32_t idx = tail_count(t);
     *position = pos;
     *count_before = idx;
-    if (tail_sealed(t)) return ClaimOutcome::kSealed;
+    if (tail_sealed(t)) {
+      // An earlier try's intent must not stay: it names the position of the
+      // claim that beat it, whose range it would hold if that writer died.
+      intent.store(0, std::memory_order_release);
+      return ClaimOutcome::kSealed;
+    }
     const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
                       static_cast<uint64_t>(idx) + count <= kMaxTailCount;
     const uint64_t next = fits ? pack_tail(pos + frame_length, idx + count) | kTailExact : t | kTailSealed;

@@ -58,8 +58,13 @@ Status flip_range(Partition& part, uint64_t pid, uint16_t epoch, uint64_t first,
   const auto deadline = std::chrono::steady_clock::now() + kFlipWait;
   RecordView v;
   for (;;) {
-    const PartitionCursor::Step step = c.next(&v);
-    if (step == PartitionCursor::Step::kEmpty) return {};
+    PartitionCursor::Step step = c.next(&v);
+    // A 0 word below the tail is a claim whose word is on its way, or a dead
+    // writer's range that next() repairs: the frames after it may be ours.
+    if (step == PartitionCursor::Step::kEmpty) {
+      if (!c.claims_ahead()) return {};
+      step = PartitionCursor::Step::kPending;
+    }
     if (step == PartitionCursor::Step::kRecord) {
       if (v.offset > last) return {};
       if (v.producer_id != pid || v.producer_epoch != epoch) continue;

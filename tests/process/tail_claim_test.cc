@@ -29,7 +29,7 @@ constexpr char kTopic[] = "t";
 constexpr uint32_t kEntry = 100;  // an intent entry no producer of these tests takes first
 constexpr uint32_t kFrame = 128;  // what a 64-byte value's frame takes
 
-enum class Then { kDie, kStop, kSealAndDie, kCopyClaimAndStop };
+enum class Then { kDie, kDieAfterBaseOffset, kStop, kSealAndDie, kCopyClaimAndStop };
 
 std::string segment_path(const std::string& dir, uint64_t base = 0) {
   return dir + "/topics/t/0/" + segment_file_name(base);
@@ -38,14 +38,14 @@ std::string segment_path(const std::string& dir, uint64_t base = 0) {
 // The child: a registered process that makes one claim of kFrame bytes (or
 // seals the segment) the way a writer does, up to its claim word, reports
 // the claimed position, and then dies or stops. Never returns normally.
-int claim_then(const std::string& dir, int report_fd, Then then) {
+int claim_then(const std::string& dir, int report_fd, Then then, uint32_t entry_index = kEntry) {
   auto registry = ipc::ProcessRegistry::attach(dir + "/procs");
   if (!registry) return 10;
   auto seg = Segment::open(segment_path(dir), ipc::MapOptions{}, nullptr);
   if (!seg) return 11;
   auto state = ipc::MappedFile::open(dir + "/topics/t/0/state", ipc::MapOptions{});
   if (!state) return 12;
-  auto& entry = reinterpret_cast<format::ClaimIntent*>(state->data() + format::kClaimIntentsOffset)[kEntry];
+  auto& entry = reinterpret_cast<format::ClaimIntent*>(state->data() + format::kClaimIntentsOffset)[entry_index];
   entry.holder.store(registry->self(), std::memory_order_release);
   auto& tail = (*seg)->control().tail_hint;
   uint64_t t = tail.load(std::memory_order_acquire);
@@ -56,6 +56,8 @@ int claim_then(const std::string& dir, int report_fd, Then then) {
                             ? t | format::kTailSealed
                             : format::pack_tail(pos + kFrame, format::tail_count(t) + 1) | format::kTailExact;
   if (!tail.compare_exchange_strong(t, next, std::memory_order_seq_cst)) return 14;
+  if (then == Then::kDieAfterBaseOffset)  // killed between the base offset and the claim word
+    (*seg)->frame(pos)->base_offset = (*seg)->base_offset() + format::tail_count(t);
   if (then == Then::kCopyClaimAndStop) {  // a copying send, stopped before its publishing store
     (*seg)->frame(pos)->base_offset = (*seg)->base_offset() + format::tail_count(t);
     (*seg)->word(pos).store(format::make_claim_word(format::kClaimedCopy, kFrame, 1, registry->self()),
@@ -95,9 +97,9 @@ class TailClaim : public ::testing::Test {
   }
 
   // Starts the child and returns the position it claimed at.
-  uint32_t start_child(Then then) {
+  uint32_t start_child(Then then, uint32_t entry_index = kEntry) {
     test::Pipe report;
-    child_ = children_.spawn([&] { return claim_then(dir_.path(), report.write_end(), then); });
+    child_ = children_.spawn([&] { return claim_then(dir_.path(), report.write_end(), then, entry_index); });
     uint32_t pos = UINT32_MAX;
     EXPECT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
     return pos;
@@ -175,6 +177,44 @@ TEST_F(TailClaim, AWriterKilledBetweenItsTailClaimAndItsWordIsRepairedAndReaders
   auto v = bus_->verify(kTopic);
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->ok());
+}
+
+// Two writers die in a row, the second after its base offset (which a scan
+// for the next frame must not take for a claim word): one aborted range.
+TEST_F(TailClaim, TwoWritersKilledInARowAreRepairedAsOneRange) {
+  const uint32_t first = start_child(Then::kDie);
+  children_.wait(child_, 20'000);
+  const uint32_t second = start_child(Then::kDieAfterBaseOffset, kEntry + 1);
+  children_.wait(child_, 20'000);
+  EXPECT_EQ(second, first + kFrame);
+  send("b", 5);  // offsets 12..16
+  auto r = reader();
+  r->poll(20'000);
+  std::vector<uint64_t> want = iota(0, 10);
+  for (uint64_t o = 12; o < 17; ++o) want.push_back(o);
+  EXPECT_EQ(r->offsets, want);
+  const uint64_t w = word_at(first);
+  EXPECT_EQ(format::claim_state(w), format::kAborted);
+  EXPECT_EQ(format::claim_length(w), 2 * kFrame);
+  EXPECT_EQ(format::claim_count(w), 2u);
+  auto v = bus_->verify(kTopic);
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok());
+}
+
+// With nothing claimed after it, the range's records are counted from the
+// tail's count.
+TEST_F(TailClaim, ARangeAtTheTailIsCountedFromTheTail) {
+  const uint32_t pos = start_child(Then::kDieAfterBaseOffset);
+  children_.wait(child_, 20'000);
+  auto r = reader();
+  r->poll(20'000);
+  EXPECT_EQ(r->offsets, iota(0, 10));
+  EXPECT_EQ(format::claim_count(word_at(pos)), 1u);
+  send("b", 2);  // offsets 11, 12
+  r->poll(100);
+  EXPECT_EQ(r->offsets.size(), 12u);
+  EXPECT_EQ(r->offsets.back(), 12u);
 }
 
 TEST_F(TailClaim, AWriterStoppedBetweenItsTailClaimAndItsWordHoldsItsRangeUntilItDies) {

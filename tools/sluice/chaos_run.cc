@@ -101,10 +101,10 @@ Result<bool> caught_up(const Bus& bus) {
   auto g = bus.describe_group(kGroup);
   if (!g) return std::unexpected(g.error());
   for (const PartitionInfo& p : in->partitions) {
-    bool found = false;
+    bool found = p.end_offset == 0;
     for (const PartitionLag& l : g->partitions)
       if (l.topic == kInTopic && l.partition == p.partition)
-        found = l.committed != kNoOffset && l.committed >= p.end_offset;
+        found = p.end_offset == 0 || (l.committed != kNoOffset && l.committed >= p.end_offset);
     if (!found) return false;
   }
   return true;

@@ -298,7 +298,10 @@ Result<ChaosTally> Supervisor::run() {
       if (auto ok = kill(s); !ok) return std::unexpected(ok.error());
       next_kill = SteadyClock::now() + milliseconds(between(o_.transformer_kill_ms));
     }
-    if (now >= next_input_kill && !input_.done) {
+    // Not before it is ready: under a sanitizer on a loaded machine a
+    // restart can take longer than the time between kills, and a short run
+    // then ended with no input at all.
+    if (now >= next_input_kill && !input_.done && ready(input_)) {
       if (input_.current) ++tally_.input_kills;
       if (auto ok = kill(input_); !ok) return std::unexpected(ok.error());
       next_input_kill = SteadyClock::now() + milliseconds(between(o_.input_kill_ms));
