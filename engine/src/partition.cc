@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 #include "group_offsets.h"
@@ -275,32 +274,27 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
   const uint32_t end = tail_position(t);
   if (end < p || (end == p && !tail_sealed(t)) || static_cast<uint64_t>(p) + kFrameHeaderBytes > seg.capacity())
     return Gap::kNone;
+  const uint64_t base = seg.base_position();
   // The live intents, read after the tail and before the words: a writer
   // whose intent was cleared had stored its word first (release), so the
-  // scan below sees it; one whose claim the tail above does not show claims
-  // at or past `end`.
-  std::array<uint64_t, kClaimIntents> live;
-  uint32_t n = 0;
-  if (check_intents) {
+  // loads below see it; one whose claim the tail above does not show claims
+  // at or past `end`. Any live intent in [p, end) and we wait: the scan
+  // below then reads only dead writers' ranges and the next frame's word,
+  // never the inside of a frame a live writer is filling.
+  if (check_intents && end > p) {
     const ipc::ProcessRegistry& registry = topic_->bus->registry;
     for (uint32_t i = 0; i < kClaimIntents; ++i) {
       ClaimIntent& e = intent(i);
       // acquire: pairs with the writer's release stores of its intent.
       const uint64_t at = e.position.load(std::memory_order_acquire);
-      if (at == 0) continue;
+      if (at == 0 || at - 1 < base + p || at - 1 >= base + end) continue;
       const uint64_t h = e.holder.load(std::memory_order_acquire);
-      if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) live[n++] = at - 1;
+      if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) return Gap::kLive;
     }
   }
-  auto live_in = [&](uint64_t from, uint64_t to) {
-    for (uint32_t i = 0; i < n; ++i)
-      if (live[i] >= from && live[i] < to) return true;
-    return false;
-  };
   auto& w = seg.word(p);
   // acquire: as any walker's.
   if (w.load(std::memory_order_acquire) != 0) return Gap::kResolved;
-  const uint64_t base = seg.base_position();
   uint64_t replacement;
   const uint64_t first = seg.base_offset() + count_before;
   if (end == p) {
@@ -328,7 +322,6 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
         break;
       }
     }
-    if (live_in(base + p, base + q)) return Gap::kLive;
     if (next <= first || next - first > kMaxRecordsPerFrame) return Gap::kCorrupt;
     // The range's header names its first offset, like any frame's: a repair
     // of a gap before it counts from it. Every repairer stores the same.

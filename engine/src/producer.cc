@@ -489,13 +489,15 @@ template <bool kIdempotent>
                                                 tail_position(seg.control().tail_hint.load(std::memory_order_relaxed)) +
                                                 frame_length)) [[unlikely]]
     return false;
+  // The clock before the claim: a CLAIMED_COPY window runs no code but the
+  // library's, and a BusOptions clock is the caller's.
+  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   uint32_t position;
   uint32_t rel_offset;
   const ClaimState claimed = seg.copy_claims() ? kClaimedCopy : kClaimed;
   if (seg.try_claim(frame_length, 1, owner, claimed, w.intent.position(), &position, &rel_offset) !=
       Segment::ClaimOutcome::kClaimed) [[unlikely]]
     return false;  // sealed (the general path rolls) or corrupt (it reports)
-  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
   alignas(64) std::byte stage[kStagedFrameBytes];
@@ -596,10 +598,10 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   // (copy_staged_frame says why); a large one is written in place.
   alignas(64) std::byte stage_buffer[kStagedFrameBytes];
   std::byte* const stage = frame <= kStagedFrameBytes ? stage_buffer : nullptr;
+  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();  // before the claim, as above
   result.status = s.reserve(result.partition, frame, 1, &r, stage, /*copying=*/true);
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;
-  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
   result.offset = r.offset;
   if (stage != nullptr) std::memset(stage + frame - 8, 0, 8);  // the padding, as in compose_small()
   std::byte* const at = (stage != nullptr ? stage : r.segment->data() + r.position) + kFrameHeaderBytes;
@@ -639,15 +641,15 @@ SendResult Producer::send_batch(std::span<const Message> batch, std::optional<ui
   result.partition = p;
   Partition::Reservation r;
   const uint32_t count = static_cast<uint32_t>(batch.size());
-  result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r, nullptr, /*copying=*/true);
-  if (result.status != SendStatus::kOk) return result;
-  if (s.idem) [[unlikely]] result.sequence = s.idem->parts[p].next_seq;
-  int64_t now = 0;
+  int64_t now = 0;  // before the claim, as in send()
   for (const Message& m : batch)
     if (m.timestamp_ns == 0) {
       now = s.bus->clock->now_ns();
       break;
     }
+  result.status = s.reserve(p, static_cast<uint32_t>(frame), count, &r, nullptr, /*copying=*/true);
+  if (result.status != SendStatus::kOk) return result;
+  if (s.idem) [[unlikely]] result.sequence = s.idem->parts[p].next_seq;
   std::byte* rec = r.segment->data() + r.position + kFrameHeaderBytes;
   int64_t first_ts = 0;
   for (uint32_t i = 0; i < count; ++i) {

@@ -62,7 +62,7 @@ Status flip_range(Partition& part, uint64_t pid, uint16_t epoch, uint64_t first,
     // A 0 word below the tail is a claim whose word is on its way, or a dead
     // writer's range that next() repairs: the frames after it may be ours.
     if (step == PartitionCursor::Step::kEmpty) {
-      if (!c.claims_ahead()) return {};
+      if (c.next_offset() > last || !c.claims_ahead()) return {};
       step = PartitionCursor::Step::kPending;
     }
     if (step == PartitionCursor::Step::kRecord) {

@@ -152,6 +152,23 @@ class TailClaim : public ::testing::Test {
     for (uint64_t o = from; o < to; ++o) v.push_back(o);
     return v;
   }
+  // The first ten offsets, then [from, to): what a reader gets past a range.
+  static std::vector<uint64_t> first_ten_then(uint64_t from, uint64_t to) {
+    std::vector<uint64_t> v = iota(0, 10);
+    for (uint64_t o = from; o < to; ++o) v.push_back(o);
+    return v;
+  }
+  // The word at `pos` is one ABORTED range of `frames` frames of one record,
+  // and the log verifies.
+  void expect_aborted_range(uint32_t pos, uint32_t frames) {
+    const uint64_t w = word_at(pos);
+    EXPECT_EQ(format::claim_state(w), format::kAborted);
+    EXPECT_EQ(format::claim_length(w), frames * kFrame);
+    EXPECT_EQ(format::claim_count(w), frames);
+    auto v = bus_->verify(kTopic);
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v->ok());
+  }
 
   test::TempDir dir_;
   std::optional<Bus> bus_;
@@ -166,17 +183,9 @@ TEST_F(TailClaim, AWriterKilledBetweenItsTailClaimAndItsWordIsRepairedAndReaders
   send("b", 5);  // offsets 11..15: offset 10 is the dead writer's
   auto r = reader();
   r->poll(20'000);
-  std::vector<uint64_t> want = iota(0, 10);
-  for (uint64_t o = 11; o < 16; ++o) want.push_back(o);
-  EXPECT_EQ(r->offsets, want);
-  const uint64_t w = word_at(pos);
-  EXPECT_EQ(format::claim_state(w), format::kAborted);
-  EXPECT_EQ(format::claim_length(w), kFrame);
-  EXPECT_EQ(format::claim_count(w), 1u);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
+  expect_aborted_range(pos, 1);
   EXPECT_EQ(repaired(), 1u);
-  auto v = bus_->verify(kTopic);
-  ASSERT_TRUE(v);
-  EXPECT_TRUE(v->ok());
 }
 
 // Two writers die in a row, the second after its base offset (which a scan
@@ -190,16 +199,8 @@ TEST_F(TailClaim, TwoWritersKilledInARowAreRepairedAsOneRange) {
   send("b", 5);  // offsets 12..16
   auto r = reader();
   r->poll(20'000);
-  std::vector<uint64_t> want = iota(0, 10);
-  for (uint64_t o = 12; o < 17; ++o) want.push_back(o);
-  EXPECT_EQ(r->offsets, want);
-  const uint64_t w = word_at(first);
-  EXPECT_EQ(format::claim_state(w), format::kAborted);
-  EXPECT_EQ(format::claim_length(w), 2 * kFrame);
-  EXPECT_EQ(format::claim_count(w), 2u);
-  auto v = bus_->verify(kTopic);
-  ASSERT_TRUE(v);
-  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(r->offsets, first_ten_then(12, 17));
+  expect_aborted_range(first, 2);
 }
 
 // With nothing claimed after it, the range's records are counted from the
@@ -230,9 +231,7 @@ TEST_F(TailClaim, AWriterStoppedBetweenItsTailClaimAndItsWordHoldsItsRangeUntilI
   EXPECT_EQ(repaired(), 0u);
   children_.kill(child_);
   r->poll(20'000);
-  std::vector<uint64_t> want = iota(0, 10);
-  for (uint64_t o = 11; o < 16; ++o) want.push_back(o);
-  EXPECT_EQ(r->offsets, want);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
   EXPECT_EQ(repaired(), 1u);
 }
 
@@ -249,9 +248,7 @@ TEST_F(TailClaim, ACopyClaimOfALiveWriterOutlivesTheClaimTimeoutAndIsRepairedOnc
   EXPECT_EQ(format::claim_state(word_at(pos)), format::kClaimedCopy);
   children_.kill(child_);
   r->poll(200'000);
-  std::vector<uint64_t> want = iota(0, 10);
-  for (uint64_t o = 11; o < 16; ++o) want.push_back(o);
-  EXPECT_EQ(r->offsets, want);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
   EXPECT_EQ(format::claim_state(word_at(pos)), format::kAborted);
   EXPECT_EQ(repaired(), 1u);
 }
@@ -273,9 +270,7 @@ TEST_F(TailClaim, AnExclusiveWriterTakingThePartitionRepairsTheRangesFirst) {
   EXPECT_EQ(format::claim_state(word_at(pos)), format::kAborted);
   auto r = reader();
   r->poll(100);  // no repair of its own needed
-  std::vector<uint64_t> want = iota(0, 10);
-  for (uint64_t o = 11; o < 16; ++o) want.push_back(o);
-  EXPECT_EQ(r->offsets, want);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
 }
 
 TEST_F(TailClaim, RecoveryRepairsTheRangesOfWritersThatDiedBeforeTheirWords) {
