@@ -225,10 +225,17 @@ int run_exactly_once(Bus& bus, const RoleSpec& spec, const std::vector<uint32_t>
       if (to_queue && !q.ok())
         return fail("chaos transformer " + name + ": publish: " + (*outq)->last_error().to_string());
       // The id counts once its transaction commits, and only an earlier
-      // commit of this input can hold it: the input was transformed twice.
-      if (to_queue && q.duplicate)
+      // commit of this input can hold it: the input was transformed twice,
+      // unless we are a zombie whose send passed its fencing check before
+      // the newer instance opened, and that instance has committed this
+      // input since (the protocol lets that send through; our transaction
+      // can no longer commit). Our abort then says kFenced.
+      if (to_queue && q.duplicate) {
+        if (auto a = tx->abort(); !a && (a.error().code == Errc::kFenced || a.error().code == Errc::kAborted))
+          return ended(a.error(), name);
         return fail("chaos transformer " + name + ": " + std::string(kOutQueue) + " already holds de-duplication id " +
                     std::string(o.queued.dedup_id) + " (committed at offset " + std::to_string(q.offset) + ")");
+      }
       first[r.partition] = std::min(first[r.partition], s.offset);
       if (i == (*n - 1) / 2 && work_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
     }
