@@ -115,14 +115,18 @@ Status settle_transaction(BusState& bus, ProducerSlot& slot, uint64_t pid, uint6
   // them are complete.
   const uint32_t parts = std::min(slot.txn_parts.load(std::memory_order_acquire), kTxnMaxPartitions);
   for (uint32_t i = 0; i < parts; ++i) {
-    const TxnPartition& e = slot.txn_partitions[i];
-    auto topic = topic_by_hash(bus, e.topic_hash);
+    TxnPartition& e = slot.txn_partitions[i];
+    // relaxed (both fields): a helper acting on a decision its holder has
+    // already carried out may read an entry the holder is rewriting for its
+    // next transaction; the flips check each frame's producer id and epoch.
+    auto topic = topic_by_hash(bus, std::atomic_ref<uint64_t>(e.topic_hash).load(std::memory_order_relaxed));
     if (!topic) {
       if (topic.error().code == Errc::kNotFound) continue;  // the topic was deleted
       return std::unexpected(topic.error());
     }
-    if (e.partition >= (*topic)->partitions.size()) continue;
-    Partition& part = *(*topic)->partitions[e.partition];
+    const uint32_t partition_index = std::atomic_ref<uint32_t>(e.partition).load(std::memory_order_relaxed);
+    if (partition_index >= (*topic)->partitions.size()) continue;
+    Partition& part = *(*topic)->partitions[partition_index];
     // relaxed: see producer_format.h (a late range end leaves stragglers,
     // which readers abort).
     if (auto ok = flip_range(part, pid, epoch, e.first_offset.load(std::memory_order_relaxed),
@@ -225,8 +229,10 @@ Status TransactionState::note_frame(ProducerState& producer, uint32_t partition,
     return make_error(Errc::kTooLarge, "a transaction writes to at most " + std::to_string(kTxnMaxPartitions) +
                                            " partitions");
   TxnPartition& e = s.txn_partitions[n];
-  e.topic_hash = name_hash(producer.topic->name);
-  e.partition = partition;
+  // relaxed: published by the release store of the count below; atomic
+  // because a late helper may read the entry (settle_transaction).
+  std::atomic_ref<uint64_t>(e.topic_hash).store(name_hash(producer.topic->name), std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(e.partition).store(partition, std::memory_order_relaxed);
   e.first_offset.store(offset, std::memory_order_relaxed);
   e.last_offset.store(last, std::memory_order_relaxed);
   // release: a helper that acquires the count sees the entry.
