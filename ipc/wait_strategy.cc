@@ -34,8 +34,12 @@ bool register_release_publisher() noexcept {
   return true;
 }
 
+bool global_barrier() noexcept {
+  return global_expedited_supported() && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
+}
+
 bool park_barrier() noexcept {
-  if (global_expedited_supported() && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0) return true;
+  if (global_barrier()) return true;
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return false;
 }

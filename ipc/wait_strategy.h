@@ -103,6 +103,10 @@ inline void notify_after_release(WakeupWord& w) noexcept {
 // notify_after_release(). false (no membarrier, or refused): they must
 // publish with seq_cst operations and notify().
 bool register_release_publisher() noexcept;
+// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): a full barrier on every CPU
+// running a thread of a registered process. false: the kernel lacks it or
+// refused it (nothing was done).
+bool global_barrier() noexcept;
 // The consumer's barrier between raising `parked` and its check: membarrier
 // when the kernel allows it (true), else a seq_cst fence (false: a release
 // publisher may not see the flag, so park for at most kUncoveredParkNs).

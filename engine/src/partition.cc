@@ -3,11 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "group_offsets.h"
 #include "ipc/file_header.h"
 #include "ipc/filesystem.h"
+#include "ipc/wait_strategy.h"
 #include "record_codec.h"
 
 namespace sluice {
@@ -362,8 +365,8 @@ bool Partition::repair_gaps(Segment& seg, uint64_t* repaired_out) {
 }
 
 SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
-                            std::atomic<uint64_t>* intent, std::shared_ptr<Segment>* cached, Reservation* out,
-                            Error* error) {
+                            std::atomic<uint64_t>* intent, TailOwnership* own, std::shared_ptr<Segment>* cached,
+                            Reservation* out, Error* error) {
   if (frame_length > topic_->options.segment_bytes) {
     *error = Error{Errc::kTooLarge, "a frame of " + std::to_string(frame_length) +
                                         " bytes does not fit in a segment of " +
@@ -382,7 +385,12 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
     Segment& seg = **cached;
     uint32_t pos, before;
     const ClaimState state = copying && seg.copy_claims() ? kClaimedCopy : kClaimed;
-    switch (seg.try_claim(frame_length, count, owner, state, intent, &pos, &before)) {
+    switch (seg.try_claim(frame_length, count, owner, state, intent, own, &pos, &before)) {
+      case Segment::ClaimOutcome::kOwned: {
+        const SendStatus s = revoke_tail(seg, intent, error);
+        if (s != SendStatus::kOk) return s;
+        break;
+      }
       case Segment::ClaimOutcome::kClaimed:
         out->segment = cached->get();
         out->position = pos;
@@ -419,6 +427,85 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
       }
     }
   }
+}
+
+SendStatus Partition::revoke_tail(Segment& seg, const std::atomic<uint64_t>* mine, Error* error) {
+  SegmentControl& c = seg.control();
+  const ipc::ProcessRegistry& registry = topic_->bus->registry;
+  const auto self = static_cast<uint32_t>(registry.self());
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::nanoseconds(topic_->options.claim_timeout_ns);
+  auto stopped = [&](const std::string& who) {
+    *error = Error{Errc::kBusy, who + " of " + dir_ + " has not moved for the topic's claim timeout (" +
+                                    std::to_string(topic_->options.claim_timeout_ns / 1'000'000) +
+                                    " ms) while the partition's tail was owned; other writers wait for it to run "
+                                    "on or die"};
+    return SendStatus::kBusy;
+  };
+  // One revocation at a time: take the slot, or wait for its holder to
+  // finish (the tail is no longer OWNED), or take it from a dead holder.
+  for (uint32_t spins = 0;; ++spins) {
+    uint32_t holder = 0;
+    // seq_cst: ordered before the barrier below, and against a taker's CAS
+    // of the tail and its load of `revoker` (Segment::claim_tail).
+    if (c.revoker.compare_exchange_strong(holder, self, std::memory_order_seq_cst, std::memory_order_acquire))
+      break;
+    // acquire: as any load of the tail.
+    if (!tail_owned(c.tail_hint.load(std::memory_order_acquire))) return SendStatus::kOk;
+    if (spins % 1024 == 1023) {
+      if (!registry.is_alive(static_cast<ipc::OwnerId>(holder))) {
+        if (c.revoker.compare_exchange_strong(holder, self, std::memory_order_seq_cst, std::memory_order_acquire))
+          break;
+      } else if (std::chrono::steady_clock::now() >= deadline) {
+        return stopped("a writer revoking the tail");
+      }
+    }
+    ipc::cpu_relax();
+  }
+  struct Done {
+    std::atomic<uint32_t>& revoker;
+    // release: an owner (or taker) that reads 0 after us sees the tail we
+    // changed.
+    ~Done() { revoker.store(0, std::memory_order_release); }
+  } done{c.revoker};
+  // relaxed: a statistic that only makes writers slower to take the tail.
+  c.revocations.fetch_add(1, std::memory_order_relaxed);
+  if (!tail_owned(c.tail_hint.load(std::memory_order_acquire))) return SendStatus::kOk;  // given back meanwhile
+  // The owner's claims use no locked instruction; their store-load barrier
+  // is this one (Segment::owned_begin). After it, an owner about to claim
+  // either sees `revoker` and gives up, or has its intent visible below.
+  if (!ipc::global_barrier()) {
+    *error = Error{Errc::kIoError, "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) failed in this process (" +
+                                       std::string(std::strerror(errno)) + "), which a writer of " + dir_ +
+                                       " needs to take back the tail another writer owns"};
+    return SendStatus::kError;
+  }
+  // Wait out every claim in flight: each live writer's intent (the
+  // owner's among them) must be 0, or move on, which ends the claim it
+  // names. A dead owner's frame in progress lies past the frames, and
+  // take_owned_tail() zeroes it; a dead writer's claim below the tail is
+  // the readers' to repair, as any.
+  for (uint32_t i = 0; i < kClaimIntents; ++i) {
+    ClaimIntent& e = intent(i);
+    if (&e.position == mine) continue;
+    // acquire: pairs with the writers' release stores of their intents.
+    const uint64_t at = e.position.load(std::memory_order_acquire);
+    if (at == 0) continue;
+    const auto h = static_cast<ipc::OwnerId>(e.holder.load(std::memory_order_acquire));
+    for (uint32_t spins = 0; e.position.load(std::memory_order_acquire) == at; ++spins) {
+      if (spins % 1024 == 1023) {
+        if (h == ipc::kNoOwner || !registry.is_alive(h)) break;
+        if (std::chrono::steady_clock::now() >= deadline) return stopped("a writer stopped in a claim");
+      }
+      ipc::cpu_relax();
+    }
+  }
+  if (!seg.take_owned_tail()) {
+    *error = Error{Errc::kCorruption, "segment " + seg.path() + " has an invalid frame word past its owned tail; "
+                                                                "run `sluice verify`"};
+    return SendStatus::kError;
+  }
+  return SendStatus::kOk;
 }
 
 bool Partition::abort_claim(Segment& seg, uint32_t position, uint64_t word) {

@@ -126,10 +126,21 @@ class Partition {
   // Claims a frame in the newest segment, rolling to a new segment when full.
   // `*cached` is the caller's cached newest segment (updated on roll).
   // `copying`: the claim of a copying send, CLAIMED_COPY where the segment
-  // takes it (segment_format.h). `intent`: the writer's claim intent.
+  // takes it (segment_format.h). `intent`: the writer's claim intent;
+  // `own`: its side of the owned tail (may be null). A tail another writer
+  // owns is revoked first (revoke_tail()).
   SendStatus claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
-                   std::atomic<uint64_t>* intent, std::shared_ptr<Segment>* cached, Reservation* out,
-                   Error* error);
+                   std::atomic<uint64_t>* intent, TailOwnership* own, std::shared_ptr<Segment>* cached,
+                   Reservation* out, Error* error);
+  // Takes back the tail of `segment`, which another writer owns (the owned
+  // tail, docs/architecture.md): takes the segment's revoker slot, runs the
+  // global membarrier, waits until no other live writer's claim is in flight
+  // (`mine`: the caller's own intent, which it has cleared), and has
+  // Segment::take_owned_tail() end the ownership. kBusy: a live writer
+  // stayed in a claim, or another revoker held the slot, past the topic's
+  // claim timeout (stopped); kError: the membarrier failed, or a corrupt
+  // word past the tail.
+  SendStatus revoke_tail(Segment& segment, const std::atomic<uint64_t>* mine, Error* error);
 
   enum class Gap : uint8_t {
     kNone,      // nothing is claimed at the position (the log ends there)

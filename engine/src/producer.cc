@@ -44,8 +44,13 @@ void fill_frame_header(FrameHeader* f, uint64_t base_offset, uint16_t attributes
 
 ProducerState::~ProducerState() {
   if (idem) idem->table->close_identity(idem->id);
-  for (size_t p = 0; p < writers.size(); ++p)
-    if (writers[p].ready && options.exclusive) release_exclusive(p);
+  for (size_t p = 0; p < writers.size(); ++p) {
+    if (!writers[p].ready) continue;
+    if (options.exclusive)
+      release_exclusive(p);
+    else if (writers[p].intent.position() != nullptr)
+      writers[p].segment->give_back(writers[p].own, *writers[p].intent.position());
+  }
 }
 
 void ProducerState::release_exclusive(size_t p) noexcept {
@@ -95,6 +100,10 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
       return fail(SendStatus::kBusy, intent.error());
     }
     w.intent = std::move(*intent);
+    // The owned tail's plain claims skip the fencing handshake's barrier
+    // and need the revokers' membarrier to reach us: plain producers in a
+    // registered process only.
+    w.own.may_own = release_publish && !idem;
   } else {
     // Walk to the real end: the last writer may have sealed this segment.
     for (;;) {
@@ -102,6 +111,14 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
       if (e.position == UINT32_MAX)
         return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame in " + w.segment->path()});
       if (!e.sealed) {
+        // A shared writer that owned the tail and died (no shared writer
+        // is live while we hold the lock) may have left a frame in
+        // progress past the frames: zeroed, and the tail EXACT again.
+        if (!w.segment->take_owned_tail()) {
+          w = Writer{};
+          return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame past the tail of " + part.dir() +
+                                                                       "; run `sluice verify`"});
+        }
         // Shared writers that died between their tail claim and their
         // claim word left 0 words below the tail; our hint stores make the
         // tail a hint again, under which readers cannot repair them: we do,
@@ -196,7 +213,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
   if (!options.exclusive) {
     Error err{Errc::kIoError, ""};
     SendStatus s = part.claim(frame_length, count, owner, copying && txn == nullptr, w->intent.position(),
-                              &w->segment, out, &err);
+                              &w->own, &w->segment, out, &err);
     if (s != SendStatus::kOk) return fail(s, std::move(err));
   } else {
     if (static_cast<uint64_t>(w->tail_position) + frame_length > w->segment->capacity()) {
@@ -494,13 +511,33 @@ template <bool kIdempotent>
   const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   uint32_t position;
   uint32_t rel_offset;
+  alignas(64) std::byte stage[kStagedFrameBytes];
+  // The owned tail (docs/architecture.md): the tail is ours, so the frame
+  // is written and published as an exclusive writer's, then the tail
+  // stored past it. Plain producers only: an idempotent one's fencing
+  // check needs the barrier of a CAS claim.
+  if constexpr (!kIdempotent) {
+    std::atomic<uint64_t>& intent = *w.intent.position();
+    if (w.own.owned_base != 0 && seg.owned_begin(frame_length, intent, w.own, &position, &rel_offset)) {
+      const uint64_t offset = seg.base_offset() + rel_offset;
+      compose_small(stage, offset, 0, nullptr, 0, m, headers_bytes, frame_length, ts);
+      copy_staged_frame(seg.data() + position, stage, position, frame_length);
+      seg.index_frame(position, frame_length, rel_offset, ts);
+      // release: publishes the frame (may_own implies a release publisher).
+      seg.word(position).store(make_claim_word(kCommitted, frame_length, 1, owner), std::memory_order_release);
+      seg.owned_end(position, frame_length, rel_offset, intent, w.own);
+      after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, true);
+      out->offset = offset;
+      out->status = SendStatus::kOk;
+      return true;
+    }
+  }
   const ClaimState claimed = seg.copy_claims() ? kClaimedCopy : kClaimed;
-  if (seg.try_claim(frame_length, 1, owner, claimed, w.intent.position(), &position, &rel_offset) !=
+  if (seg.try_claim(frame_length, 1, owner, claimed, w.intent.position(), &w.own, &position, &rel_offset) !=
       Segment::ClaimOutcome::kClaimed) [[unlikely]]
-    return false;  // sealed (the general path rolls) or corrupt (it reports)
+    return false;  // sealed (the general path rolls), owned by another writer (it revokes) or corrupt (it reports)
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
-  alignas(64) std::byte stage[kStagedFrameBytes];
   compose_small(stage, offset, 0, kIdempotent ? &idem->id : nullptr, sequence, m, headers_bytes, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
   out->offset = offset;

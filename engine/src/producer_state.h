@@ -32,6 +32,7 @@ struct ProducerState {
     ipc::FileLock lock;               // writer.lock, shared or exclusive
     std::shared_ptr<Segment> segment; // cached newest segment
     IntentHold intent;                // shared mode: our claim-intent entry
+    TailOwnership own;                // shared mode: the owned tail (segment.h)
     // Exclusive mode only: our own tail in `segment`, and how far we have
     // announced we may write (PartitionControl::exclusive_dirty_end).
     uint32_t tail_position = 0;

@@ -257,6 +257,24 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
                                s.path() + " (position " + std::to_string(end) + ")");
       }
     }
+    // A shared writer that owned the tail (docs/architecture.md, "The owned
+    // tail") writes a frame past it before it publishes it: if it died
+    // meanwhile, its bytes lie past the frames, up to what it announced.
+    {
+      SegmentControl& c = s.control();
+      const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_relaxed), s.capacity());
+      bool stray = false;
+      if (tail_owned(c.tail_hint.load(std::memory_order_relaxed)) && s.word(end).load(std::memory_order_relaxed) == 0)
+        for (uint32_t p = end; p + 8 <= dirty && !stray; p += 8) stray = s.word(p).load(std::memory_order_relaxed) != 0;
+      if (stray) {
+        std::memset(s.data() + end, 0, dirty - end);
+        report.torn_bytes_zeroed += dirty - end;
+        report.notes.push_back("zeroed " + std::to_string(dirty - end) + " bytes a writer that owned the tail of " +
+                               s.path() + " may have left past its frames (position " + std::to_string(end) + ")");
+      }
+      c.owner_dirty_end.store(0, std::memory_order_relaxed);
+      c.revoker.store(0, std::memory_order_relaxed);
+    }
     // Rebuild the index and the tail hint from the frames kept.
     for (uint64_t k = 0; k < s.slot_count(); ++k) s.slot(k).rel_offset_plus_1.store(0, std::memory_order_relaxed);
     s.control().tail_hint.store(0, std::memory_order_relaxed);

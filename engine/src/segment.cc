@@ -139,9 +139,9 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
 }
 
 Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
-                                         std::atomic<uint64_t>* intent, uint32_t* position,
+                                         std::atomic<uint64_t>* intent, TailOwnership* own, uint32_t* position,
                                          uint32_t* count_before) noexcept {
-  if (copy_claims_) return claim_tail(frame_length, count, owner, state, *intent, position, count_before);
+  if (copy_claims_) return claim_tail(frame_length, count, owner, state, *intent, own, position, count_before);
   return claim_walk(frame_length, count, owner, state, position, count_before);
 }
 
@@ -149,11 +149,12 @@ Segment::ClaimOutcome Segment::try_claim(uint32_t frame_length, uint32_t count, 
 // which only writers touch in steady state; then the claim word at the
 // frame, by a plain store (docs/architecture.md, "The tail claim").
 Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count, uint16_t owner, ClaimState state,
-                                          std::atomic<uint64_t>& intent, uint32_t* position,
+                                          std::atomic<uint64_t>& intent, TailOwnership* own, uint32_t* position,
                                           uint32_t* count_before) noexcept {
   auto& tail = control().tail_hint;
   // relaxed: the CAS below checks the value.
   uint64_t t = tail.load(std::memory_order_relaxed);
+  const uint64_t self = base_offset() + 1;
   for (;;) {
     if (!tail_exact(t)) [[unlikely]] {
       if (!make_exact(&t)) {
@@ -174,9 +175,39 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
       intent.store(0, std::memory_order_release);
       return ClaimOutcome::kSealed;
     }
+    // The owned tail (docs/architecture.md, "The owned tail"): its owner
+    // may CAS it too (a claim the plain path does not make, or the seal),
+    // unless a revocation is under way; anyone else takes it back first.
+    bool owner_claim = own != nullptr && own->owned_base == self && t == own->expect;
+    if (owner_claim) {
+      // relaxed store and load with no fence between: as in owned_begin().
+      intent.store(base_position() + pos + 1, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      if (control().revoker.load(std::memory_order_acquire) != 0) owner_claim = false;
+    } else if (own != nullptr && own->owned_base == self) {
+      own->owned_base = 0;  // revoked meanwhile
+    }
+    if (tail_owned(t) && !owner_claim) {
+      intent.store(0, std::memory_order_release);  // a revoker holds no intent
+      if (own != nullptr) {
+        own->owned_base = 0;
+        own->solo = 0;
+      }
+      return ClaimOutcome::kOwned;
+    }
     const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
                       static_cast<uint64_t>(idx) + count <= kMaxTailCount;
-    const uint64_t next = fits ? pack_tail(pos + frame_length, idx + count) | kTailExact : t | kTailSealed;
+    // Taking the tail: after enough claims in a row that no other writer's
+    // came between, more after every revocation of this segment's tail, and
+    // never while one is under way. relaxed: heuristics; the owner's checks
+    // in claim_owned() decide.
+    const bool take =
+        fits && !owner_claim && own != nullptr && own->may_own && state == kClaimedCopy &&
+        own->solo >= (TailOwnership::kSoloClaimsToOwn << std::min<uint32_t>(control().revocations.load(std::memory_order_relaxed), 20)) &&
+        control().revoker.load(std::memory_order_relaxed) == 0;
+    const uint64_t next = fits ? pack_tail(pos + frame_length, idx + count) | kTailExact |
+                                     (owner_claim || take ? kTailOwned : 0)
+                               : (t | kTailSealed) & ~kTailOwned;
     // release: a repairer that sees our claim in the tail sees this intent
     // (topic_format.h, ClaimIntent).
     intent.store(base_position() + pos + 1, std::memory_order_release);
@@ -185,7 +216,32 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
     // its producer slot after it takes part in the fencing handshake
     // (docs/exactly-once.md, section 3; on x86 one locked instruction
     // whatever the order). relaxed on failure: only a new guess.
+    const uint64_t before = t;
     if (!tail.compare_exchange_weak(t, next, std::memory_order_seq_cst, std::memory_order_relaxed)) continue;
+    if (own != nullptr) {
+      own->solo = before == (own->expect & ~kTailOwned) || owner_claim ? own->solo + 1 : 0;
+      own->expect = next;
+      if (!fits) own->owned_base = 0;
+      if (take) {
+        // seq_cst: after our CAS in the single total order. A revoker that
+        // took its slot before it is seen here; one that takes it after
+        // sees our OWNED tail, and waits for our intents.
+        own->solo = 0;
+        if (control().revoker.load(std::memory_order_seq_cst) == 0) {
+          own->owned_base = self;
+          own->dirty_end = 0;  // announce afresh
+        } else {
+          // A revocation is under way, which may have cleared the tail
+          // before our CAS: give it back ourselves, by CAS (nobody stores
+          // the tail plainly while it is not owned by anyone).
+          uint64_t cur = next;
+          while (tail_owned(cur) && !tail.compare_exchange_weak(cur, cur & ~kTailOwned, std::memory_order_acq_rel,
+                                                                std::memory_order_relaxed)) {
+          }
+          own->expect = next & ~kTailOwned;
+        }
+      }
+    }
     if (!fits) {
       // release (both stores): a reader that sees END_OF_SEGMENT, or a
       // repairer that sees our intent cleared, sees the seal.
@@ -298,11 +354,50 @@ void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
   }
 }
 
+void Segment::give_back(TailOwnership& own, std::atomic<uint64_t>& intent) noexcept {
+  if (own.owned_base != base_offset() + 1) return;
+  own.owned_base = 0;
+  uint64_t t = own.expect;
+  // As a claim's: relaxed store and load, the revoker's barrier between.
+  intent.store(base_position() + tail_position(t) + 1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (control().revoker.load(std::memory_order_acquire) == 0) {
+    // acq_rel: as any CAS of the tail; it fails if a revoker changed it.
+    control().tail_hint.compare_exchange_strong(t, t & ~kTailOwned, std::memory_order_acq_rel,
+                                                std::memory_order_relaxed);
+  }
+  intent.store(0, std::memory_order_release);
+}
+
+bool Segment::take_owned_tail() noexcept {
+  auto& c = control();
+  auto& tail = c.tail_hint;
+  // acquire: as any load of the tail; the owner's frames below it are seen.
+  uint64_t t = tail.load(std::memory_order_acquire);
+  if (!tail_owned(t)) return true;
+  // Nobody else changes an OWNED tail while its owner cannot claim: the
+  // CAS below fails only if someone did (our caller broke the contract).
+  const uint64_t owned = t;
+  // The owner publishes a frame before it stores the tail past it: it may
+  // have died between the two.
+  const SegmentEnd e = walk_end(t);
+  if (e.position == UINT32_MAX) return false;
+  // acquire: pairs with the owner's release store of its announcement.
+  const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_acquire), capacity());
+  if (!e.sealed && dirty > e.position) std::memset(data() + e.position, 0, dirty - e.position);
+  c.owner_dirty_end.store(0, std::memory_order_relaxed);
+  const uint64_t next = pack_tail(e.position, e.count) | kTailExact | (e.sealed ? kTailSealed : 0);
+  // release: the zeros before the tail that lets writers claim over them.
+  tail.compare_exchange_strong(t, next, std::memory_order_release, std::memory_order_relaxed);
+  return t == owned || !tail_owned(t);
+}
+
 SegmentEnd Segment::find_end() const noexcept {
   // acquire: pairs with the claims' CAS on the tail, or the release CAS in
   // advance_hint() and store in store_hint().
   const uint64_t hint = control().tail_hint.load(std::memory_order_acquire);
-  if (tail_exact(hint)) {
+  // An OWNED tail may trail a frame its owner published: walk from it.
+  if (tail_exact(hint) && !tail_owned(hint)) {
     const uint32_t pos = tail_position(hint);
     return {pos, tail_count(hint), tail_sealed(hint) || static_cast<uint64_t>(pos) + kFrameHeaderBytes > capacity()};
   }

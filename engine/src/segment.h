@@ -4,6 +4,7 @@
 
 #include <sluice/status.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,6 +21,22 @@ struct SegmentEnd {
   uint32_t position;  // data position just past the last frame walked
   uint32_t count;     // records before `position`
   bool sealed;        // an END_OF_SEGMENT word (or the capacity) was reached
+};
+
+// A shared writer's side of the owned tail (docs/architecture.md, "The owned
+// tail"), one per writer and partition, touched only by its thread.
+struct TailOwnership {
+  // Claims in a row before a writer may take the tail, doubled by each
+  // revocation the segment has seen.
+  static constexpr uint32_t kSoloClaimsToOwn = 64;
+  bool may_own = false;  // a plain producer's writer, in a process registered for membarrier
+  // The base offset + 1 of the segment whose tail we own; 0: none. With
+  // `expect`, the tail word our last claim left: we still own the tail
+  // while it reads that (positions only grow, and a revoker changes it).
+  uint64_t owned_base = 0;
+  uint64_t expect = 0;
+  uint32_t solo = 0;       // our claims in a row that no other writer's came between
+  uint32_t dirty_end = 0;  // what we announced in SegmentControl::owner_dirty_end
 };
 
 // A process that uses a segment holds a shared flock on the segment file for
@@ -80,24 +97,111 @@ class Segment {
   // see segment_format.h.
   bool copy_claims() const noexcept { return copy_claims_; }
 
-  enum class ClaimOutcome : uint8_t { kClaimed, kSealed, kCorrupt };
+  enum class ClaimOutcome : uint8_t { kClaimed, kSealed, kCorrupt, kOwned };
   // Reserves `frame_length` bytes holding `count` records for `owner`, in
   // `state` (kClaimed, or kClaimedCopy where copy_claims()). On kClaimed, *position and *count_before locate the frame
   // and its first record (base_offset() + *count_before). kSealed: the
   // segment is full (this call may have sealed it); use the next one, whose
   // base offset is base_offset() + *count_before. kCorrupt: the walk met a
-  // word that cannot be valid (position in *position).
+  // word that cannot be valid (position in *position). kOwned: another
+  // writer owns the tail; Partition::revoke_tail() takes it back, then the
+  // caller claims again.
   // Thread-safety: any number of threads and processes concurrently.
   // Version 3 (copy_claims()): the tail claim, a CAS on the EXACT tail word;
   // `intent` is the writer's ClaimIntent::position (topic_format.h) and must
-  // not be null. Older versions: the claim walk, a CAS on the word at the
-  // end of the frames; `intent` is not used.
+  // not be null; `own` (may be null: never owns) is the writer's side of
+  // the owned tail, which a CLAIMED_COPY claim may take. Older versions: the
+  // claim walk, a CAS on the word at the end of the frames; `intent` and
+  // `own` are not used.
   ClaimOutcome try_claim(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
-                         std::atomic<uint64_t>* intent, uint32_t* position, uint32_t* count_before) noexcept;
+                         std::atomic<uint64_t>* intent, TailOwnership* own, uint32_t* position,
+                         uint32_t* count_before) noexcept;
 
-  // Where the claims end: the tail word itself when EXACT, else a walk from
-  // the hint. Returns sealed=false,position=UINT32_MAX on a corrupt word.
+  // The owner's append (docs/architecture.md, "The owned tail"), for one
+  // record's frame of `frame_length` bytes, in two halves around the
+  // caller's writing of the whole frame and publishing of its word
+  // (0 -> COMMITTED, a release store): owned_begin() checks that `own`
+  // still owns this segment's tail and no revocation is under way, stores
+  // the intent, announces how far it may write, and gives the position and
+  // the record's index; owned_end() stores the tail past the frame and
+  // clears the intent. No locked instruction. false: not owned (any more),
+  // a revocation is under way (the ownership is dropped), or the frame does
+  // not fit (try_claim() seals); nothing was written.
+  [[gnu::always_inline]] bool owned_begin(uint32_t frame_length, std::atomic<uint64_t>& intent,
+                                          TailOwnership& own, uint32_t* position, uint32_t* count_before) noexcept {
+    if (own.owned_base != base_offset() + 1) return false;
+    const uint64_t t = own.expect;
+    const uint32_t pos = format::tail_position(t);
+    const uint32_t idx = format::tail_count(t);
+    if (uint64_t{pos} + frame_length > capacity() || idx + 1 > format::kMaxTailCount) [[unlikely]]
+      return false;
+    auto& c = control();
+    // relaxed, then no fence: the store-load barrier between our intent and
+    // the load of `revoker` is the revoker's membarrier (GLOBAL_EXPEDITED),
+    // which runs a full barrier on our CPU if we are running. Either our
+    // intent is visible to the revoker after its barrier, and it waits for
+    // us to clear it, or our load comes after that barrier and sees it.
+    intent.store(base_position() + pos + 1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    // acquire: a revoker that finished before us (its release store of 0)
+    // changed the tail before; the tail load below then sees that.
+    // relaxed tail load: only we store it while it reads our `expect`.
+    if (c.revoker.load(std::memory_order_acquire) != 0 || c.tail_hint.load(std::memory_order_relaxed) != t)
+        [[unlikely]] {
+      intent.store(0, std::memory_order_release);
+      own.owned_base = 0;
+      own.solo = 0;
+      return false;
+    }
+    const uint32_t end = pos + frame_length;
+    if (end > own.dirty_end) [[unlikely]] {
+      // Announced before we write past it, so that whoever takes the tail
+      // after our death zeroes it. Ordered before the frame's bytes: x86
+      // stores become visible in program order, and a killed process's
+      // executed stores are not lost; elsewhere a full fence orders them.
+      own.dirty_end = static_cast<uint32_t>(std::min<uint64_t>(capacity(), uint64_t{end} + kOwnerDirtyAhead));
+      c.owner_dirty_end.store(own.dirty_end, std::memory_order_release);
+#if !defined(__x86_64__)
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+    }
+    *position = pos;
+    *count_before = idx;
+    return true;
+  }
+  [[gnu::always_inline]] void owned_end(uint32_t position, uint32_t frame_length, uint32_t count_before,
+                                        std::atomic<uint64_t>& intent, TailOwnership& own) noexcept {
+    const uint64_t next =
+        format::pack_tail(position + frame_length, count_before + 1) | format::kTailExact | format::kTailOwned;
+    // release: a walker that sees the tail sees the frames below it.
+    control().tail_hint.store(next, std::memory_order_release);
+    own.expect = next;
+    // release: a revoker that sees the intent cleared sees the tail.
+    intent.store(0, std::memory_order_release);
+  }
+
+  // An owner's release of the tail it owns here (a closing producer, not
+  // claiming), so that the next writer need not revoke it. Nothing if `own`
+  // does not own it (any more), or a revocation is under way (which ends
+  // it). The intent is raised meanwhile, as for a claim: a revoker waits
+  // for it before it zeroes past the tail, which a writer after our
+  // release may already be writing.
+  void give_back(TailOwnership& own, std::atomic<uint64_t>& intent) noexcept;
+
+  // Where the claims end: the tail word itself when EXACT (and not OWNED),
+  // else a walk from it. Returns sealed=false,position=UINT32_MAX on a
+  // corrupt word.
   SegmentEnd find_end() const noexcept;
+  // Takes an OWNED tail back from an owner that cannot be claiming: walks
+  // past the frames it published, zeroes what it may have left past them
+  // (owner_dirty_end), and makes the tail EXACT there. REQUIRES: no claim
+  // of a live owner in flight and none to come (Partition::revoke_tail()
+  // after its barrier and wait; the exclusive writer lock; recovery).
+  // false: the walk met a corrupt word (nothing changed).
+  bool take_owned_tail() noexcept;
+
+  // How far ahead of its frames an owner announces it may write.
+  static constexpr uint32_t kOwnerDirtyAhead = 64 << 10;
 
   // Fills the index slots covered by the frame [position, position + length).
   // Most frames cover none; with a power-of-two interval (every topic's
@@ -162,7 +266,8 @@ class Segment {
 
   void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;
   ClaimOutcome claim_tail(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
-                          std::atomic<uint64_t>& intent, uint32_t* position, uint32_t* count_before) noexcept;
+                          std::atomic<uint64_t>& intent, TailOwnership* own, uint32_t* position,
+                          uint32_t* count_before) noexcept;
   ClaimOutcome claim_walk(uint32_t frame_length, uint32_t count, uint16_t owner, format::ClaimState state,
                           uint32_t* position, uint32_t* count_before) noexcept;
   // Walks from the hint `hint` to the end of the frames.

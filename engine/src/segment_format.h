@@ -15,12 +15,13 @@
 //
 // A frame is what one claim reserves: a batch header followed by one or more
 // records, padded to 8 bytes. Frames tile the data region from 0 with no
-// gaps; past the last claimed frame every byte is zero, with two exceptions
-// that no walker reads: past an END_OF_SEGMENT word, and past the word after
-// the tail of a segment an exclusive writer recycled without zeroing it
-// whole, while that writer holds it (docs/architecture.md, "Recycling
-// without zeroing"; PartitionControl::exclusive_dirty_end covers it if the
-// writer dies). Padding bytes between records are never read.
+// gaps; past the last claimed frame every byte is zero, with three
+// exceptions that no walker reads: past an END_OF_SEGMENT word; past the
+// word after the tail of a segment an exclusive writer recycled without
+// zeroing it whole, while that writer holds it (docs/architecture.md,
+// "Recycling without zeroing"; PartitionControl::exclusive_dirty_end covers
+// it if the writer dies); and past the word after an OWNED tail
+// (SegmentControl::owner_dirty_end, below). Padding bytes between records are never read.
 //
 // Frame (batch) header, 32 bytes:
 //
@@ -209,8 +210,9 @@ struct SegmentParams {
 static_assert(sizeof(SegmentParams) == 32);
 
 // The mutable part of the header page. `tail_hint` packs the data position
-// (bits 0..31) and the record count before it (bits 32..61) of a point at
-// or before the end of the claimed frames, and two flags (version 3):
+// (bits 0..31) and the record count before it (bits 32..60; a record takes
+// at least 32 bytes, so a segment holds fewer than 2^27) of a point at or
+// before the end of the claimed frames, and three flags (version 3):
 //
 //   bit 63 EXACT   the word is the end of the claims itself: shared writers
 //                  claim by a CAS on it (the tail claim, docs/architecture.md
@@ -218,6 +220,15 @@ static_assert(sizeof(SegmentParams) == 32);
 //                  though its claim word may still read 0 for an instant.
 //   bit 62 SEALED  (with EXACT) no claim fits any more; the END_OF_SEGMENT
 //                  word, if room for one, is at the position.
+//   bit 61 OWNED   (with EXACT, never with SEALED) one shared writer owns
+//                  the tail: it writes and publishes a frame past the tail
+//                  and then stores the tail past it, with no locked
+//                  instruction; every other writer must revoke it before
+//                  claiming (docs/architecture.md, "The owned tail"). The
+//                  word may then trail the frames by one its owner published
+//                  (find_end() walks from it), and past the frames may lie
+//                  the owner's frame in progress, or a dead owner's bytes up
+//                  to `owner_dirty_end`.
 //
 // Without EXACT (every version-1 and 2 segment, an exclusive writer's
 // stores, recovery's) it is a hint: every frame below it has a non-zero
@@ -227,17 +238,35 @@ static_assert(sizeof(SegmentParams) == 32);
 // transactional writer before it publishes a PREPARED frame here, and never
 // cleared: retention walks a segment for live transactions only when it is
 // set, instead of walking every sealed segment it retires.
+// The owned tail (version 3; all 0 in files made before it, whose tails are
+// never OWNED; docs/architecture.md, "The owned tail"):
+// `revoker`      the owner id (ipc::OwnerId) of the process revoking an
+//                OWNED tail right now, 0 if none: one revocation at a time,
+//                and an owner claims only while it reads 0.
+// `revocations`  how many revocations this segment's tail has seen: each
+//                doubles the claims in a row a writer must make before it
+//                may own the tail again, so contended writers stop taking it.
+// `owner_dirty_end`  the data position up to which the owner may have
+//                written past an OWNED tail (it writes a frame before it
+//                stores the tail past it); whoever takes the tail from a
+//                dead owner zeroes [end of the frames, owner_dirty_end).
 struct alignas(64) SegmentControl {
   std::atomic<uint64_t> tail_hint;
   std::atomic<uint32_t> prepared_mark;
-  char padding[52];
+  std::atomic<uint32_t> revoker;
+  std::atomic<uint32_t> revocations;
+  std::atomic<uint32_t> owner_dirty_end;
+  char padding[40];
 };
 static_assert(sizeof(SegmentControl) == 64);
+static_assert(offsetof(SegmentControl, revoker) == 12 && offsetof(SegmentControl, revocations) == 16 &&
+              offsetof(SegmentControl, owner_dirty_end) == 20);
 static_assert(kControlOffset + sizeof(SegmentControl) <= kIndexOffset);
 
 inline constexpr uint64_t kTailExact = uint64_t{1} << 63;
 inline constexpr uint64_t kTailSealed = uint64_t{1} << 62;
-inline constexpr uint32_t kMaxTailCount = (1u << 30) - 1;
+inline constexpr uint64_t kTailOwned = uint64_t{1} << 61;
+inline constexpr uint32_t kMaxTailCount = (1u << 29) - 1;
 constexpr uint64_t pack_tail(uint32_t position, uint32_t count) {
   return static_cast<uint64_t>(position) | (static_cast<uint64_t>(count) << 32);
 }
@@ -245,6 +274,7 @@ constexpr uint32_t tail_position(uint64_t t) { return static_cast<uint32_t>(t); 
 constexpr uint32_t tail_count(uint64_t t) { return static_cast<uint32_t>(t >> 32) & kMaxTailCount; }
 constexpr bool tail_exact(uint64_t t) { return (t & kTailExact) != 0; }
 constexpr bool tail_sealed(uint64_t t) { return (t & kTailSealed) != 0; }
+constexpr bool tail_owned(uint64_t t) { return (t & kTailOwned) != 0; }
 
 struct IndexSlot {
   std::atomic<uint32_t> rel_offset_plus_1;
