@@ -385,6 +385,17 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
     Segment& seg = **cached;
     uint32_t pos, before;
     const ClaimState state = copying && seg.copy_claims() ? kClaimedCopy : kClaimed;
+    // The owned tail: an owner's copying claim is an append past the tail,
+    // published as an exclusive writer's (docs/architecture.md).
+    if (copying && own != nullptr && own->owned_base != 0 &&
+        seg.owned_begin(frame_length, count, *intent, *own, &pos, &before)) {
+      out->segment = cached->get();
+      out->position = pos;
+      out->offset = seg.base_offset() + before;
+      out->claimed = state;
+      out->owned = true;
+      return SendStatus::kOk;
+    }
     switch (seg.try_claim(frame_length, count, owner, state, intent, own, &pos, &before)) {
       case Segment::ClaimOutcome::kOwned: {
         const SendStatus s = revoke_tail(seg, intent, error);
@@ -468,9 +479,9 @@ SendStatus Partition::revoke_tail(Segment& seg, const std::atomic<uint64_t>* min
     // changed.
     ~Done() { revoker.store(0, std::memory_order_release); }
   } done{c.revoker};
-  // relaxed: a statistic that only makes writers slower to take the tail.
-  c.revocations.fetch_add(1, std::memory_order_relaxed);
   if (!tail_owned(c.tail_hint.load(std::memory_order_acquire))) return SendStatus::kOk;  // given back meanwhile
+  // relaxed: a count that only makes writers slower to take the tail.
+  c.revocations.fetch_add(1, std::memory_order_relaxed);
   // The owner's claims use no locked instruction; their store-load barrier
   // is this one (Segment::owned_begin). After it, an owner about to claim
   // either sees `revoker` and gives up, or has its intent visible below.
@@ -480,17 +491,22 @@ SendStatus Partition::revoke_tail(Segment& seg, const std::atomic<uint64_t>* min
                                        " needs to take back the tail another writer owns"};
     return SendStatus::kError;
   }
-  // Wait out every claim in flight: each live writer's intent (the
-  // owner's among them) must be 0, or move on, which ends the claim it
-  // names. A dead owner's frame in progress lies past the frames, and
-  // take_owned_tail() zeroes it; a dead writer's claim below the tail is
-  // the readers' to repair, as any.
+  // Wait out every append in flight past the tail: each live writer's
+  // intent at or past it (the owner's append or give-back; a take's CAS
+  // claim, or an owner's, lies below the tail once made) must be 0, or
+  // move on, which ends the append it names. Intents below the tail are
+  // CAS claims already made, which write below it: a stopped one holds
+  // the readers, not us. A dead owner's frame in progress lies past the
+  // frames, and take_owned_tail() zeroes it.
+  // acquire: the tail after the barrier; an owner's append that stored it
+  // had written its frame first.
+  const uint64_t from = seg.base_position() + tail_position(c.tail_hint.load(std::memory_order_acquire));
   for (uint32_t i = 0; i < kClaimIntents; ++i) {
     ClaimIntent& e = intent(i);
     if (&e.position == mine) continue;
     // acquire: pairs with the writers' release stores of their intents.
     const uint64_t at = e.position.load(std::memory_order_acquire);
-    if (at == 0) continue;
+    if (at == 0 || at - 1 < from) continue;
     const auto h = static_cast<ipc::OwnerId>(e.holder.load(std::memory_order_acquire));
     for (uint32_t spins = 0; e.position.load(std::memory_order_acquire) == at; ++spins) {
       if (spins % 1024 == 1023) {
@@ -501,8 +517,8 @@ SendStatus Partition::revoke_tail(Segment& seg, const std::atomic<uint64_t>* min
     }
   }
   if (!seg.take_owned_tail()) {
-    *error = Error{Errc::kCorruption, "segment " + seg.path() + " has an invalid frame word past its owned tail; "
-                                                                "run `sluice verify`"};
+    *error = Error{Errc::kCorruption, "segment " + seg.path() + " has an invalid frame word past its owned tail, "
+                                                                "or its tail moved while owned; run `sluice verify`"};
     return SendStatus::kError;
   }
   return SendStatus::kOk;

@@ -122,6 +122,9 @@ class Partition {
     // copying send's claim in a segment that takes it, else kClaimed (and
     // for an exclusive writer, whose word is 0 until published).
     format::ClaimState claimed = format::kClaimed;
+    // An owned-tail append (Segment::owned_begin): the word reads 0 until
+    // published, and the tail is stored after it (Segment::owned_end).
+    bool owned = false;
   };
   // Claims a frame in the newest segment, rolling to a new segment when full.
   // `*cached` is the caller's cached newest segment (updated on roll).

@@ -119,6 +119,9 @@ SendStatus ProducerState::open_writer(uint32_t partition, Writer** out) {
           return fail(SendStatus::kError, Error{Errc::kCorruption, "invalid frame past the tail of " + part.dir() +
                                                                        "; run `sluice verify`"});
         }
+        // relaxed: nobody else writes the segment; a dead revoker's slot
+        // would keep shared writers from owning it again.
+        w.segment->control().revoker.store(0, std::memory_order_relaxed);
         // Shared writers that died between their tail claim and their
         // claim word left 0 words below the tail; our hint stores make the
         // tail a hint again, under which readers cannot repair them: we do,
@@ -397,6 +400,14 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
   if (options.exclusive) {
     publish_exclusive(seg, r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()) + count,
                       committed, plain_release);
+  } else if (r.owned) {
+    // The owned tail's append: the word, then the tail (owned_begin() in
+    // Partition::claim took it; only a release publisher's plain producer
+    // owns).
+    Writer& w = writers[r.partition];
+    seg.word(r.position).store(committed, std::memory_order_release);
+    seg.owned_end(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), count,
+                  *w.intent.position(), w.own);
   } else if (!publish_shared(seg, r.position, committed, r.claimed, plain_release)) {
     return aborted_as_stalled(r.offset);
   }
@@ -518,14 +529,14 @@ template <bool kIdempotent>
   // check needs the barrier of a CAS claim.
   if constexpr (!kIdempotent) {
     std::atomic<uint64_t>& intent = *w.intent.position();
-    if (w.own.owned_base != 0 && seg.owned_begin(frame_length, intent, w.own, &position, &rel_offset)) {
+    if (w.own.owned_base != 0 && seg.owned_begin(frame_length, 1, intent, w.own, &position, &rel_offset)) {
       const uint64_t offset = seg.base_offset() + rel_offset;
       compose_small(stage, offset, 0, nullptr, 0, m, headers_bytes, frame_length, ts);
       copy_staged_frame(seg.data() + position, stage, position, frame_length);
       seg.index_frame(position, frame_length, rel_offset, ts);
       // release: publishes the frame (may_own implies a release publisher).
       seg.word(position).store(make_claim_word(kCommitted, frame_length, 1, owner), std::memory_order_release);
-      seg.owned_end(position, frame_length, rel_offset, intent, w.own);
+      seg.owned_end(position, frame_length, rel_offset, 1, intent, w.own);
       after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, true);
       out->offset = offset;
       out->status = SendStatus::kOk;

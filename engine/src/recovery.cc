@@ -264,7 +264,8 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
       SegmentControl& c = s.control();
       const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_relaxed), s.capacity());
       bool stray = false;
-      if (tail_owned(c.tail_hint.load(std::memory_order_relaxed)) && s.word(end).load(std::memory_order_relaxed) == 0)
+      if (tail_owned(c.tail_hint.load(std::memory_order_relaxed)) && uint64_t{end} + 8 <= s.capacity() &&
+          s.word(end).load(std::memory_order_relaxed) == 0)
         for (uint32_t p = end; p + 8 <= dirty && !stray; p += 8) stray = s.word(p).load(std::memory_order_relaxed) != 0;
       if (stray) {
         std::memset(s.data() + end, 0, dirty - end);

@@ -186,6 +186,7 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
       if (control().revoker.load(std::memory_order_acquire) != 0) owner_claim = false;
     } else if (own != nullptr && own->owned_base == self) {
       own->owned_base = 0;  // revoked meanwhile
+      own->solo = 0;
     }
     if (tail_owned(t) && !owner_claim) {
       intent.store(0, std::memory_order_release);  // a revoker holds no intent
@@ -198,12 +199,15 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
     const bool fits = static_cast<uint64_t>(pos) + frame_length <= capacity() &&
                       static_cast<uint64_t>(idx) + count <= kMaxTailCount;
     // Taking the tail: after enough claims in a row that no other writer's
-    // came between, more after every revocation of this segment's tail, and
-    // never while one is under way. relaxed: heuristics; the owner's checks
-    // in claim_owned() decide.
+    // came between (this one too: the tail is where our last one left it),
+    // more after every revocation of this segment's tail, and not while one
+    // is under way. relaxed: heuristics; the seq_cst load after our CAS
+    // decides.
+    const bool solo = own != nullptr && t == (own->expect & ~kTailOwned);
     const bool take =
-        fits && !owner_claim && own != nullptr && own->may_own && state == kClaimedCopy &&
-        own->solo >= (TailOwnership::kSoloClaimsToOwn << std::min<uint32_t>(control().revocations.load(std::memory_order_relaxed), 20)) &&
+        fits && solo && !owner_claim && own->may_own && state == kClaimedCopy &&
+        own->solo >= (TailOwnership::kSoloClaimsToOwn
+                      << std::min<uint32_t>(control().revocations.load(std::memory_order_relaxed), 20)) &&
         control().revoker.load(std::memory_order_relaxed) == 0;
     const uint64_t next = fits ? pack_tail(pos + frame_length, idx + count) | kTailExact |
                                      (owner_claim || take ? kTailOwned : 0)
@@ -216,10 +220,9 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
     // its producer slot after it takes part in the fencing handshake
     // (docs/exactly-once.md, section 3; on x86 one locked instruction
     // whatever the order). relaxed on failure: only a new guess.
-    const uint64_t before = t;
     if (!tail.compare_exchange_weak(t, next, std::memory_order_seq_cst, std::memory_order_relaxed)) continue;
     if (own != nullptr) {
-      own->solo = before == (own->expect & ~kTailOwned) || owner_claim ? own->solo + 1 : 0;
+      own->solo = solo || owner_claim ? own->solo + 1 : 0;
       own->expect = next;
       if (!fits) own->owned_base = 0;
       if (take) {
@@ -231,13 +234,12 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
           own->owned_base = self;
           own->dirty_end = 0;  // announce afresh
         } else {
-          // A revocation is under way, which may have cleared the tail
-          // before our CAS: give it back ourselves, by CAS (nobody stores
-          // the tail plainly while it is not owned by anyone).
-          uint64_t cur = next;
-          while (tail_owned(cur) && !tail.compare_exchange_weak(cur, cur & ~kTailOwned, std::memory_order_acq_rel,
-                                                                std::memory_order_relaxed)) {
-          }
+          // A revocation is under way: we do not own the tail, and leave
+          // the bit for a revoker to clear. Clearing it ourselves would let
+          // writers claim past the tail while that revoker may still be
+          // zeroing there (it did not wait for us: our intent lies below the
+          // tail). If it had ended the ownership before our CAS, the bit
+          // stays until the next writer revokes it: a membarrier, no more.
           own->expect = next & ~kTailOwned;
         }
       }
@@ -384,7 +386,16 @@ bool Segment::take_owned_tail() noexcept {
   if (e.position == UINT32_MAX) return false;
   // acquire: pairs with the owner's release store of its announcement.
   const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_acquire), capacity());
-  if (!e.sealed && dirty > e.position) std::memset(data() + e.position, 0, dirty - e.position);
+  if (!e.sealed && dirty > e.position) {
+    // Only a dead owner leaves bytes there (a live one was waited for, or
+    // gave up before writing): look first, so that the usual revocation
+    // writes nothing, least of all the word at the end, which readers
+    // poll. relaxed loads: no live writer is past the end.
+    uint32_t last = e.position + 8;
+    for (uint32_t p = e.position + 8; static_cast<uint64_t>(p) + 8 <= dirty; p += 8)
+      if (word(p).load(std::memory_order_relaxed) != 0) last = p + 8;
+    if (last > e.position + 8) std::memset(data() + e.position + 8, 0, last - e.position - 8);
+  }
   c.owner_dirty_end.store(0, std::memory_order_relaxed);
   const uint64_t next = pack_tail(e.position, e.count) | kTailExact | (e.sealed ? kTailSealed : 0);
   // release: the zeros before the tail that lets writers claim over them.

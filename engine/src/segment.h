@@ -117,8 +117,9 @@ class Segment {
                          std::atomic<uint64_t>* intent, TailOwnership* own, uint32_t* position,
                          uint32_t* count_before) noexcept;
 
-  // The owner's append (docs/architecture.md, "The owned tail"), for one
-  // record's frame of `frame_length` bytes, in two halves around the
+  // The owner's append (docs/architecture.md, "The owned tail"), for a
+  // frame of `frame_length` bytes holding `count` records, in two halves
+  // around the
   // caller's writing of the whole frame and publishing of its word
   // (0 -> COMMITTED, a release store): owned_begin() checks that `own`
   // still owns this segment's tail and no revocation is under way, stores
@@ -127,13 +128,13 @@ class Segment {
   // clears the intent. No locked instruction. false: not owned (any more),
   // a revocation is under way (the ownership is dropped), or the frame does
   // not fit (try_claim() seals); nothing was written.
-  [[gnu::always_inline]] bool owned_begin(uint32_t frame_length, std::atomic<uint64_t>& intent,
+  [[gnu::always_inline]] bool owned_begin(uint32_t frame_length, uint32_t count, std::atomic<uint64_t>& intent,
                                           TailOwnership& own, uint32_t* position, uint32_t* count_before) noexcept {
     if (own.owned_base != base_offset() + 1) return false;
     const uint64_t t = own.expect;
     const uint32_t pos = format::tail_position(t);
     const uint32_t idx = format::tail_count(t);
-    if (uint64_t{pos} + frame_length > capacity() || idx + 1 > format::kMaxTailCount) [[unlikely]]
+    if (uint64_t{pos} + frame_length > capacity() || uint64_t{idx} + count > format::kMaxTailCount) [[unlikely]]
       return false;
     auto& c = control();
     // relaxed, then no fence: the store-load barrier between our intent and
@@ -170,9 +171,9 @@ class Segment {
     return true;
   }
   [[gnu::always_inline]] void owned_end(uint32_t position, uint32_t frame_length, uint32_t count_before,
-                                        std::atomic<uint64_t>& intent, TailOwnership& own) noexcept {
+                                        uint32_t count, std::atomic<uint64_t>& intent, TailOwnership& own) noexcept {
     const uint64_t next =
-        format::pack_tail(position + frame_length, count_before + 1) | format::kTailExact | format::kTailOwned;
+        format::pack_tail(position + frame_length, count_before + count) | format::kTailExact | format::kTailOwned;
     // release: a walker that sees the tail sees the frames below it.
     control().tail_hint.store(next, std::memory_order_release);
     own.expect = next;

@@ -10,6 +10,7 @@
 #include <sluice/sluice.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string>
@@ -245,9 +246,25 @@ int burst_main(const std::string& dir, uint32_t id, int go_fd) {
   char c;
   if (!test::read_exact(go_fd, &c, 1, 30'000)) return 12;
   int seq = 0;
+  auto value = [&](size_t size) {
+    std::string v = "p" + std::to_string(id) + "-" + std::to_string(seq++) + ".";
+    v.resize(std::max(v.size(), size), '.');
+    return v;
+  };
   for (int burst = 0; burst < 30; ++burst) {
-    for (int i = 0; i < 40 + (burst * 37 + static_cast<int>(id) * 11) % 200; ++i)
-      if (!p->send(Message{"", "p" + std::to_string(id) + "-" + std::to_string(seq++)}, 0).ok()) return 13;
+    const int n = 40 + (burst * 37 + static_cast<int>(id) * 11) % 200;
+    for (int i = 0; i < n; ++i) {
+      // Mostly small records (the straight-line send), some large ones and
+      // batches of two (the general path): an owner appends them all.
+      if (i % 29 == 28 && i + 1 < n) {
+        const std::string a = value(64), b = value(64);
+        const Message batch[2] = {Message{"", a}, Message{"", b}};
+        if (!p->send_batch(batch, 0).ok()) return 13;
+        ++i;
+      } else if (!p->send(Message{"", value(i % 31 == 30 ? 4096 : 0)}, 0).ok()) {
+        return 14;
+      }
+    }
     ::usleep(50 + 100 * id);
   }
   return 0;
