@@ -112,6 +112,9 @@ static_assert(kPartitionControlOffset + sizeof(PartitionControl) <= kClaimIntent
 // alive between its tail CAS and its word store. Orderings: the intent
 // stores are release, the tail CAS seq_cst; a repairer loads the tail, then
 // the intents, then the words, all acquire (Segment::repair_gap).
+// A writer that owns its segment's tail (the owned tail, docs/architecture.md)
+// stores its intent at the tail before each append and clears it after the
+// tail store; a revoker waits for intents at or past the tail.
 // Zero in files made before the tail claim: all entries free.
 struct ClaimIntent {
   std::atomic<uint64_t> holder;
