@@ -216,6 +216,51 @@ TEST_F(OwnedTail, AnOwnerKilledWritingAFrameLeavesNothingForWritersOrReadersToTr
   EXPECT_EQ(newest()->word(pos + kTrapAt).load(std::memory_order_acquire), 0u);
 }
 
+// The others who take a dead owner's tail: an exclusive producer taking the
+// partition, and recovery when the bus is opened alone.
+TEST_F(OwnedTail, AnExclusiveWriterTakingThePartitionZeroesWhatADeadOwnerLeft) {
+  test::Pipe report;
+  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kDieWritingAFrame); });
+  uint32_t pos = 0;
+  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
+  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
+  std::vector<std::string> sent;
+  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
+  {
+    ProducerOptions o;
+    o.exclusive = true;
+    auto x = bus_->create_producer(kTopic, o);
+    ASSERT_TRUE(x);
+    send(*x, "x", 5, &sent);
+  }
+  EXPECT_FALSE(owned());
+  expect_log(sent);
+  EXPECT_EQ(newest()->word(pos + kTrapAt).load(std::memory_order_acquire), 0u);
+}
+
+TEST_F(OwnedTail, RecoveryZeroesWhatADeadOwnerLeft) {
+  test::Pipe report;
+  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kDieWritingAFrame); });
+  uint32_t pos = 0;
+  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
+  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
+  bus_.reset();
+  auto bus = Bus::open(dir_.path());  // alone: recovery runs
+  ASSERT_TRUE(bus);
+  bus_.emplace(std::move(*bus));
+  ASSERT_TRUE(bus_->recovery().ran);
+  bool noted = false;
+  for (const auto& n : bus_->recovery().notes) noted = noted || n.find("owned the tail") != std::string::npos;
+  EXPECT_TRUE(noted);
+  EXPECT_FALSE(owned());
+  std::vector<std::string> sent;
+  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
+  Producer b = producer();
+  send(b, "b", 5, &sent);
+  expect_log(sent);
+  EXPECT_EQ(newest()->word(pos + kTrapAt).load(std::memory_order_acquire), 0u);
+}
+
 TEST_F(OwnedTail, AnOwnerStoppedInAClaimHoldsOtherWritersForTheClaimTimeoutThenTheyAreBusy) {
   test::Pipe report;
   const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kStopInAClaim); });
