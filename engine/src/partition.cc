@@ -99,7 +99,7 @@ Result<std::shared_ptr<Segment>> Partition::segment(uint64_t base_offset) {
 }
 
 Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset, uint64_t base_position,
-                                                           uint32_t zero_data_bytes) {
+                                                           uint32_t zero_data_bytes, bool owned) {
   SegmentParams params{};
   params.base_offset = base_offset;
   params.base_position = base_position;
@@ -107,7 +107,7 @@ Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
   params.index_interval_bytes = topic_->options.index_interval_bytes;
   params.partition = index_;
   const std::string path = dir_ + "/" + segment_file_name(base_offset);
-  if (zero_data_bytes < params.data_bytes) {
+  if (zero_data_bytes < params.data_bytes && !owned) {
     // The exclusive writer's roll (roll() says why). Before the segment can
     // be published: a crash after it leaves the announcement in place.
     // relaxed base, release end: as in ProducerState::reserve(), whose
@@ -116,7 +116,8 @@ Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset,
     control().exclusive_dirty_base.store(base_offset, std::memory_order_relaxed);
     control().exclusive_dirty_end.store(params.data_bytes, std::memory_order_release);
   }
-  std::shared_ptr<Segment> seg = ipc::path_exists(path) ? nullptr : recycle_spare(params, path, zero_data_bytes);
+  std::shared_ptr<Segment> seg =
+      ipc::path_exists(path) ? nullptr : recycle_spare(params, path, zero_data_bytes, owned);
   if (!seg) {
     auto created = Segment::create(path, params, topic_->segment_map_options(), pool_);
     if (!created) return created;
@@ -141,7 +142,7 @@ std::string spare_file_name(uint64_t base) {
 }  // namespace
 
 std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
-                                                  uint32_t zero_data_bytes) {
+                                                  uint32_t zero_data_bytes, bool owned) {
   // Recycles the spare `name`: the segment, or nullptr with *stop set when
   // the segment's file appeared meanwhile (nothing more to try).
   auto try_spare = [&](const std::string& name, bool* stop) -> std::shared_ptr<Segment> {
@@ -149,7 +150,8 @@ std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, c
     const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
     if (::rename(spare.c_str(), mine.c_str()) != 0) return nullptr;  // another process took it
     std::shared_ptr<Segment> seg;
-    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes)) {
+    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes,
+                             owned)) {
       case Segment::Recycled::kPublished: return seg;
       case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); return nullptr;
       case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); *stop = true; return nullptr;
@@ -194,7 +196,7 @@ Result<std::shared_ptr<Segment>> Partition::newest_segment() {
 }
 
 Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, uint32_t eos_count,
-                                                         uint32_t zero_data_bytes) {
+                                                         uint32_t zero_data_bytes, bool owned) {
   const uint64_t base = sealed.base_offset() + eos_count;
   // Open it if it was published (newest_base reached it) or this process
   // knows it; else it is almost always not there yet, and looking for the
@@ -206,11 +208,12 @@ Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, 
     auto seg = segment(base);
     if (seg || seg.error().code != Errc::kNotFound) return seg;
   }
-  return create_segment(base, sealed.base_position() + sealed.capacity(), zero_data_bytes);
+  return create_segment(base, sealed.base_position() + sealed.capacity(), zero_data_bytes, owned);
 }
 
-Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count, uint32_t zero_data_bytes) {
-  auto next = next_segment(sealed, eos_count, zero_data_bytes);
+Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count, uint32_t zero_data_bytes,
+                                                 bool owned) {
+  auto next = next_segment(sealed, eos_count, zero_data_bytes, owned);
   if (next && (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0))
     (void)enforce_retention(topic_->bus->clock->now_ns());  // best effort; Bus::housekeep reports errors
   return next;
@@ -428,12 +431,28 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
             break;
           }
         }
-        auto next = roll(seg, before);
+        // An owner that sealed its segment rolls to the next one owned,
+        // recycled without zeroing it whole, as an exclusive writer does
+        // ("Recycling without zeroing"): a whole-segment memset per roll
+        // was most of what kept a lone shared writer's 4 KiB stream below
+        // the exclusive one's.
+        const bool owned = own != nullptr && own->sealed_owned;
+        if (own != nullptr) own->sealed_owned = false;
+        auto next = owned ? roll(seg, before, Segment::kOwnerZeroAhead, true) : roll(seg, before);
         if (!next) {
           *error = next.error();
           return SendStatus::kError;
         }
         *cached = std::move(*next);
+        if (owned && (*cached)->born_owned()) {
+          // Ours (recycled by this call): its tail reads OWNED at 0 unless a
+          // revoker came first, which owned_begin() then finds.
+          own->owned_base = (*cached)->base_offset() + 1;
+          own->expect = kTailExact | kTailOwned;
+          own->dirty_end = (*cached)->capacity();
+          own->zeroed_end = (*cached)->zeroed_prefix();
+          own->solo = 0;
+        }
         break;
       }
     }

@@ -90,7 +90,7 @@ class Partition {
   // nobody has yet (any writer or reader may). Its logical byte position is
   // the sealed one's plus its capacity, whoever computes it.
   Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count,
-                                                uint32_t zero_data_bytes = UINT32_MAX);
+                                                uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // A writer's roll: the next segment after `sealed`, then retention (the
   // cooperative housekeeping writers do when a segment fills).
   // `zero_data_bytes` < the segment size: the exclusive writer's roll. A
@@ -99,8 +99,11 @@ class Partition {
   // announced dirty in whole (PartitionControl::exclusive_dirty_end) before
   // it is published, so whoever takes the partition after the writer's death
   // zeroes what it left past its tail.
+  // `owned`: a shared writer's roll from a segment whose tail it owned; a
+  // spare it recycles is published with its tail OWNED and dirty in whole
+  // instead (Segment::recycle), and no exclusive announcement is made.
   Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
-                                        uint32_t zero_data_bytes = UINT32_MAX);
+                                        uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Base offsets of the segment files present, ascending (lists the directory).
   Result<std::vector<uint64_t>> segment_bases() const;
   // Drops cached mappings of segments below `base_offset` (after retention).
@@ -246,12 +249,12 @@ class Partition {
   static size_t pooled_mappings(const TopicOptions& o);
 
   Result<std::shared_ptr<Segment>> create_segment(uint64_t base_offset, uint64_t base_position,
-                                                  uint32_t zero_data_bytes = UINT32_MAX);
+                                                  uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Whether this process has segment `base_offset` open.
   bool is_cached(uint64_t base_offset) const;
   // A new segment made from a spare file, or nullptr if no spare is usable.
   std::shared_ptr<Segment> recycle_spare(const format::SegmentParams& params, const std::string& path,
-                                         uint32_t zero_data_bytes);
+                                         uint32_t zero_data_bytes, bool owned);
 };
 
 }  // namespace sluice

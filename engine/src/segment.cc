@@ -110,7 +110,7 @@ Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ip
 Segment::Recycled Segment::recycle(const std::string& spare_path, const std::string& path,
                                    const SegmentParams& params, const ipc::MapOptions& map,
                                    const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
-                                   uint32_t zero_data_bytes) {
+                                   uint32_t zero_data_bytes, bool owned) {
   auto lock = ipc::FileLock::try_lock_existing(spare_path, ipc::FileLock::Mode::kExclusive);
   if (!lock) return lock.error().code == Errc::kBusy ? Recycled::kInUse : Recycled::kUnfit;
   const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
@@ -126,6 +126,13 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   std::memset(file->data(), 0, data_offset + zero_data);
   ipc::write_file_header(file->data(), ipc::FileKind::kSegment, static_cast<uint32_t>(data_offset), bytes,
                          &params, sizeof params);
+  if (owned) {
+    // Before the rename publishes it (release, below): whoever opens it
+    // finds the tail owned and the whole region announced dirty.
+    auto& c = *reinterpret_cast<SegmentControl*>(file->data() + kControlOffset);
+    c.owner_dirty_end.store(params.data_bytes, std::memory_order_relaxed);
+    c.tail_hint.store(kTailExact | kTailOwned, std::memory_order_relaxed);
+  }
   if (!lock->try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
   if (!ipc::rename_noreplace(spare_path, path)) {
     pool->put(lock->identity(), std::move(*file));
@@ -134,6 +141,7 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
   auto seg = from_file(path, std::move(*file), std::move(*lock), pool);
   if (!seg) return Recycled::kUnfit;
   (*seg)->zeroed_prefix_ = static_cast<uint32_t>(zero_data);
+  (*seg)->born_owned_ = owned;
   *out = std::move(*seg);
   return Recycled::kPublished;
 }
@@ -224,6 +232,7 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
     if (own != nullptr) {
       own->solo = solo || owner_claim ? own->solo + 1 : 0;
       own->expect = next;
+      own->sealed_owned = !fits && owner_claim;
       if (!fits) own->owned_base = 0;
       if (take) {
         // seq_cst: after our CAS in the single total order. A revoker that
@@ -232,7 +241,8 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
         own->solo = 0;
         if (control().revoker.load(std::memory_order_seq_cst) == 0) {
           own->owned_base = self;
-          own->dirty_end = 0;  // announce afresh
+          own->dirty_end = 0;            // announce afresh
+          own->zeroed_end = UINT32_MAX;  // taken by a claim: zeroed in whole
         } else {
           // A revocation is under way: we do not own the tail, and leave
           // the bit for a revoker to clear. Clearing it ourselves would let

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,11 @@ struct TailOwnership {
   uint64_t expect = 0;
   uint32_t solo = 0;       // our claims in a row that no other writer's came between
   uint32_t dirty_end = 0;  // what we announced in SegmentControl::owner_dirty_end
+  // Where the zeros past our tail end: the capacity, unless our roll
+  // recycled the owned segment without zeroing it whole; owned_begin()
+  // then zeroes ahead, so that the word past each frame reads 0.
+  uint32_t zeroed_end = UINT32_MAX;
+  bool sealed_owned = false;  // our last claim sealed a segment we owned: our roll may own the next
 };
 
 // A process that uses a segment holds a shared flock on the segment file for
@@ -63,10 +69,15 @@ class Segment {
   // of the data region zeroed (all of it by default), linked. kInUse: a
   // process still holds it; kLostRace: `path` already exists (the file stays
   // at spare_path); kUnfit: its size does not match `params`.
+  // `owned`: the segment is published with its tail OWNED (by the caller,
+  // a shared writer's roll, docs/architecture.md "The owned tail") and
+  // announced dirty in whole (owner_dirty_end = capacity), so that a data
+  // region zeroed only `zero_data_bytes` deep is never claimed over by
+  // anyone but its owner until a revoker has zeroed it.
   static Recycled recycle(const std::string& spare_path, const std::string& path,
                           const format::SegmentParams& params, const ipc::MapOptions& map,
                           const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
-                          uint32_t zero_data_bytes = UINT32_MAX);
+                          uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
 
   const std::string& path() const noexcept { return path_; }
   uint64_t base_offset() const noexcept { return params_.base_offset; }
@@ -92,6 +103,9 @@ class Segment {
   // without zeroing it whole (Partition::roll, docs/architecture.md,
   // "Recycling without zeroing"); that writer zeroes the rest ahead of it.
   uint32_t zeroed_prefix() const noexcept { return zeroed_prefix_ < capacity() ? zeroed_prefix_ : capacity(); }
+  // Whether this process published the segment with its tail OWNED (an
+  // owner's roll, recycle(..., owned)).
+  bool born_owned() const noexcept { return born_owned_; }
 
   // Whether writers claim CLAIMED_COPY here (segment format version 3 on):
   // see segment_format.h.
@@ -155,6 +169,16 @@ class Segment {
       return false;
     }
     const uint32_t end = pos + frame_length;
+    if (uint64_t{end} + format::kFrameHeaderBytes > own.zeroed_end) [[unlikely]] {
+      // A segment our roll recycled without zeroing it whole (announced
+      // dirty in whole): the word past the frame must read 0 before the
+      // frame is published. A chunk at a time, ahead of the frames.
+      const uint64_t want = (uint64_t{end} + format::kFrameHeaderBytes + kOwnerZeroAhead - 1) / kOwnerZeroAhead *
+                            kOwnerZeroAhead;
+      const uint32_t to = static_cast<uint32_t>(std::min<uint64_t>(want, capacity()));
+      std::memset(data() + own.zeroed_end, 0, to - own.zeroed_end);
+      own.zeroed_end = to;
+    }
     if (end > own.dirty_end) [[unlikely]] {
       // Announced before we write past it, so that whoever takes the tail
       // after our death zeroes it. Ordered before the frame's bytes: x86
@@ -201,8 +225,10 @@ class Segment {
   // false: the walk met a corrupt word (nothing changed).
   bool take_owned_tail() noexcept;
 
-  // How far ahead of its frames an owner announces it may write.
+  // How far ahead of its frames an owner announces it may write, and
+  // zeroes in a segment its roll recycled lazily.
   static constexpr uint32_t kOwnerDirtyAhead = 64 << 10;
+  static constexpr uint32_t kOwnerZeroAhead = 64 << 10;
 
   // Fills the index slots covered by the frame [position, position + length).
   // Most frames cover none; with a power-of-two interval (every topic's
@@ -263,6 +289,7 @@ class Segment {
   uint64_t slot_count_ = 0;
   uint64_t index_mask_ = 0;  // interval - 1 if the interval is a power of two, else 0
   uint32_t zeroed_prefix_ = UINT32_MAX;
+  bool born_owned_ = false;
   bool copy_claims_ = false;
 
   void index_slots(uint32_t position, uint32_t length, uint32_t rel_offset, int64_t timestamp_ns) const noexcept;

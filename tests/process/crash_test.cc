@@ -192,10 +192,16 @@ void kill_producers_at_random_points(bool exclusive, uint32_t rounds, const Topi
       ASSERT_TRUE(b) << b.error().to_string();
       watcher.emplace(std::move(*b));
     }
+    // Killed at a random point of its send loop, once it is in it: how
+    // long a forked child takes to open the bus (several milliseconds under
+    // ASan on a loaded machine) is not what this test is about; in one CI
+    // run the kills came before most children had sent anything.
+    Ack a;
+    ASSERT_TRUE(test::read_exact(acks.read_end(), &a, sizeof a, 5'000)) << "round " << round << ": no send in 5 s";
+    EXPECT_TRUE(acked.emplace(a.offset, a).second) << "offset " << a.offset << " acknowledged twice";
     std::this_thread::sleep_for(std::chrono::microseconds(500 + rng() % 15'000));
     const int code = children.kill(pid);
     EXPECT_TRUE(code == 128 + SIGKILL || code == 0) << "round " << round << " exit " << code;
-    Ack a;
     while (test::read_exact(acks.read_end(), &a, sizeof a, 2'000)) {
       EXPECT_EQ(a.round, round);
       EXPECT_TRUE(acked.emplace(a.offset, a).second) << "offset " << a.offset << " acknowledged twice";

@@ -151,6 +151,62 @@ TEST_F(OwnedTail, AFrameItsOwnerPublishedBeforeItsTailStoreIsKept) {
   expect_log(sent);
 }
 
+// An owner that seals its segment rolls to the next one owned, recycled
+// from a spare without zeroing it whole (old frames lie past the tail): a
+// writer that revokes it there must find zeros past its own frames.
+TEST_F(OwnedTail, AnOwnersRollRecyclesLazilyAndARevokerZeroesTheRest) {
+  TopicOptions t = test::small_topic();
+  t.segment_bytes = 256 << 10;    // larger than what a roll zeroes of a spare (64 KiB)
+  t.retention_bytes = 512 << 10;  // two segments: the rest become spares, recycled
+  ASSERT_TRUE(bus_->create_topic("r", t));
+  auto a = bus_->create_producer("r");
+  auto b = bus_->create_producer("r");
+  ASSERT_TRUE(a && b);
+  std::map<uint64_t, std::string> sent;  // offset -> value
+  auto send_to = [&](Producer& p, const std::string& tag, int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::string v = value_of(tag, i);
+      const SendResult r = p.send(Message{"", v}, 0);
+      ASSERT_TRUE(r.ok()) << p.last_error().to_string();
+      sent[r.offset] = v;
+    }
+  };
+  // Six segments of 2048 records, then 520 in a recycled one, past the
+  // 64 KiB a's roll zeroed: a reader caught up there must find the word at
+  // the tail zeroed by a, ahead of its frames.
+  send_to(*a, "a", 6 * 2048 + 520);
+  {
+    auto got = test::read_partition(*bus_, "r", 0);
+    ASSERT_TRUE(got) << got.error().to_string();
+    ASSERT_FALSE(got->empty());
+    EXPECT_EQ(got->back().offset, sent.rbegin()->first);
+  }
+  // Then its tail 256 bytes short of the 192 KiB a has zeroed (it zeroes
+  // 64 KiB chunks at least 64 KiB ahead), so that b's five frames reach
+  // into the old ones.
+  send_to(*a, "a1", 1014);
+  // The newest segment was recycled by a's roll and is owned by a.
+  auto d = bus_->describe_topic("r");
+  ASSERT_TRUE(d);
+  auto seg = Segment::open(d->partitions[0].segments.back().path, ipc::MapOptions{}, nullptr);
+  ASSERT_TRUE(seg);
+  EXPECT_TRUE(format::tail_owned((*seg)->control().tail_hint.load(std::memory_order_acquire)));
+  EXPECT_EQ((*seg)->control().owner_dirty_end.load(std::memory_order_acquire), (*seg)->capacity())
+      << "not a lazily recycled segment";
+  send_to(*b, "b", 5);  // revokes: zeroes the old frames past the tail
+  send_to(*a, "a2", 5);
+  EXPECT_EQ((*seg)->control().revocations.load(std::memory_order_relaxed), 1u);
+  // What retention kept reads back as sent, up to the end and no further.
+  auto got = test::read_partition(*bus_, "r", 0);
+  ASSERT_TRUE(got) << got.error().to_string();
+  ASSERT_FALSE(got->empty());
+  EXPECT_EQ(got->back().offset, sent.rbegin()->first);
+  for (const auto& r : *got) ASSERT_EQ(r.value, sent.at(r.offset)) << "offset " << r.offset;
+  auto v = bus_->verify("r");
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok()) << v->issues.at(0).what;
+}
+
 enum class Then { kDieWritingAFrame, kStopInAClaim };
 
 // The child: a real producer that comes to own the tail, then does by hand
