@@ -262,6 +262,9 @@ Segment::ClaimOutcome Segment::claim_tail(uint32_t frame_length, uint32_t count,
       intent.store(0, std::memory_order_release);
       return ClaimOutcome::kSealed;
     }
+    // An owner's CAS claim in a segment its roll recycled lazily: the word
+    // past the frame must read 0 (its intent is still raised).
+    if (owner_claim) zero_ahead_owned(*own, pos + frame_length);
     // The frame's base offset before its word: a repairer of a 0 word
     // before this frame counts the records between them from it.
     frame(pos)->base_offset = base_offset() + idx;
@@ -369,6 +372,7 @@ void Segment::advance_hint(uint32_t position, uint32_t count) const noexcept {
 void Segment::give_back(TailOwnership& own, std::atomic<uint64_t>& intent) noexcept {
   if (own.owned_base != base_offset() + 1) return;
   own.owned_base = 0;
+  if (own.zeroed_end < capacity()) return;  // stale bytes past our zeros: a revoker zeroes them
   uint64_t t = own.expect;
   // As a claim's: relaxed store and load, the revoker's barrier between.
   intent.store(base_position() + tail_position(t) + 1, std::memory_order_relaxed);

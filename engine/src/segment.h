@@ -169,16 +169,7 @@ class Segment {
       return false;
     }
     const uint32_t end = pos + frame_length;
-    if (uint64_t{end} + format::kFrameHeaderBytes > own.zeroed_end) [[unlikely]] {
-      // A segment our roll recycled without zeroing it whole (announced
-      // dirty in whole): the word past the frame must read 0 before the
-      // frame is published. A chunk at a time, ahead of the frames.
-      const uint64_t want = (uint64_t{end} + format::kFrameHeaderBytes + kOwnerZeroAhead - 1) / kOwnerZeroAhead *
-                            kOwnerZeroAhead;
-      const uint32_t to = static_cast<uint32_t>(std::min<uint64_t>(want, capacity()));
-      std::memset(data() + own.zeroed_end, 0, to - own.zeroed_end);
-      own.zeroed_end = to;
-    }
+    zero_ahead_owned(own, end);
     if (end > own.dirty_end) [[unlikely]] {
       // Announced before we write past it, so that whoever takes the tail
       // after our death zeroes it. Ordered before the frame's bytes: x86
@@ -205,10 +196,26 @@ class Segment {
     intent.store(0, std::memory_order_release);
   }
 
+  // In a segment the owner's roll recycled without zeroing it whole
+  // (announced dirty in whole): makes the word past a frame ending at `end`
+  // read 0 before the frame is published, a chunk at a time, ahead of the
+  // frames. REQUIRES: `own` owns the tail, its intent raised.
+  [[gnu::always_inline]] void zero_ahead_owned(TailOwnership& own, uint32_t end) noexcept {
+    if (uint64_t{end} + format::kFrameHeaderBytes <= own.zeroed_end) [[likely]]
+      return;
+    const uint64_t want =
+        (uint64_t{end} + format::kFrameHeaderBytes + kOwnerZeroAhead - 1) / kOwnerZeroAhead * kOwnerZeroAhead;
+    const uint32_t to = static_cast<uint32_t>(std::min<uint64_t>(want, capacity()));
+    if (to > own.zeroed_end) std::memset(data() + own.zeroed_end, 0, to - own.zeroed_end);
+    own.zeroed_end = to;
+  }
+
   // An owner's release of the tail it owns here (a closing producer, not
   // claiming), so that the next writer need not revoke it. Nothing if `own`
   // does not own it (any more), or a revocation is under way (which ends
-  // it). The intent is raised meanwhile, as for a claim: a revoker waits
+  // it), or its roll recycled the segment without zeroing it whole: then
+  // the tail stays OWNED, and the next writer's revocation zeroes the rest
+  // before anyone claims over it. The intent is raised meanwhile, as for a claim: a revoker waits
   // for it before it zeroes past the tail, which a writer after our
   // release may already be writing.
   void give_back(TailOwnership& own, std::atomic<uint64_t>& intent) noexcept;
