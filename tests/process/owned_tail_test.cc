@@ -89,6 +89,8 @@ class OwnedTail : public ::testing::Test {
     EXPECT_EQ(v->records, sent.size());
   }
 
+  void lazily_recycled_then_revoked(bool close_owner);
+
   test::TempDir dir_;
   std::optional<Bus> bus_;
   test::Children children_;
@@ -153,15 +155,18 @@ TEST_F(OwnedTail, AFrameItsOwnerPublishedBeforeItsTailStoreIsKept) {
 
 // An owner that seals its segment rolls to the next one owned, recycled
 // from a spare without zeroing it whole (old frames lie past the tail): a
-// writer that revokes it there must find zeros past its own frames.
-TEST_F(OwnedTail, AnOwnersRollRecyclesLazilyAndARevokerZeroesTheRest) {
+// writer that revokes it there must find zeros past its own frames, whether
+// the owner is still there or has closed (`close_owner`: it keeps the tail
+// OWNED, so that the revocation still zeroes).
+void OwnedTail::lazily_recycled_then_revoked(bool close_owner) {
   TopicOptions t = test::small_topic();
   t.segment_bytes = 256 << 10;    // larger than what a roll zeroes of a spare (64 KiB)
   t.retention_bytes = 512 << 10;  // two segments: the rest become spares, recycled
   ASSERT_TRUE(bus_->create_topic("r", t));
-  auto a = bus_->create_producer("r");
+  auto made = bus_->create_producer("r");
   auto b = bus_->create_producer("r");
-  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(made && b);
+  std::optional<Producer> a(std::move(*made));
   std::map<uint64_t, std::string> sent;  // offset -> value
   auto send_to = [&](Producer& p, const std::string& tag, int n) {
     for (int i = 0; i < n; ++i) {
@@ -193,8 +198,9 @@ TEST_F(OwnedTail, AnOwnersRollRecyclesLazilyAndARevokerZeroesTheRest) {
   EXPECT_TRUE(format::tail_owned((*seg)->control().tail_hint.load(std::memory_order_acquire)));
   EXPECT_EQ((*seg)->control().owner_dirty_end.load(std::memory_order_acquire), (*seg)->capacity())
       << "not a lazily recycled segment";
+  if (close_owner) a.reset();
   send_to(*b, "b", 5);  // revokes: zeroes the old frames past the tail
-  send_to(*a, "a2", 5);
+  if (!close_owner) send_to(*a, "a2", 5);
   EXPECT_EQ((*seg)->control().revocations.load(std::memory_order_relaxed), 1u);
   // What retention kept reads back as sent, up to the end and no further.
   auto got = test::read_partition(*bus_, "r", 0);
@@ -205,6 +211,11 @@ TEST_F(OwnedTail, AnOwnersRollRecyclesLazilyAndARevokerZeroesTheRest) {
   auto v = bus_->verify("r");
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->ok()) << v->issues.at(0).what;
+}
+
+TEST_F(OwnedTail, AnOwnersRollRecyclesLazilyAndARevokerZeroesTheRest) { lazily_recycled_then_revoked(false); }
+TEST_F(OwnedTail, AClosedOwnerOfALazilyRecycledSegmentLeavesItForARevokerToZero) {
+  lazily_recycled_then_revoked(true);
 }
 
 enum class Then { kDieWritingAFrame, kStopInAClaim };
