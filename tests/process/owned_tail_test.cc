@@ -47,6 +47,8 @@ void send(Producer& p, const std::string& tag, int n, std::vector<std::string>* 
   }
 }
 
+enum class Then { kDieWritingAFrame, kStopInAClaim };
+
 class OwnedTail : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -90,6 +92,10 @@ class OwnedTail : public ::testing::Test {
   }
 
   void lazily_recycled_then_revoked(bool close_owner);
+  // Starts own_then() (below) in a child, with its tail position in *pos
+  // and the records it sent in *sent; waits for its death if it dies.
+  void start_owner(Then then, uint32_t* pos, std::vector<std::string>* sent);
+  pid_t child_ = -1;
 
   test::TempDir dir_;
   std::optional<Bus> bus_;
@@ -218,7 +224,6 @@ TEST_F(OwnedTail, AClosedOwnerOfALazilyRecycledSegmentLeavesItForARevokerToZero)
   lazily_recycled_then_revoked(true);
 }
 
-enum class Then { kDieWritingAFrame, kStopInAClaim };
 
 // The child: a real producer that comes to own the tail, then does by hand
 // what its next append does up to the point under test: its intent, and
@@ -266,14 +271,18 @@ int own_then(const std::string& dir, int report_fd, Then then) {
   return 22;
 }
 
-TEST_F(OwnedTail, AnOwnerKilledWritingAFrameLeavesNothingForWritersOrReadersToTripOn) {
+void OwnedTail::start_owner(Then then, uint32_t* pos, std::vector<std::string>* sent) {
   test::Pipe report;
-  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kDieWritingAFrame); });
-  uint32_t pos = 0;
-  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
-  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
+  child_ = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), then); });
+  ASSERT_TRUE(test::read_exact(report.read_end(), pos, sizeof *pos, 20'000));
+  if (then == Then::kDieWritingAFrame) ASSERT_EQ(children_.wait(child_, 20'000), 128 + SIGKILL);
+  for (int i = 0; i < kToOwn; ++i) sent->push_back(value_of("c", i));
+}
+
+TEST_F(OwnedTail, AnOwnerKilledWritingAFrameLeavesNothingForWritersOrReadersToTripOn) {
   std::vector<std::string> sent;
-  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
+  uint32_t pos = 0;
+  ASSERT_NO_FATAL_FAILURE(start_owner(Then::kDieWritingAFrame, &pos, &sent));
   Producer b = producer();
   send(b, "b", 5, &sent);  // revokes: the dead owner's bytes are zeroed, b writes over them
   EXPECT_FALSE(owned());
@@ -286,13 +295,9 @@ TEST_F(OwnedTail, AnOwnerKilledWritingAFrameLeavesNothingForWritersOrReadersToTr
 // The others who take a dead owner's tail: an exclusive producer taking the
 // partition, and recovery when the bus is opened alone.
 TEST_F(OwnedTail, AnExclusiveWriterTakingThePartitionZeroesWhatADeadOwnerLeft) {
-  test::Pipe report;
-  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kDieWritingAFrame); });
-  uint32_t pos = 0;
-  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
-  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
   std::vector<std::string> sent;
-  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
+  uint32_t pos = 0;
+  ASSERT_NO_FATAL_FAILURE(start_owner(Then::kDieWritingAFrame, &pos, &sent));
   {
     ProducerOptions o;
     o.exclusive = true;
@@ -306,11 +311,9 @@ TEST_F(OwnedTail, AnExclusiveWriterTakingThePartitionZeroesWhatADeadOwnerLeft) {
 }
 
 TEST_F(OwnedTail, RecoveryZeroesWhatADeadOwnerLeft) {
-  test::Pipe report;
-  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kDieWritingAFrame); });
+  std::vector<std::string> sent;
   uint32_t pos = 0;
-  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
-  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
+  ASSERT_NO_FATAL_FAILURE(start_owner(Then::kDieWritingAFrame, &pos, &sent));
   bus_.reset();
   auto bus = Bus::open(dir_.path());  // alone: recovery runs
   ASSERT_TRUE(bus);
@@ -320,8 +323,6 @@ TEST_F(OwnedTail, RecoveryZeroesWhatADeadOwnerLeft) {
   for (const auto& n : bus_->recovery().notes) noted = noted || n.find("owned the tail") != std::string::npos;
   EXPECT_TRUE(noted);
   EXPECT_FALSE(owned());
-  std::vector<std::string> sent;
-  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
   Producer b = producer();
   send(b, "b", 5, &sent);
   expect_log(sent);
@@ -329,19 +330,16 @@ TEST_F(OwnedTail, RecoveryZeroesWhatADeadOwnerLeft) {
 }
 
 TEST_F(OwnedTail, AnOwnerStoppedInAClaimHoldsOtherWritersForTheClaimTimeoutThenTheyAreBusy) {
-  test::Pipe report;
-  const pid_t child = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), Then::kStopInAClaim); });
+  std::vector<std::string> sent;
   uint32_t pos = 0;
-  ASSERT_TRUE(test::read_exact(report.read_end(), &pos, sizeof pos, 20'000));
+  ASSERT_NO_FATAL_FAILURE(start_owner(Then::kStopInAClaim, &pos, &sent));
   Producer b = producer();
   const SendResult r = b.send(Message{"", value_of("b", 0)}, 0);
   EXPECT_EQ(r.status, SendStatus::kBusy);
   EXPECT_EQ(b.last_error().code, Errc::kBusy);
   EXPECT_NE(b.last_error().message.find("claim timeout"), std::string::npos) << b.last_error().message;
   EXPECT_TRUE(owned());
-  children_.kill(child);
-  std::vector<std::string> sent;
-  for (int i = 0; i < kToOwn; ++i) sent.push_back(value_of("c", i));
+  children_.kill(child_);
   send(b, "b", 2, &sent);
   EXPECT_FALSE(owned());
   expect_log(sent);
