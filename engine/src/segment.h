@@ -133,9 +133,8 @@ class Segment {
 
   // The owner's append (docs/architecture.md, "The owned tail"), for a
   // frame of `frame_length` bytes holding `count` records, in two halves
-  // around the
-  // caller's writing of the whole frame and publishing of its word
-  // (0 -> COMMITTED, a release store): owned_begin() checks that `own`
+  // around the caller's writing of the whole frame and publishing of its
+  // word (0 -> COMMITTED, a release store): owned_begin() checks that `own`
   // still owns this segment's tail and no revocation is under way, stores
   // the intent, announces how far it may write, and gives the position and
   // the record's index; owned_end() stores the tail past the frame and
@@ -215,9 +214,9 @@ class Segment {
   // does not own it (any more), or a revocation is under way (which ends
   // it), or its roll recycled the segment without zeroing it whole: then
   // the tail stays OWNED, and the next writer's revocation zeroes the rest
-  // before anyone claims over it. The intent is raised meanwhile, as for a claim: a revoker waits
-  // for it before it zeroes past the tail, which a writer after our
-  // release may already be writing.
+  // before anyone claims over it. The intent is raised meanwhile, as for a
+  // claim: a revoker waits for it before it zeroes past the tail, which a
+  // writer after our release may already be writing.
   void give_back(TailOwnership& own, std::atomic<uint64_t>& intent) noexcept;
 
   // Where the claims end: the tail word itself when EXACT (and not OWNED),
@@ -225,8 +224,9 @@ class Segment {
   // corrupt word.
   SegmentEnd find_end() const noexcept;
   // Takes an OWNED tail back from an owner that cannot be claiming: walks
-  // past the frames it published, zeroes what it may have left past them
-  // (owner_dirty_end), and makes the tail EXACT there. REQUIRES: no claim
+  // past the frames it published, zeroes what it finds non-zero past them
+  // up to owner_dirty_end (a dead owner's frame in progress, or the old
+  // bytes of a lazily recycled segment), and makes the tail EXACT there. REQUIRES: no claim
   // of a live owner in flight and none to come (Partition::revoke_tail()
   // after its barrier and wait; the exclusive writer lock; recovery).
   // false: the walk met a corrupt word (nothing changed).
