@@ -344,27 +344,33 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
   return Gap::kRepaired;
 }
 
-bool Partition::repair_gaps(Segment& seg, uint64_t* repaired_out) {
-  uint64_t& repaired = *repaired_out;
-  repaired = 0;
+template <class Visit>
+Partition::Walked Partition::walk_repairing(Segment& seg, bool check_intents, uint64_t* repaired, Visit&& visit) {
   uint32_t pos = 0, idx = 0;
   while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= seg.capacity()) {
-    // acquire: as any walker's.
+    // acquire: as any walker's load of a frame word.
     const uint64_t w = seg.word(pos).load(std::memory_order_acquire);
     if (w == 0) {
-      const Gap g = repair_gap(seg, pos, idx, /*check_intents=*/false);
-      if (g == Gap::kRepaired) ++repaired;
+      const Gap g = repair_gap(seg, pos, idx, check_intents);
+      if (g == Gap::kRepaired) ++*repaired;
       if (g == Gap::kRepaired || g == Gap::kResolved) continue;  // read the word again
-      return g == Gap::kNone;  // the end of the claims, or a range that cannot be measured
+      return g == Gap::kNone ? Walked::kEnd : Walked::kGap;
     }
+    if (claim_state(w) == kEndOfSegment) return Walked::kEnd;
     const uint32_t len = claim_length(w);
-    if (claim_state(w) == kEndOfSegment) return true;
     if (!is_frame_state(claim_state(w)) || len < kFrameHeaderBytes || static_cast<uint64_t>(pos) + len > seg.capacity())
-      return false;
+      return Walked::kCorrupt;
+    if (!visit(pos, w)) return Walked::kStopped;
     pos += len;
     idx += claim_count(w);
   }
-  return true;
+  return Walked::kEnd;
+}
+
+bool Partition::repair_gaps(Segment& seg, uint64_t* repaired) {
+  *repaired = 0;
+  return walk_repairing(seg, /*check_intents=*/false, repaired, [](uint32_t, uint64_t) { return true; }) ==
+         Walked::kEnd;
 }
 
 SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owner, bool copying,
@@ -639,27 +645,16 @@ int64_t max_timestamp(const Segment& seg) {
 
 bool Partition::holds_prepared(Segment& s) {
   if (!s.may_hold_prepared()) return false;  // no transaction ever wrote here
-  uint32_t pos = 0, idx = 0;
-  while (static_cast<uint64_t>(pos) + kFrameHeaderBytes <= s.capacity()) {
-    // acquire: as any walker's load of a frame word.
-    const uint64_t w = s.word(pos).load(std::memory_order_acquire);
-    if (w == 0) {
-      // A range whose writer died before its claim word may hide a PREPARED
-      // frame after it: measured and stepped over, or, if a live writer may
-      // be in it, the segment is held.
-      const Gap g = repair_gap(s, pos, idx, /*check_intents=*/true);
-      if (g == Gap::kRepaired || g == Gap::kResolved) continue;
-      return g != Gap::kNone;
-    }
-    const uint32_t len = claim_length(w);
-    if (claim_state(w) == kEndOfSegment || len < kFrameHeaderBytes) return false;
-    // An undecided transaction whose holder died or ran late is aborted here
-    // (housekeeping is a helper too); a live one in time holds retention.
-    if (claim_state(w) == kPrepared && !resolve_prepared(s, pos, w)) return true;
-    pos += len;
-    idx += claim_count(w);
-  }
-  return false;
+  // A range whose writer died before its claim word may hide a PREPARED
+  // frame after it: measured and stepped over, or, if a live writer may be
+  // in it, the segment is held. An undecided transaction whose holder died
+  // or ran late is aborted on the way (housekeeping is a helper too); a
+  // live one in time holds retention.
+  uint64_t repaired = 0;
+  const Walked end = walk_repairing(s, /*check_intents=*/true, &repaired, [&](uint32_t pos, uint64_t w) {
+    return claim_state(w) != kPrepared || resolve_prepared(s, pos, w);
+  });
+  return end == Walked::kStopped || end == Walked::kGap;
 }
 
 Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {

@@ -168,6 +168,19 @@ class Partition {
   // the partition; recovery). *repaired: the ranges repaired. false: a
   // range could not be measured, or a word is damaged.
   bool repair_gaps(Segment& segment, uint64_t* repaired);
+  // The walk both of them make over `segment`'s frames from its start,
+  // passing every 0 word below the tail to repair_gap() (counting the
+  // ranges repaired in *repaired) and every frame to visit(position, word),
+  // which returns false to stop there.
+  enum class Walked : uint8_t {
+    kEnd,        // the end of the claims (or of the segment) was reached
+    kStopped,    // visit() returned false
+    kGap,        // a 0 word that a live writer may fill, or whose range
+                 // cannot be measured (kLive, kCorrupt)
+    kCorrupt,    // a damaged word
+  };
+  template <class Visit>
+  Walked walk_repairing(Segment& segment, bool check_intents, uint64_t* repaired, Visit&& visit);
 
   enum class Stall : uint8_t {
     kPending,   // still CLAIMED by a live writer within its timeout

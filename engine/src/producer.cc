@@ -405,8 +405,7 @@ SendStatus ProducerState::publish(const Partition::Reservation& r, uint32_t fram
     // Partition::claim took it; only a release publisher's plain producer
     // owns).
     Writer& w = writers[r.partition];
-    seg.word(r.position).store(committed, std::memory_order_release);
-    seg.owned_end(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), count,
+    seg.owned_end(r.position, frame_length, static_cast<uint32_t>(r.offset - seg.base_offset()), count, committed,
                   *w.intent.position(), w.own);
   } else if (!publish_shared(seg, r.position, committed, r.claimed, plain_release)) {
     return aborted_as_stalled(r.offset);
@@ -534,9 +533,8 @@ template <bool kIdempotent>
       compose_small(stage, offset, 0, nullptr, 0, m, headers_bytes, frame_length, ts);
       copy_staged_frame(seg.data() + position, stage, position, frame_length);
       seg.index_frame(position, frame_length, rel_offset, ts);
-      // release: publishes the frame (may_own implies a release publisher).
-      seg.word(position).store(make_claim_word(kCommitted, frame_length, 1, owner), std::memory_order_release);
-      seg.owned_end(position, frame_length, rel_offset, 1, intent, w.own);
+      seg.owned_end(position, frame_length, rel_offset, 1, make_claim_word(kCommitted, frame_length, 1, owner),
+                    intent, w.own);
       after_publish(topic->control().wakeup, seg, uint64_t{position} + frame_length, true);
       out->offset = offset;
       out->status = SendStatus::kOk;

@@ -247,14 +247,10 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
     // on the old layout and readers would find old frames after them.
     if (tail_may_be_torn && static_cast<uint64_t>(end) + kFrameHeaderBytes <= s.capacity() &&
         s.word(end).load(std::memory_order_relaxed) == 0) {
-      uint32_t last = end;
-      for (uint32_t p = end; static_cast<uint64_t>(p) + 8 <= s.capacity(); p += 8)
-        if (s.word(p).load(std::memory_order_relaxed) != 0) last = p + 8;
-      if (last > end) {
-        std::memset(s.data() + end, 0, last - end);
-        report.torn_bytes_zeroed += last - end;
-        report.notes.push_back("zeroed " + std::to_string(last - end) + " bytes past the last whole frame of " +
-                               s.path() + " (position " + std::to_string(end) + ")");
+      if (const uint32_t n = s.zero_stray(end, s.capacity()); n > 0) {
+        report.torn_bytes_zeroed += n;
+        report.notes.push_back("zeroed " + std::to_string(n) + " bytes past the last whole frame of " + s.path() +
+                               " (position " + std::to_string(end) + ")");
       }
     }
     // A shared writer that owned the tail (docs/architecture.md, "The owned
@@ -263,15 +259,13 @@ Status recover_partition(Partition& part, bool machine_restarted, RecoveryReport
     {
       SegmentControl& c = s.control();
       const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_relaxed), s.capacity());
-      bool stray = false;
-      if (tail_owned(c.tail_hint.load(std::memory_order_relaxed)) && uint64_t{end} + 8 <= s.capacity() &&
-          s.word(end).load(std::memory_order_relaxed) == 0)
-        for (uint32_t p = end; p + 8 <= dirty && !stray; p += 8) stray = s.word(p).load(std::memory_order_relaxed) != 0;
-      if (stray) {
-        std::memset(s.data() + end, 0, dirty - end);
-        report.torn_bytes_zeroed += dirty - end;
-        report.notes.push_back("zeroed " + std::to_string(dirty - end) + " bytes a writer that owned the tail of " +
-                               s.path() + " may have left past its frames (position " + std::to_string(end) + ")");
+      if (tail_owned(c.tail_hint.load(std::memory_order_relaxed)) && uint64_t{end} + 8 <= dirty &&
+          s.word(end).load(std::memory_order_relaxed) == 0) {
+        if (const uint32_t n = s.zero_stray(end, dirty); n > 0) {
+          report.torn_bytes_zeroed += n;
+          report.notes.push_back("zeroed " + std::to_string(n) + " bytes a writer that owned the tail of " + s.path() +
+                                 " may have left past its frames (position " + std::to_string(end) + ")");
+        }
       }
       c.owner_dirty_end.store(0, std::memory_order_relaxed);
       c.revoker.store(0, std::memory_order_relaxed);

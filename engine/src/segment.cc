@@ -402,19 +402,24 @@ bool Segment::take_owned_tail() noexcept {
   const uint32_t dirty = std::min(c.owner_dirty_end.load(std::memory_order_acquire), capacity());
   if (!e.sealed && dirty > e.position) {
     // Only a dead owner leaves bytes there (a live one was waited for, or
-    // gave up before writing): look first, so that the usual revocation
-    // writes nothing, least of all the word at the end, which readers
-    // poll. relaxed loads: no live writer is past the end.
-    uint32_t last = e.position + 8;
-    for (uint32_t p = e.position + 8; static_cast<uint64_t>(p) + 8 <= dirty; p += 8)
-      if (word(p).load(std::memory_order_relaxed) != 0) last = p + 8;
-    if (last > e.position + 8) std::memset(data() + e.position + 8, 0, last - e.position - 8);
+    // gave up before writing). The word at the end reads 0 (the walk
+    // stopped there).
+    zero_stray(e.position + 8, dirty);
   }
   c.owner_dirty_end.store(0, std::memory_order_relaxed);
   const uint64_t next = pack_tail(e.position, e.count) | kTailExact | (e.sealed ? kTailSealed : 0);
   // release: the zeros before the tail that lets writers claim over them.
   tail.compare_exchange_strong(t, next, std::memory_order_release, std::memory_order_relaxed);
   return t == owned || !tail_owned(t);
+}
+
+uint32_t Segment::zero_stray(uint32_t from, uint32_t to) noexcept {
+  // relaxed loads: no live writer is in the range (REQUIRES).
+  uint32_t last = from;
+  for (uint32_t p = from; static_cast<uint64_t>(p) + 8 <= to; p += 8)
+    if (word(p).load(std::memory_order_relaxed) != 0) last = p + 8;
+  if (last > from) std::memset(data() + from, 0, last - from);
+  return last - from;
 }
 
 SegmentEnd Segment::find_end() const noexcept {

@@ -133,11 +133,11 @@ class Segment {
 
   // The owner's append (docs/architecture.md, "The owned tail"), for a
   // frame of `frame_length` bytes holding `count` records, in two halves
-  // around the caller's writing of the whole frame and publishing of its
-  // word (0 -> COMMITTED, a release store): owned_begin() checks that `own`
-  // still owns this segment's tail and no revocation is under way, stores
-  // the intent, announces how far it may write, and gives the position and
-  // the record's index; owned_end() stores the tail past the frame and
+  // around the caller's writing of the whole frame: owned_begin() checks
+  // that `own` still owns this segment's tail and no revocation is under
+  // way, stores the intent, announces how far it may write, and gives the
+  // position and the record's index; owned_end() publishes the frame's word
+  // (0 -> `claim_word`, a release store), stores the tail past the frame and
   // clears the intent. No locked instruction. false: not owned (any more),
   // a revocation is under way (the ownership is dropped), or the frame does
   // not fit (try_claim() seals); nothing was written.
@@ -185,7 +185,11 @@ class Segment {
     return true;
   }
   [[gnu::always_inline]] void owned_end(uint32_t position, uint32_t frame_length, uint32_t count_before,
-                                        uint32_t count, std::atomic<uint64_t>& intent, TailOwnership& own) noexcept {
+                                        uint32_t count, uint64_t claim_word, std::atomic<uint64_t>& intent,
+                                        TailOwnership& own) noexcept {
+    // release: publishes the frame to readers (only a release publisher's
+    // writer owns: TailOwnership::may_own).
+    word(position).store(claim_word, std::memory_order_release);
     const uint64_t next =
         format::pack_tail(position + frame_length, count_before + count) | format::kTailExact | format::kTailOwned;
     // release: a walker that sees the tail sees the frames below it.
@@ -226,11 +230,18 @@ class Segment {
   // Takes an OWNED tail back from an owner that cannot be claiming: walks
   // past the frames it published, zeroes what it finds non-zero past them
   // up to owner_dirty_end (a dead owner's frame in progress, or the old
-  // bytes of a lazily recycled segment), and makes the tail EXACT there. REQUIRES: no claim
-  // of a live owner in flight and none to come (Partition::revoke_tail()
-  // after its barrier and wait; the exclusive writer lock; recovery).
-  // false: the walk met a corrupt word (nothing changed).
+  // bytes of a lazily recycled segment), and makes the tail EXACT there.
+  // REQUIRES: no claim of a live owner in flight and none to come
+  // (Partition::revoke_tail() after its barrier and wait; the exclusive
+  // writer lock; recovery). false: the walk met a corrupt word (nothing
+  // changed).
   bool take_owned_tail() noexcept;
+  // Zeroes [from, to) up to the end of its last non-zero 8-byte word, and
+  // writes nothing if every word there reads 0 (readers poll the word at
+  // a segment's end: the usual call must not store into its line). Returns
+  // the bytes zeroed. REQUIRES: from, to multiples of 8, to <= capacity(),
+  // no live writer in [from, to).
+  uint32_t zero_stray(uint32_t from, uint32_t to) noexcept;
 
   // How far ahead of its frames an owner announces it may write, and
   // zeroes in a segment its roll recycled lazily.

@@ -275,7 +275,9 @@ void OwnedTail::start_owner(Then then, uint32_t* pos, std::vector<std::string>* 
   test::Pipe report;
   child_ = children_.spawn([&] { return own_then(dir_.path(), report.write_end(), then); });
   ASSERT_TRUE(test::read_exact(report.read_end(), pos, sizeof *pos, 20'000));
-  if (then == Then::kDieWritingAFrame) ASSERT_EQ(children_.wait(child_, 20'000), 128 + SIGKILL);
+  if (then == Then::kDieWritingAFrame) {
+    ASSERT_EQ(children_.wait(child_, 20'000), 128 + SIGKILL);
+  }
   for (int i = 0; i < kToOwn; ++i) sent->push_back(value_of("c", i));
 }
 

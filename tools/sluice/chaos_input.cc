@@ -65,8 +65,10 @@ int run_input(const RoleSpec& spec) {
     if (!r.duplicate) return fail("chaos input: resending " + where(p, j) + " appended it again");
     ++resent;
   }
-  say(Report("ready").set("resent", resent));
-
+  // "ready" comes after the first new send, not before it: the supervisor
+  // kills only a ready input, so every instance it kills has sent something
+  // and a run whose input is killed often still makes progress.
+  bool said_ready = false;
   const auto started = std::chrono::steady_clock::now();
   const uint64_t target = spec.records_per_partition;
   uint64_t sent = 0;
@@ -87,6 +89,10 @@ int run_input(const RoleSpec& spec) {
     if (r.duplicate) return fail("chaos input: " + where(p, j) + " was new, yet called a duplicate");
     ++parts.next[p];
     ++sent;
+    if (!said_ready) {
+      say(Report("ready").set("resent", resent));
+      said_ready = true;
+    }
     if (spec.rate > 0 && sent % 8 == 0) {
       const auto due = started + std::chrono::nanoseconds(sent * 1'000'000'000ull / spec.rate);
       if (due > std::chrono::steady_clock::now()) std::this_thread::sleep_until(due);
