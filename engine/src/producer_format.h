@@ -39,8 +39,8 @@
 //   +400  reserved     112 bytes
 //   +512  TxnPartition[64], 32 bytes each: a partition the open transaction
 //         wrote to: topic_hash u64 (XXH3-64 of the topic's name) | partition
-//         u32 | reserved u32 | first_offset (atomic u64) | last_offset
-//         (atomic u64): its frames there lie in [first, last]
+//         u32 | reserved u32 | first_offset u64 | last_offset u64: its
+//         frames there lie in [first, last]
 //   +2560 TxnOffset[32], 48 bytes each: a group offset to commit with it:
 //         group_hash u64 | topic_hash u64 | partition u32 | reserved u32 |
 //         next_offset u64 | expected u64 (the group's offset when it was
@@ -49,6 +49,11 @@
 //
 // The holder fills an entry (relaxed), then publishes it by storing the count
 // (release); a helper that acquires the count sees complete entries below it.
+// Every field is atomic (relaxed): a helper carrying out a decision its
+// holder already carried out may read an entry the holder is rewriting for
+// its next transaction. Such a helper's flips check each frame's producer id
+// and epoch, and its offset commits are CASes from the expected value, so
+// what it reads there changes nothing; but it must not be a data race.
 // last_offset is relaxed: a helper that read an older one is safe, because a
 // helper's abort bumps the epoch and any frame of the old epoch found later
 // is a straggler that readers abort (docs/exactly-once.md, section 4).
@@ -126,8 +131,8 @@ inline constexpr uint32_t kTxnMaxPartitions = 64;
 inline constexpr uint32_t kTxnMaxOffsets = 32;
 
 struct TxnPartition {
-  uint64_t topic_hash;
-  uint32_t partition;
+  std::atomic<uint64_t> topic_hash;
+  std::atomic<uint32_t> partition;
   uint32_t reserved;
   std::atomic<uint64_t> first_offset;
   std::atomic<uint64_t> last_offset;
@@ -135,12 +140,12 @@ struct TxnPartition {
 static_assert(sizeof(TxnPartition) == 32);
 
 struct TxnOffset {
-  uint64_t group_hash;
-  uint64_t topic_hash;
-  uint32_t partition;
+  std::atomic<uint64_t> group_hash;
+  std::atomic<uint64_t> topic_hash;
+  std::atomic<uint32_t> partition;
   uint32_t reserved;
-  uint64_t next_offset;
-  uint64_t expected;
+  std::atomic<uint64_t> next_offset;
+  std::atomic<uint64_t> expected;
   uint64_t reserved2;
 };
 static_assert(sizeof(TxnOffset) == 48);

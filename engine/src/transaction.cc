@@ -115,16 +115,14 @@ Status settle_transaction(BusState& bus, ProducerSlot& slot, uint64_t pid, uint6
   // them are complete.
   const uint32_t parts = std::min(slot.txn_parts.load(std::memory_order_acquire), kTxnMaxPartitions);
   for (uint32_t i = 0; i < parts; ++i) {
-    TxnPartition& e = slot.txn_partitions[i];
-    // relaxed (both fields): a helper acting on a decision its holder has
-    // already carried out may read an entry the holder is rewriting for its
-    // next transaction; the flips check each frame's producer id and epoch.
-    auto topic = topic_by_hash(bus, std::atomic_ref<uint64_t>(e.topic_hash).load(std::memory_order_relaxed));
+    const TxnPartition& e = slot.txn_partitions[i];
+    // relaxed (every field here): see producer_format.h.
+    auto topic = topic_by_hash(bus, e.topic_hash.load(std::memory_order_relaxed));
     if (!topic) {
       if (topic.error().code == Errc::kNotFound) continue;  // the topic was deleted
       return std::unexpected(topic.error());
     }
-    const uint32_t partition_index = std::atomic_ref<uint32_t>(e.partition).load(std::memory_order_relaxed);
+    const uint32_t partition_index = e.partition.load(std::memory_order_relaxed);
     if (partition_index >= (*topic)->partitions.size()) continue;
     Partition& part = *(*topic)->partitions[partition_index];
     // relaxed: see producer_format.h (a late range end leaves stragglers,
@@ -139,14 +137,17 @@ Status settle_transaction(BusState& bus, ProducerSlot& slot, uint64_t pid, uint6
     const uint32_t offsets = std::min(slot.txn_offsets.load(std::memory_order_acquire), kTxnMaxOffsets);
     for (uint32_t i = 0; i < offsets; ++i) {
       const TxnOffset& o = slot.txn_offsets_list[i];
-      auto topic = topic_by_hash(bus, o.topic_hash);
-      auto group = group_by_hash(bus, o.group_hash);
+      // relaxed (every field here): see producer_format.h.
+      auto topic = topic_by_hash(bus, o.topic_hash.load(std::memory_order_relaxed));
+      auto group = group_by_hash(bus, o.group_hash.load(std::memory_order_relaxed));
       if (!topic || !group) continue;  // deleted since
       auto g = GroupOffsets::open(bus, *group, **topic, false);
-      if (!g || o.partition >= (*g)->partitions()) continue;
+      const uint32_t partition = o.partition.load(std::memory_order_relaxed);
+      if (!g || partition >= (*g)->partitions()) continue;
       // A CAS from the value the transaction saw: a replay by a late helper,
       // after the group moved on, fails instead of moving it back.
-      (void)(*g)->commit_if(o.partition, o.expected, o.next_offset, bus.clock->now_ns());
+      (void)(*g)->commit_if(partition, o.expected.load(std::memory_order_relaxed),
+                            o.next_offset.load(std::memory_order_relaxed), bus.clock->now_ns());
     }
   }
   // The transaction is over. A helper's abort also bumps the epoch: the
@@ -229,10 +230,10 @@ Status TransactionState::note_frame(ProducerState& producer, uint32_t partition,
     return make_error(Errc::kTooLarge, "a transaction writes to at most " + std::to_string(kTxnMaxPartitions) +
                                            " partitions");
   TxnPartition& e = s.txn_partitions[n];
-  // relaxed: published by the release store of the count below; atomic
-  // because a late helper may read the entry (settle_transaction).
-  std::atomic_ref<uint64_t>(e.topic_hash).store(name_hash(producer.topic->name), std::memory_order_relaxed);
-  std::atomic_ref<uint32_t>(e.partition).store(partition, std::memory_order_relaxed);
+  // relaxed: published by the release store of the count below (and see
+  // producer_format.h).
+  e.topic_hash.store(name_hash(producer.topic->name), std::memory_order_relaxed);
+  e.partition.store(partition, std::memory_order_relaxed);
   e.first_offset.store(offset, std::memory_order_relaxed);
   e.last_offset.store(last, std::memory_order_relaxed);
   // release: a helper that acquires the count sees the entry.
@@ -501,8 +502,13 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
   const uint32_t n = s.txn_offsets.load(std::memory_order_relaxed);  // only we write it
   for (uint32_t i = 0; i < n; ++i) {
     TxnOffset& o = s.txn_offsets_list[i];
-    if (o.group_hash == name_hash(group) && o.topic_hash == name_hash(topic) && o.partition == partition) {
-      o.next_offset = next_offset;  // read only after the decision (acq_rel) by whoever applies it
+    // relaxed (every field here): only we write the entries; see
+    // producer_format.h.
+    if (o.group_hash.load(std::memory_order_relaxed) == name_hash(group) &&
+        o.topic_hash.load(std::memory_order_relaxed) == name_hash(topic) &&
+        o.partition.load(std::memory_order_relaxed) == partition) {
+      // relaxed: read only after the decision (acq_rel) by whoever applies it.
+      o.next_offset.store(next_offset, std::memory_order_relaxed);
       for (auto& p : t.offsets)
         if (p.group == g && p.partition == partition) p.next_offset = next_offset;
       return {};
@@ -512,11 +518,12 @@ Status TransactionalProducer::add_offset(std::string_view group, std::string_vie
     return make_error(Errc::kTooLarge, "a transaction commits at most " + std::to_string(kTxnMaxOffsets) +
                                            " group offsets");
   TxnOffset& o = s.txn_offsets_list[n];
-  o.group_hash = name_hash(group);
-  o.topic_hash = name_hash(topic);
-  o.partition = partition;
-  o.next_offset = next_offset;
-  o.expected = expected;
+  // relaxed: published by the release store of the count below.
+  o.group_hash.store(name_hash(group), std::memory_order_relaxed);
+  o.topic_hash.store(name_hash(topic), std::memory_order_relaxed);
+  o.partition.store(partition, std::memory_order_relaxed);
+  o.next_offset.store(next_offset, std::memory_order_relaxed);
+  o.expected.store(expected, std::memory_order_relaxed);
   t.offsets.push_back(TransactionState::PendingOffset{g, partition, expected, next_offset});
   // release: a helper that acquires the count sees the entry.
   s.txn_offsets.store(n + 1, std::memory_order_release);
