@@ -20,25 +20,33 @@ struct UndecidedFrame {
   std::shared_ptr<Segment> segment;  // keeps the frame's bytes mapped and unrecycled
   uint32_t position = 0;
   uint64_t offset = 0;
-  uint64_t word = 0;  // as loaded
+  uint64_t word = 0;  // as loaded; 0: a claimed range whose word is not written yet
+  bool live_gap = false;  // word 0 and a live writer's intent lies in the range
 };
 
 // The first undecided frame of `seg` holding an offset in [from, limit), by
 // stepping over frame words. Reads only: a describe resolves nothing and
 // never waits for a writer; frames claimed past `limit` (read before the
 // walk) are not looked at, and a word that cannot be valid ends the walk
-// (readers and `sluice verify` report it).
-std::optional<UndecidedFrame> first_undecided_in(const std::shared_ptr<Segment>& seg, uint64_t from,
+// (readers and `sluice verify` report it). A 0 word below the EXACT tail is
+// a claim whose word is not written yet: undecided too.
+std::optional<UndecidedFrame> first_undecided_in(Partition& p, const std::shared_ptr<Segment>& seg, uint64_t from,
                                                  uint64_t limit) {
   uint64_t offset = seg->base_offset();
   for (uint32_t pos = 0; offset < limit && uint64_t{pos} + kFrameHeaderBytes <= seg->capacity();) {
     // acquire: as any walker's load of a frame word; pairs with the writer's
     // publishing CAS, so a PREPARED frame's header and records are complete.
     const uint64_t w = seg->word(pos).load(std::memory_order_acquire);
+    if (w == 0) {
+      // acquire: as the repairers' load of the tail (Partition::repair_gap).
+      const uint64_t t = seg->control().tail_hint.load(std::memory_order_acquire);
+      if (!tail_exact(t) || tail_position(t) <= pos || offset < from) return std::nullopt;
+      return UndecidedFrame{seg, pos, offset, 0, p.live_writer_in(*seg, pos, tail_position(t))};
+    }
     const ClaimState st = claim_state(w);
     const uint32_t len = claim_length(w);
     const uint32_t count = claim_count(w);
-    if (w == 0 || st == kEndOfSegment || !is_frame_state(st) || len < kFrameHeaderBytes || count == 0 ||
+    if (st == kEndOfSegment || !is_frame_state(st) || len < kFrameHeaderBytes || count == 0 ||
         uint64_t{pos} + len > seg->capacity())
       return std::nullopt;
     if ((is_open_claim(st) || st == kPrepared) && offset + count > from) return UndecidedFrame{seg, pos, offset, w};
@@ -58,7 +66,7 @@ std::optional<UndecidedFrame> first_undecided(Partition& p, const std::vector<st
   for (size_t i = 0; i < segs.size(); ++i) {
     if (!segs[i]->may_hold_prepared() && i + 2 < segs.size()) continue;
     const uint64_t limit = i + 1 < segs.size() ? std::min(segs[i + 1]->base_offset(), end) : end;
-    if (auto f = first_undecided_in(segs[i], from, limit)) return f;
+    if (auto f = first_undecided_in(p, segs[i], from, limit)) return f;
   }
   return std::nullopt;
 }
@@ -70,6 +78,11 @@ std::optional<UndecidedFrame> first_undecided(Partition& p, const std::vector<st
 // the table.
 std::optional<StableOffsetHolder> holder_of(BusState& bus, const UndecidedFrame& f) {
   StableOffsetHolder h;
+  if (f.word == 0) {  // a claim whose word is not written yet: its intent names the writer
+    h.state = "claimed";
+    h.alive = f.live_gap;
+    return h;
+  }
   if (is_open_claim(claim_state(f.word))) {  // its header may not be written yet
     h.state = "claimed";
     h.alive = bus.registry.is_alive(claim_owner(f.word));

@@ -272,6 +272,51 @@ Result<IntentHold> Partition::acquire_intent(uint16_t owner) {
                                      "write one partition at once");
 }
 
+bool Partition::live_writer_in(const Segment& seg, uint32_t from, uint32_t to) const {
+  const uint64_t base = seg.base_position();
+  const ipc::ProcessRegistry& registry = topic_->bus->registry;
+  for (uint32_t i = 0; i < kClaimIntents; ++i) {
+    ClaimIntent& e = intent(i);
+    // acquire: pairs with the writer's release stores of its intent.
+    const uint64_t at = e.position.load(std::memory_order_acquire);
+    if (at == 0 || at - 1 < base + from || at - 1 >= base + to) continue;
+    const uint64_t h = e.holder.load(std::memory_order_acquire);
+    if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) return true;
+  }
+  return false;
+}
+
+bool Partition::measure_gap(const Segment& seg, uint32_t p, uint32_t count_before, uint64_t t, uint32_t* next_pos,
+                            uint64_t* next_offset) const {
+  const uint32_t end = tail_position(t);
+  const uint64_t first = seg.base_offset() + count_before;
+  // Scan for the next frame: a claim word whose base offset counts the
+  // records between. A dead writer may have stored its base offset and
+  // nothing else (Segment::claim_tail), so a non-zero word is taken only if
+  // it reads as a frame's and its base offset fits: after `first`, by at
+  // most one record per 32 bytes of the range.
+  uint32_t q = std::min(end, p + kFrameHeaderBytes + kRecordHeaderBytes);
+  uint64_t next = seg.base_offset() + tail_count(t);
+  for (; q < end; q += kFrameAlign) {
+    // acquire: a claim word's base offset was stored before it.
+    const uint64_t qw = seg.word(q).load(std::memory_order_acquire);
+    if (qw == 0 || !is_frame_state(claim_state(qw)) || claim_count(qw) == 0 ||
+        claim_length(qw) < kFrameHeaderBytes + kRecordHeaderBytes || uint64_t{q} + claim_length(qw) > end)
+      continue;
+    // relaxed: as the repairers' store below (a frame's own base offset
+    // was stored before its word, which we acquired).
+    const uint64_t bo = std::atomic_ref<uint64_t>(seg.frame(q)->base_offset).load(std::memory_order_relaxed);
+    if (bo > first && bo - first <= (q - p) / kRecordHeaderBytes) {
+      next = bo;
+      break;
+    }
+  }
+  if (next <= first || next - first > kMaxRecordsPerFrame) return false;
+  *next_pos = q;
+  *next_offset = next;
+  return true;
+}
+
 Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_before, bool check_intents) {
   // acquire: pairs with the tail CAS of every claim the value shows (and of
   // those before it), whose intent stores precede it.
@@ -280,55 +325,27 @@ Partition::Gap Partition::repair_gap(Segment& seg, uint32_t p, uint32_t count_be
   const uint32_t end = tail_position(t);
   if (end < p || (end == p && !tail_sealed(t)) || static_cast<uint64_t>(p) + kFrameHeaderBytes > seg.capacity())
     return Gap::kNone;
-  const uint64_t base = seg.base_position();
   // The live intents, read after the tail and before the words: a writer
   // whose intent was cleared had stored its word first (release), so the
   // loads below see it; one whose claim the tail above does not show claims
   // at or past `end`. Any live intent in [p, end) and we wait: the scan
   // below then reads only dead writers' ranges and the next frame's word,
   // never the inside of a frame a live writer is filling.
-  if (check_intents && end > p) {
-    const ipc::ProcessRegistry& registry = topic_->bus->registry;
-    for (uint32_t i = 0; i < kClaimIntents; ++i) {
-      ClaimIntent& e = intent(i);
-      // acquire: pairs with the writer's release stores of its intent.
-      const uint64_t at = e.position.load(std::memory_order_acquire);
-      if (at == 0 || at - 1 < base + p || at - 1 >= base + end) continue;
-      const uint64_t h = e.holder.load(std::memory_order_acquire);
-      if (h != 0 && registry.is_alive(static_cast<ipc::OwnerId>(h))) return Gap::kLive;
-    }
-  }
+  if (check_intents && end > p && live_writer_in(seg, p, end)) return Gap::kLive;
   auto& w = seg.word(p);
   // acquire: as any walker's.
   if (w.load(std::memory_order_acquire) != 0) return Gap::kResolved;
   uint64_t replacement;
-  const uint64_t first = seg.base_offset() + count_before;
   if (end == p) {
     // Sealed here: no claim starts at p (it would have moved the tail), so
     // END_OF_SEGMENT is right whether the sealer died or is only slow; its
     // own store, if it comes, writes the same state.
     replacement = make_claim_word(kEndOfSegment, 0, 0, ipc::kNoOwner);
   } else {
-    // Scan for the next frame: a claim word whose base offset counts the
-    // records between. A dead writer may have stored its base offset and
-    // nothing else (Segment::claim_tail), so a non-zero word is taken only
-    // if it reads as a frame's and its base offset fits: after `first`, by
-    // at most one record per 32 bytes of the range.
-    uint32_t q = std::min(end, p + kFrameHeaderBytes + kRecordHeaderBytes);
-    uint64_t next = seg.base_offset() + tail_count(t);
-    for (; q < end; q += kFrameAlign) {
-      // acquire: a claim word's base offset was stored before it.
-      const uint64_t qw = seg.word(q).load(std::memory_order_acquire);
-      if (qw == 0 || !is_frame_state(claim_state(qw)) || claim_count(qw) == 0 ||
-          claim_length(qw) < kFrameHeaderBytes + kRecordHeaderBytes || uint64_t{q} + claim_length(qw) > end)
-        continue;
-      const uint64_t bo = seg.frame(q)->base_offset;
-      if (bo > first && bo - first <= (q - p) / kRecordHeaderBytes) {
-        next = bo;
-        break;
-      }
-    }
-    if (next <= first || next - first > kMaxRecordsPerFrame) return Gap::kCorrupt;
+    uint32_t q;
+    uint64_t next;
+    if (!measure_gap(seg, p, count_before, t, &q, &next)) return Gap::kCorrupt;
+    const uint64_t first = seg.base_offset() + count_before;
     // The range's header names its first offset, like any frame's: a repair
     // of a gap before it counts from it. Every repairer stores the same.
     std::atomic_ref<uint64_t>(seg.frame(p)->base_offset).store(first, std::memory_order_relaxed);

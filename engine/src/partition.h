@@ -163,6 +163,16 @@ class Partition {
   // non-zero word or the tail, of the records claimed there, or END_OF_SEGMENT
   // at a sealed tail (docs/architecture.md, "The tail claim").
   Gap repair_gap(Segment& segment, uint32_t position, uint32_t count_before, bool check_intents);
+  // The claimed range at `position` whose word reads 0, below the EXACT tail
+  // `tail` (loaded with acquire) and not at it: where the frame after it
+  // starts (*next_position) and that frame's base offset, found as
+  // repair_gap() finds them. Reads only. false: it cannot be measured.
+  // REQUIRES: no live writer in the range (live_writer_in()), whose bytes
+  // are read.
+  bool measure_gap(const Segment& segment, uint32_t position, uint32_t count_before, uint64_t tail,
+                   uint32_t* next_position, uint64_t* next_offset) const;
+  // Whether a live writer's claim intent lies in [from, to) of `segment`.
+  bool live_writer_in(const Segment& segment, uint32_t from, uint32_t to) const;
   // repair_gap() at every 0 word below the EXACT tail of `segment`, for a
   // caller that knows no shared writer is live (an exclusive writer taking
   // the partition; recovery). *repaired: the ranges repaired. false: a

@@ -235,6 +235,57 @@ TEST_F(TailClaim, AWriterStoppedBetweenItsTailClaimAndItsWordHoldsItsRangeUntilI
   EXPECT_EQ(repaired(), 1u);
 }
 
+// Verify and describe read, never repair: a dead writer's range is stepped
+// over (the frames after it are checked, the range counted as an open
+// claim) and holds the last stable offset until a reader repairs it.
+TEST_F(TailClaim, VerifyStepsOverADeadWritersRangeAndDescribeShowsItHoldingTheStableOffset) {
+  const uint32_t pos = start_child(Then::kDie);
+  children_.wait(child_, 20'000);
+  send("b", 5);  // offsets 11..15
+  auto v = bus_->verify(kTopic);
+  ASSERT_TRUE(v) << v.error().to_string();
+  EXPECT_TRUE(v->ok()) << v->issues[0].what;
+  EXPECT_EQ(v->records, 15u);
+  EXPECT_EQ(v->open_claims, 1u);
+  EXPECT_EQ(v->segments_partly_checked, 0u);
+  auto d = bus_->describe_topic(kTopic);
+  ASSERT_TRUE(d) << d.error().to_string();
+  const PartitionInfo& p = d->partitions[0];
+  EXPECT_EQ(p.end_offset, 16u);
+  EXPECT_EQ(p.stable_offset, 10u);
+  ASSERT_TRUE(p.held_by);
+  EXPECT_EQ(p.held_by->state, "claimed");
+  EXPECT_FALSE(p.held_by->alive);
+  EXPECT_EQ(word_at(pos), 0u);  // nothing repaired
+  auto r = reader();
+  r->poll(20'000);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
+  d = bus_->describe_topic(kTopic);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->partitions[0].stable_offset, 16u);
+  EXPECT_FALSE(d->partitions[0].held_by);
+}
+
+// A live writer's range is not read into: verify stops there and says so.
+TEST_F(TailClaim, VerifyStopsAtALiveWritersRangeAndSaysTheSegmentWasPartlyChecked) {
+  const uint32_t pos = start_child(Then::kStop);
+  send("b", 5);
+  auto v = bus_->verify(kTopic);
+  ASSERT_TRUE(v) << v.error().to_string();
+  EXPECT_TRUE(v->ok()) << v->issues[0].what;
+  EXPECT_EQ(v->records, 10u);
+  EXPECT_EQ(v->open_claims, 1u);
+  EXPECT_EQ(v->segments_partly_checked, 1u);
+  auto d = bus_->describe_topic(kTopic);
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->partitions[0].stable_offset, 10u);
+  ASSERT_TRUE(d->partitions[0].held_by);
+  EXPECT_EQ(d->partitions[0].held_by->state, "claimed");
+  EXPECT_TRUE(d->partitions[0].held_by->alive);
+  EXPECT_EQ(word_at(pos), 0u);
+  children_.kill(child_);
+}
+
 // A copying send publishes with a plain store, which an abort of its live
 // claim would race: past the claim timeout it is still left alone.
 TEST_F(TailClaim, ACopyClaimOfALiveWriterOutlivesTheClaimTimeoutAndIsRepairedOnceItDies) {

@@ -37,6 +37,12 @@ int run_verify(const Context& ctx, const std::string& topic) {
               topic.empty() ? "all topics" : ("topic " + topic).c_str(), (unsigned long long)report->segments,
               (unsigned long long)report->frames, (unsigned long long)report->aborted_frames, prepared.c_str(),
               (unsigned long long)report->records, (unsigned long long)report->bytes);
+  if (report->open_claims > 0)
+    std::printf("%llu open claims (writers between claim and publish, or dead ones' that the next reader repairs)\n",
+                (unsigned long long)report->open_claims);
+  if (report->segments_partly_checked > 0)
+    std::printf("%llu segments checked up to a claim a live writer is filling; run verify again for the rest\n",
+                (unsigned long long)report->segments_partly_checked);
   for (const VerifyIssue& i : report->issues)
     std::printf("issue: %s/%u offset %llu position %llu in %s: %s\n", i.topic.c_str(), i.partition,
                 (unsigned long long)i.offset, (unsigned long long)i.position, i.segment.c_str(), i.what.c_str());

@@ -134,6 +134,13 @@ struct VerifyReport {
   // Frames of transactions not decided yet (their records are checked, not
   // counted in `records`).
   uint64_t prepared_frames = 0;
+  // Claims not published yet: CLAIMED frames, and claimed ranges whose claim
+  // word is not written yet (a writer between its claim and its word, or a
+  // dead one's, which the next reader or writer there repairs). Not issues.
+  uint64_t open_claims = 0;
+  // Segments whose walk stopped at a range a live writer is still filling:
+  // the frames after it were not checked (run verify again).
+  uint64_t segments_partly_checked = 0;
   std::vector<VerifyIssue> issues;
   bool ok() const { return issues.empty(); }
 };
