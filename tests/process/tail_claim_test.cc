@@ -188,6 +188,25 @@ TEST_F(TailClaim, AWriterKilledBetweenItsTailClaimAndItsWordIsRepairedAndReaders
   EXPECT_EQ(repaired(), 1u);
 }
 
+// A reader that polls rarely checks the gap by the clock, not the poll
+// count: 10 ms of its (coarse) clock after it started waiting there.
+TEST_F(TailClaim, AReaderPollingRarelyChecksTheRangeOnceTenMillisecondsHavePassed) {
+  const uint32_t pos = start_child(Then::kDie);
+  children_.wait(child_, 20'000);
+  send("b", 5);
+  auto r = reader();
+  r->poll(200);  // far fewer polls than a check by count needs
+  EXPECT_EQ(r->offsets, iota(0, 10));
+  EXPECT_EQ(word_at(pos), 0u);
+  r->clock.advance_ns(9'000'000);
+  r->poll(100);
+  EXPECT_EQ(r->offsets, iota(0, 10));
+  r->clock.advance_ns(1'000'000);
+  r->poll(100);
+  EXPECT_EQ(r->offsets, first_ten_then(11, 16));
+  expect_aborted_range(pos, 1);
+}
+
 // Two writers die in a row, the second after its base offset (which a scan
 // for the next frame must not take for a claim word): one aborted range.
 TEST_F(TailClaim, TwoWritersKilledInARowAreRepairedAsOneRange) {
