@@ -21,6 +21,19 @@ class Partition;
 struct BusState;
 
 
+class GroupOffsets;
+
+// A process's open offsets files of a topic's groups, for
+// min_committed_offset(): listed again when the topic's groups_generation
+// moves, or after a second (a file removed by hand).
+struct GroupOffsetsCache {
+  std::mutex mu;
+  uint64_t generation = 0;
+  int64_t listed_ns = 0;
+  bool listed = false;
+  std::vector<std::shared_ptr<GroupOffsets>> groups;
+};
+
 struct TopicState {
   BusState* bus = nullptr;
   std::string name;
@@ -28,6 +41,7 @@ struct TopicState {
   TopicOptions options;
   ipc::MappedFile file;
   std::vector<std::unique_ptr<Partition>> partitions;
+  GroupOffsetsCache group_offsets;
 
   format::TopicControl& control() const {
     return *reinterpret_cast<format::TopicControl*>(file.data() + format::kTopicControlOffset);

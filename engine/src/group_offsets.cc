@@ -32,7 +32,12 @@ Result<std::unique_ptr<GroupOffsets>> GroupOffsets::open(const BusState& bus, st
       slots[p].committed_offset.store(kNoCommit, std::memory_order_relaxed);
     auto pub = f->publish();
     if (!pub) return std::unexpected(pub.error());
-    if (*pub) invalidate_back_pressure_limits(topic);  // a new group starts behind everyone
+    if (*pub) {
+      // release: a process that sees the new generation lists the groups
+      // again and finds this file.
+      topic.control().groups_generation.fetch_add(1, std::memory_order_release);
+      invalidate_back_pressure_limits(topic);  // a new group starts behind everyone
+    }
   }
   auto f = ipc::MappedFile::open(path, {});
   if (!f) return std::unexpected(f.error());
@@ -154,14 +159,29 @@ Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::strin
   return out;
 }
 
-Result<uint64_t> min_committed_offset(const TopicState& topic, uint32_t partition) {
-  auto groups = groups_of_topic(*topic.bus, topic.name);
-  if (!groups) return std::unexpected(groups.error());
+Result<uint64_t> min_committed_offset(TopicState& topic, uint32_t partition) {
+  // Every roll of a back-pressured or retained topic asks this. Listing the
+  // groups and mapping each one's file every time cost a dozen system calls
+  // and a TLB shootdown (the unmap) per roll: the files stay open here, and
+  // are listed again only when a group was added since (or after a second).
+  GroupOffsetsCache& cache = topic.group_offsets;
+  std::lock_guard lock(cache.mu);
+  // acquire: pairs with the increment after a new file was published.
+  const uint64_t generation = topic.control().groups_generation.load(std::memory_order_acquire);
+  const int64_t now = topic.bus->clock->coarse_now_ns();
+  if (!cache.listed || generation != cache.generation || now - cache.listed_ns >= 1'000'000'000) {
+    auto groups = groups_of_topic(*topic.bus, topic.name);
+    if (!groups) return std::unexpected(groups.error());
+    cache.groups.clear();
+    for (const auto& g : *groups)
+      if (auto offsets = GroupOffsets::open(*topic.bus, g, topic, false, true)) cache.groups.push_back(std::move(*offsets));
+    cache.generation = generation;  // read before the listing: a later group moves it again
+    cache.listed_ns = now;
+    cache.listed = true;
+  }
   uint64_t min = kNoCommit;
-  for (const auto& g : *groups) {
-    auto offsets = GroupOffsets::open(*topic.bus, g, topic, false, true);
-    if (!offsets) continue;
-    uint64_t c = (*offsets)->committed(partition);
+  for (const auto& g : cache.groups) {
+    uint64_t c = g->committed(partition);
     if (c == kNoCommit) c = 0;
     min = std::min(min, c);
   }

@@ -78,6 +78,7 @@ void invalidate_back_pressure_limits(const TopicState& topic);
 Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic);
 // The smallest committed offset of any group of `topic` in `partition`
 // (a group with no commit yet counts as 0); kNoCommit when no group exists.
-Result<uint64_t> min_committed_offset(const TopicState& topic, uint32_t partition);
+// Keeps the groups' files open in topic.group_offsets.
+Result<uint64_t> min_committed_offset(TopicState& topic, uint32_t partition);
 
 }  // namespace sluice

@@ -4,6 +4,7 @@
 
 #include <sluice/record.h>
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -54,18 +55,24 @@ inline uint64_t record_size(std::string_view key, uint64_t headers_bytes, uint64
 // Writes the headers block for `headers` at `p` (headers_block_bytes() long).
 void encode_headers(std::byte* p, std::span<const Header> headers) noexcept;
 
-// Writes a record header (checksum 0) at `rec`.
+// Writes a record header (checksum 0) at `rec`, in four 8-byte stores:
+// record_checksum() loads it back 8 bytes at a time right after, and the
+// store buffer forwards a load only from one store that covers it. From
+// narrower stores the load waits for them to reach the cache, and with them
+// every older store, the previous frame's into lines still on their way
+// from the reader's core (docs/architecture.md, "Store forwarding").
 inline void encode_record_header(std::byte* rec, uint32_t length, uint16_t header_count, int64_t timestamp_ns,
                                  uint32_t key_length, uint32_t headers_length) noexcept {
-  format::RecordHeader h;
-  h.length = length;
-  h.flags = 0;
-  h.header_count = header_count;
-  h.checksum = 0;
-  h.timestamp_ns = timestamp_ns;
-  h.key_length = key_length;
-  h.headers_length = headers_length;
-  std::memcpy(rec, &h, sizeof h);
+  static_assert(std::endian::native == std::endian::little);  // the format's byte order
+  static_assert(offsetof(format::RecordHeader, flags) == 4 && offsetof(format::RecordHeader, header_count) == 6 &&
+                offsetof(format::RecordHeader, headers_length) == 28);
+  const uint64_t first = uint64_t{length} | uint64_t{header_count} << 48;  // flags 0
+  const uint64_t lengths = uint64_t{key_length} | uint64_t{headers_length} << 32;
+  const uint64_t checksum = 0;
+  std::memcpy(rec, &first, 8);
+  std::memcpy(rec + 8, &checksum, 8);
+  std::memcpy(rec + 16, &timestamp_ns, 8);
+  std::memcpy(rec + 24, &lengths, 8);
 }
 
 // Writes the record header, key and headers at `rec`, and the value if

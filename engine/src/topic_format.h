@@ -31,6 +31,11 @@ inline constexpr uint64_t kControlFileBytes = 4096;
 //   [48, 112)    TopicParams (64 bytes)
 //   [1024, 1088) TopicControl.wakeup  (ipc::WakeupWord: consumers park here)
 //   [1088, 1152) TopicControl.deleted (u32)
+//   [1152, 1216) TopicControl.groups_generation (u64): +1 each time a group's
+//                offsets file for this topic is made, so that a process
+//                that keeps the groups' files open (min_committed_offset)
+//                knows when to list them again. Zero in files made before
+//                it: it only ever grows from there.
 struct TopicParams {
   uint32_t partitions;
   uint32_t segment_bytes;
@@ -51,8 +56,11 @@ inline constexpr uint64_t kTopicControlOffset = 1024;
 struct TopicControl {
   ipc::WakeupWord wakeup;
   alignas(64) std::atomic<uint32_t> deleted;
+  alignas(64) std::atomic<uint64_t> groups_generation;
 };
 static_assert(offsetof(TopicControl, deleted) == 64);
+static_assert(offsetof(TopicControl, groups_generation) == 128);
+static_assert(kTopicControlOffset + sizeof(TopicControl) <= kControlFileBytes);
 
 // ---- topics/<topic>/<p>/state ----------------------------------------------
 //

@@ -36,6 +36,23 @@ TEST(RecordCodec, TheWideHashHasTheInlineHashsValues) {
   }
 }
 
+// encode_record_header() stores whole words (for store forwarding): the
+// bytes must be the documented fields, each where segment_format.h puts it.
+TEST(RecordCodec, ARecordHeaderWrittenInWordsHoldsEachFieldInItsPlace) {
+  std::byte got[kRecordHeaderBytes];
+  std::memset(got, 0xA5, sizeof got);
+  encode_record_header(got, 0x01020304, 0x0506, -0x0708090A0B0C0D0Ell, 0x11121314, 0x21222324);
+  RecordHeader h{};
+  h.length = 0x01020304;
+  h.flags = 0;
+  h.header_count = 0x0506;
+  h.checksum = 0;
+  h.timestamp_ns = -0x0708090A0B0C0D0Ell;
+  h.key_length = 0x11121314;
+  h.headers_length = 0x21222324;
+  EXPECT_EQ(std::memcmp(got, &h, sizeof h), 0);
+}
+
 // Both ways encode_sealed_record() takes: a header, key and headers small
 // enough to compose on the stack (hashed before the copy), and larger ones
 // (written in place first).

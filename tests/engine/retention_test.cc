@@ -400,6 +400,46 @@ TEST(BackPressure, SendWaitsUpToItsTimeoutForTheSlowGroupToCommit) {
   EXPECT_LT(waited, std::chrono::seconds(10));
 }
 
+// Producers keep the groups' offsets files open between rolls: a group
+// registered meanwhile must hold them as soon as it exists, not when they
+// next happen to list the groups.
+TEST(BackPressure, AGroupRegisteredWhileTheProducerRunsHoldsItFromThen) {
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  ASSERT_TRUE(bus->create_topic(kTopic, back_pressured_topic()));
+  ConsumerOptions co;
+  co.auto_commit = false;
+  auto early = bus->create_consumer(kTopic, "early", co);
+  ASSERT_TRUE(early);
+  auto producer = bus->create_producer(kTopic);
+  ASSERT_TRUE(producer);
+  uint64_t sent = 0;
+  auto send_with_early_keeping_up = [&](uint64_t until) {
+    SendResult r;
+    for (; sent < until; ++sent) {
+      r = producer->send(Message{"", value_of(sent)}, 0);
+      if (!r.ok()) return r;
+      if (!early->commit(0, sent + 1, false)) ADD_FAILURE() << "commit";
+    }
+    return r;
+  };
+  // Three windows: the producer looked at the groups at every roll.
+  ASSERT_TRUE(send_with_early_keeping_up(3 * kWindowRecords).ok()) << producer->last_error().to_string();
+  auto late = bus->create_consumer(kTopic, "late", co);  // from the log's start, nothing committed
+  ASSERT_TRUE(late);
+  auto d = bus->describe_topic(kTopic);
+  ASSERT_TRUE(d);
+  // The new group is at the log's start: the producer may go on only up to
+  // a window past it, which it is beyond already.
+  const uint64_t start = d->partitions[0].start_offset;
+  ASSERT_GE(sent, start + kWindowRecords);
+  const uint64_t before = sent;
+  const SendResult r = send_with_early_keeping_up(sent + 3 * kWindowRecords);
+  EXPECT_EQ(r.status, SendStatus::kBackPressured);
+  EXPECT_EQ(sent, before) << "the producer went on past a window ahead of the new group";
+}
+
 TEST(BackPressure, TopicWithoutGroupsIsNeverBackPressuredAndConsumedSegmentsAreDeleted) {
   test::TempDir dir;
   auto bus = Bus::open(dir.path());
