@@ -107,7 +107,7 @@ LatencyResult run_sluice_pingpong(const BenchOptions& options, uint32_t value_by
     auto bus = open_bus_or_fail(ch, bus_dir);
     if (!bus) return false;
     for (const char* t : {"ping", "pong"})
-      if (auto ok = bus->create_topic(t, pingpong_topic_options(options, total * per_trip, value_bytes)); !ok)
+      if (auto ok = bus->create_topic(t, pingpong_topic_options(options)); !ok)
         return ch.fail(std::string("create_topic ") + t + ": " + ok.error().to_string());
     BenchProducer made;
     if (!make_bench_producer(ch, *bus, "ping", popts, txn_records > 0, "bench-pingpong", &made)) return false;

@@ -56,8 +56,8 @@ std::string json_string(std::string_view s) {
 }
 
 std::string segments_text(const BenchOptions& o) {
-  if (o.segment_bytes != 0) return std::to_string(o.segment_bytes) + "-byte segments";
-  return "segments: pingpong one per run (no roll), throughput 4 MiB";
+  return (o.segment_bytes != 0 ? std::to_string(o.segment_bytes) + "-byte" : std::string("4 MiB")) +
+         " segments, a window of 4 recycled (retention for pingpong, back-pressure for throughput)";
 }
 
 const char* goal_text(Ratio::Goal g) { return g == Ratio::Goal::kAtMost ? "<=" : g == Ratio::Goal::kAtLeast ? ">=" : ""; }
@@ -214,7 +214,7 @@ void print_table(std::FILE* out, const BenchReport& r) {
                  r.dir.c_str());
   if (!r.pingpong.empty() || !r.throughput.empty())
     std::fprintf(out,
-                 "sluice: 1 partition, %s%s, back-pressure window 4 segments (recycled),\n"
+                 "sluice: 1 partition, %s%s,\n"
                  "producer send() (copying), reader verifying checksums (in a group for throughput);\n"
                  "ring: fixed slots in %llu MiB, tail published after every message\n",
                  segments_text(o).c_str(), o.prefault ? ", prefaulted" : "",

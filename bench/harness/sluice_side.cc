@@ -6,16 +6,15 @@
 
 namespace sluice::bench {
 
-TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes) {
-  // A frame of one record: 32-byte frame header, 32-byte record header, the
-  // value padded to 8 (segment_format.h).
-  const uint64_t frame = 64 + ((uint64_t{value_bytes} + 7) & ~uint64_t{7});
-  constexpr uint64_t kMiB = 1u << 20;
-  const uint64_t want = (records * frame + records * frame / 8 + kMiB + kMiB - 1) / kMiB * kMiB;
+TopicOptions pingpong_topic_options(const BenchOptions& options) {
+  // The ring's memory: a window of 4 segments of a quarter of its size, old
+  // ones recycled (retention by bytes; the reader is always caught up).
+  // Fresh memory costs much on this class of VM even prefaulted: one
+  // segment holding the whole run took a 4 KiB round trip from 2.5 to 25 us
+  // (docs/architecture.md, "Large values").
   TopicOptions t;
   t.partitions = 1;
-  t.segment_bytes = options.segment_bytes != 0 ? options.segment_bytes
-                                               : static_cast<uint32_t>(std::min<uint64_t>(want, 1u << 30));
+  t.segment_bytes = options.segment_bytes != 0 ? options.segment_bytes : static_cast<uint32_t>(kRingBytes / 4);
   t.retention_bytes = 4 * static_cast<int64_t>(t.segment_bytes);
   t.prefault_segments = options.prefault;
   return t;

@@ -14,15 +14,14 @@
 
 namespace sluice::bench {
 
-// Topics of one partition, prefaulted per options.prefault.
-// Pingpong: one segment holds the whole run (up to 1 GiB), so no roll lands
-// among the latency samples and no far larger file is made than is used.
-// Throughput: a back-pressure window of four segments of 4 MiB, the ring's
-// 16 MiB in all, so memory stays bounded, both run in the same amount of
-// cache, and rolls recycle retired segments. (With the library's default of
-// 64 MiB segments the window is 256 MiB and streams through DRAM.)
-// --segment-bytes sets the size for both workloads.
-TopicOptions pingpong_topic_options(const BenchOptions& options, uint64_t records, uint32_t value_bytes);
+// Topics of one partition, prefaulted per options.prefault, in segments of
+// 4 MiB (--segment-bytes sets another size) of which retention keeps a
+// window of four, the ring's 16 MiB in all, so that both run in the same
+// amount of cache and rolls recycle retired segments (with the library's
+// default of 64 MiB segments the window is 256 MiB and streams through DRAM).
+// Pingpong: retention by bytes; the reader is always caught up. Throughput:
+// back-pressure, so that the producer waits for the reader as the ring's does.
+TopicOptions pingpong_topic_options(const BenchOptions& options);
 TopicOptions throughput_topic_options(const BenchOptions& options);
 // A standalone reader (no group, so nothing to commit), checksums verified
 // (the default), waiting with options.wait.
