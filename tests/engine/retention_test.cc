@@ -327,15 +327,31 @@ TopicOptions back_pressured_topic() {
 // contiguous across segment rolls, so the window counts frames only.
 constexpr uint64_t kWindowRecords = 2 * kSegment / kFrame;
 
-TEST(BackPressure, ProducerIsBackPressuredWhenTheSlowestGroupIsAWindowBehindAndGoesOnAfterItCommits) {
-  test::TempDir dir;
+// A bus in `dir` with kTopic back-pressured.
+std::optional<Bus> back_pressured_bus(const test::TempDir& dir) {
   auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, back_pressured_topic()));
+  EXPECT_TRUE(bus) << bus.error().to_string();
+  if (!bus) return std::nullopt;
+  EXPECT_TRUE(bus->create_topic(kTopic, back_pressured_topic()));
+  return std::move(*bus);
+}
+
+// A consumer of `group` that commits only when told to.
+std::optional<Consumer> committing_by_hand(Bus& bus, const std::string& group) {
   ConsumerOptions co;
   co.auto_commit = false;
-  auto fast = bus->create_consumer(kTopic, "fast", co);
-  auto slow = bus->create_consumer(kTopic, "slow", co);
+  auto c = bus.create_consumer(kTopic, group, co);
+  EXPECT_TRUE(c) << c.error().to_string();
+  if (!c) return std::nullopt;
+  return std::move(*c);
+}
+
+TEST(BackPressure, ProducerIsBackPressuredWhenTheSlowestGroupIsAWindowBehindAndGoesOnAfterItCommits) {
+  test::TempDir dir;
+  auto bus = back_pressured_bus(dir);
+  ASSERT_TRUE(bus);
+  auto fast = committing_by_hand(*bus, "fast");
+  auto slow = committing_by_hand(*bus, "slow");
   ASSERT_TRUE(fast && slow);
   auto producer = bus->create_producer(kTopic);
   ASSERT_TRUE(producer);
@@ -372,12 +388,9 @@ TEST(BackPressure, ProducerIsBackPressuredWhenTheSlowestGroupIsAWindowBehindAndG
 
 TEST(BackPressure, SendWaitsUpToItsTimeoutForTheSlowGroupToCommit) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
+  auto bus = back_pressured_bus(dir);
   ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, back_pressured_topic()));
-  ConsumerOptions co;
-  co.auto_commit = false;
-  auto slow = bus->create_consumer(kTopic, "slow", co);
+  auto slow = committing_by_hand(*bus, "slow");
   ASSERT_TRUE(slow);
   auto producer = bus->create_producer(kTopic);
   for (uint64_t i = 0; i < kWindowRecords; ++i) ASSERT_TRUE(producer->send(Message{"", value_of(i)}, 0).ok());
@@ -405,12 +418,9 @@ TEST(BackPressure, SendWaitsUpToItsTimeoutForTheSlowGroupToCommit) {
 // next happen to list the groups.
 TEST(BackPressure, AGroupRegisteredWhileTheProducerRunsHoldsItFromThen) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
+  auto bus = back_pressured_bus(dir);
   ASSERT_TRUE(bus);
-  ASSERT_TRUE(bus->create_topic(kTopic, back_pressured_topic()));
-  ConsumerOptions co;
-  co.auto_commit = false;
-  auto early = bus->create_consumer(kTopic, "early", co);
+  auto early = committing_by_hand(*bus, "early");
   ASSERT_TRUE(early);
   auto producer = bus->create_producer(kTopic);
   ASSERT_TRUE(producer);
@@ -426,7 +436,7 @@ TEST(BackPressure, AGroupRegisteredWhileTheProducerRunsHoldsItFromThen) {
   };
   // Three windows: the producer looked at the groups at every roll.
   ASSERT_TRUE(send_with_early_keeping_up(3 * kWindowRecords).ok()) << producer->last_error().to_string();
-  auto late = bus->create_consumer(kTopic, "late", co);  // from the log's start, nothing committed
+  auto late = committing_by_hand(*bus, "late");  // from the log's start, nothing committed
   ASSERT_TRUE(late);
   auto d = bus->describe_topic(kTopic);
   ASSERT_TRUE(d);

@@ -170,6 +170,16 @@ class TailClaim : public ::testing::Test {
     EXPECT_TRUE(v->ok());
   }
 
+  // verify() finds no issue, and these counts.
+  void expect_verified(uint64_t records, uint64_t open_claims, uint64_t segments_partly_checked) {
+    auto v = bus_->verify(kTopic);
+    ASSERT_TRUE(v) << v.error().to_string();
+    EXPECT_TRUE(v->ok()) << v->issues[0].what;
+    EXPECT_EQ(v->records, records);
+    EXPECT_EQ(v->open_claims, open_claims);
+    EXPECT_EQ(v->segments_partly_checked, segments_partly_checked);
+  }
+
   test::TempDir dir_;
   std::optional<Bus> bus_;
   test::Children children_;
@@ -261,12 +271,7 @@ TEST_F(TailClaim, VerifyStepsOverADeadWritersRangeAndDescribeShowsItHoldingTheSt
   const uint32_t pos = start_child(Then::kDie);
   children_.wait(child_, 20'000);
   send("b", 5);  // offsets 11..15
-  auto v = bus_->verify(kTopic);
-  ASSERT_TRUE(v) << v.error().to_string();
-  EXPECT_TRUE(v->ok()) << v->issues[0].what;
-  EXPECT_EQ(v->records, 15u);
-  EXPECT_EQ(v->open_claims, 1u);
-  EXPECT_EQ(v->segments_partly_checked, 0u);
+  expect_verified(15, 1, 0);
   auto d = bus_->describe_topic(kTopic);
   ASSERT_TRUE(d) << d.error().to_string();
   const PartitionInfo& p = d->partitions[0];
@@ -289,12 +294,7 @@ TEST_F(TailClaim, VerifyStepsOverADeadWritersRangeAndDescribeShowsItHoldingTheSt
 TEST_F(TailClaim, VerifyStopsAtALiveWritersRangeAndSaysTheSegmentWasPartlyChecked) {
   const uint32_t pos = start_child(Then::kStop);
   send("b", 5);
-  auto v = bus_->verify(kTopic);
-  ASSERT_TRUE(v) << v.error().to_string();
-  EXPECT_TRUE(v->ok()) << v->issues[0].what;
-  EXPECT_EQ(v->records, 10u);
-  EXPECT_EQ(v->open_claims, 1u);
-  EXPECT_EQ(v->segments_partly_checked, 1u);
+  expect_verified(10, 1, 1);
   auto d = bus_->describe_topic(kTopic);
   ASSERT_TRUE(d) << d.error().to_string();
   EXPECT_EQ(d->partitions[0].stable_offset, 10u);
