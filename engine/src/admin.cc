@@ -41,7 +41,11 @@ std::optional<UndecidedFrame> first_undecided_in(Partition& p, const std::shared
       // acquire: as the repairers' load of the tail (Partition::repair_gap).
       const uint64_t t = seg->control().tail_hint.load(std::memory_order_acquire);
       if (!tail_exact(t) || tail_position(t) <= pos || offset < from) return std::nullopt;
-      return UndecidedFrame{seg, pos, offset, 0, p.live_writer_in(*seg, pos, tail_position(t))};
+      const bool live = p.live_writer_in(*seg, pos, tail_position(t));
+      // A writer that published and cleared its intent since our load
+      // stored its word first: read it again. acquire: as above.
+      if (!live && seg->word(pos).load(std::memory_order_acquire) != 0) continue;
+      return UndecidedFrame{seg, pos, offset, 0, live};
     }
     const ClaimState st = claim_state(w);
     const uint32_t len = claim_length(w);

@@ -143,9 +143,10 @@ void GroupOffsets::clear_retry_attempts(uint32_t partition) const noexcept {
 }
 
 void invalidate_back_pressure_limits(const TopicState& topic) {
-  // relaxed: producers re-read the group files after seeing 0; the files,
-  // not this word, carry the data.
-  for (const auto& p : topic.partitions) p->control().back_pressure_limit.store(0, std::memory_order_relaxed);
+  // release: a producer that sees 0 (and then fences, check_back_pressure)
+  // sees what came before, the new group's groups_generation among it; the
+  // files, not this word, carry the offsets.
+  for (const auto& p : topic.partitions) p->control().back_pressure_limit.store(0, std::memory_order_release);
 }
 
 Result<std::vector<std::string>> groups_of_topic(const BusState& bus, std::string_view topic) {
@@ -169,12 +170,20 @@ Result<uint64_t> min_committed_offset(TopicState& topic, uint32_t partition) {
   // acquire: pairs with the increment after a new file was published.
   const uint64_t generation = topic.control().groups_generation.load(std::memory_order_acquire);
   const int64_t now = topic.bus->clock->coarse_now_ns();
-  if (!cache.listed || generation != cache.generation || now - cache.listed_ns >= 1'000'000'000) {
+  if (!cache.listed || generation != cache.generation || now - cache.listed_ns >= 1'000'000'000 ||
+      now < cache.listed_ns) {  // a second has passed, or the clock stepped back
     auto groups = groups_of_topic(*topic.bus, topic.name);
     if (!groups) return std::unexpected(groups.error());
     cache.groups.clear();
-    for (const auto& g : *groups)
-      if (auto offsets = GroupOffsets::open(*topic.bus, g, topic, false, true)) cache.groups.push_back(std::move(*offsets));
+    cache.listed = false;
+    for (const auto& g : *groups) {
+      auto offsets = GroupOffsets::open(*topic.bus, g, topic, false, true);
+      if (offsets) {
+        cache.groups.push_back(std::move(*offsets));
+      } else if (offsets.error().code != Errc::kNotFound) {  // removed since the listing: gone
+        return std::unexpected(offsets.error());  // not kept: a group left out would not hold anyone
+      }
+    }
     cache.generation = generation;  // read before the listing: a later group moves it again
     cache.listed_ns = now;
     cache.listed = true;

@@ -693,7 +693,8 @@ Result<uint64_t> Partition::enforce_retention(int64_t now_ns) {
   uint64_t protect_from = UINT64_MAX;  // back-pressure: first offset a group still needs
   if (o.retention_mode == RetentionMode::kBackPressure) {
     auto min = min_committed_offset(*topic_, index_);
-    if (min) protect_from = *min;
+    if (!min) return std::unexpected(min.error());  // not knowing what a group needs, remove nothing
+    protect_from = *min;
   }
   uint64_t removed = 0;
   size_t spares = 0;

@@ -47,7 +47,7 @@ void fill_frame_header(FrameHeader* f, uint64_t base_offset, uint16_t attributes
   f->base_offset = base_offset;
   f->producer_id = producer_id;
   const uint64_t last = uint64_t{producer_epoch} | uint64_t{attributes} << 16 | uint64_t{base_sequence} << 32;
-  std::memcpy(&f->producer_epoch, &last, sizeof last);
+  std::memcpy(reinterpret_cast<std::byte*>(f) + offsetof(FrameHeader, producer_epoch), &last, sizeof last);
 }
 }  // namespace
 
@@ -177,6 +177,10 @@ SendStatus ProducerState::check_back_pressure(uint32_t partition, uint32_t frame
                                          : tail_position(w.segment->control().tail_hint.load(std::memory_order_relaxed));
   const uint64_t end = w.segment->base_position() + std::min(pos, w.segment->capacity()) + frame_length;
   if (below_back_pressure_limit(partition, end)) return SendStatus::kOk;
+  // acquire: if the limit we read was a reset to 0 (a new group's, release),
+  // the group's groups_generation bump before it is seen below, and the
+  // group with it.
+  std::atomic_thread_fence(std::memory_order_acquire);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(options.back_pressure_timeout_ns);
   for (;;) {
     auto min = min_committed_offset(*topic, partition);

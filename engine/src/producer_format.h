@@ -149,6 +149,10 @@ struct TxnOffset {
   uint64_t reserved2;
 };
 static_assert(sizeof(TxnOffset) == 48);
+static_assert(offsetof(TxnPartition, partition) == 8 && offsetof(TxnPartition, first_offset) == 16 &&
+              offsetof(TxnPartition, last_offset) == 24);
+static_assert(offsetof(TxnOffset, topic_hash) == 8 && offsetof(TxnOffset, partition) == 16 &&
+              offsetof(TxnOffset, next_offset) == 24 && offsetof(TxnOffset, expected) == 32);
 enum ProducerKind : uint8_t { kProducerNamed = 1, kProducerUnnamed = 2 };
 
 struct ProducerSlot {

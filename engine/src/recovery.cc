@@ -331,12 +331,17 @@ Status verify_partition(Partition& part, VerifyReport& report) {
           sealed = tail_sealed(t);
           break;
         }
-        ++report.open_claims;
         if (part.live_writer_in(s, pos, tail_position(t))) {
+          ++report.open_claims;
           partly = true;
           ++report.segments_partly_checked;
           break;
         }
+        // A writer that published its frame and cleared its intent since our
+        // load stored its word first: read it again before taking the
+        // range's bytes for a gap's. acquire: as above.
+        if (s.word(pos).load(std::memory_order_acquire) != 0) continue;
+        ++report.open_claims;
         uint32_t next_pos;
         uint64_t next_offset;
         if (!part.measure_gap(s, pos, rel, t, &next_pos, &next_offset)) {

@@ -100,7 +100,11 @@ struct PartitionControl {
   // group, a group seeked back) resets it to 0, forcing a recompute. A
   // producer that recomputed just before such a reset may store its older
   // bound after it; then producers run ahead of the window until the next
-  // recompute, but nothing is lost: retention reads the group files itself.
+  // recompute, but nothing is lost: retention reads the groups' offsets
+  // itself (through min_committed_offset's open files, which a new group's
+  // groups_generation bump has listed again). Reset with a release store,
+  // after that bump; a producer that reads 0 fences (acquire) before it
+  // recomputes.
   alignas(64) std::atomic<uint64_t> back_pressure_limit;
 };
 static_assert(offsetof(PartitionControl, newest_base) == 64);
