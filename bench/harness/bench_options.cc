@@ -46,7 +46,7 @@ const char* bench_usage() {
   return "usage: sluice bench [--workload pingpong|throughput|queue|eos|all] [--sizes 64,4096]\n"
          "                    [--samples N] [--warmup N] [--messages N] [--wait spin|yield|block]\n"
          "                    [--queue-messages N] [--queue-samples N] [--queue-workers 1,2,4]\n"
-         "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault]\n"
+         "                    [--json] [--dir DIR] [--segment-bytes B] [--no-prefault] [--no-verify]\n"
          "                    [--systems ring,sluice[/exclusive|/shared]]\n"
          "\n"
          "Two real processes (fork; pinned to two CPUs when allowed) exchange records\n"
@@ -82,6 +82,8 @@ const char* bench_usage() {
          "                    16 MiB, and rolls recycle old segments; throughput topics\n"
          "                    back-pressure the producer instead of deleting)\n"
          "  --no-prefault     do not prefault sluice segments when they are mapped\n"
+         "  --no-verify       sluice readers do not verify record checksums (the\n"
+         "                    default verifies, as the library's readers do)\n"
          "  --systems LIST    ring, sluice or both (default both; ratios need both); ring\n"
          "                    also stands for the other baselines (memcpy, Boost message_queue);\n"
          "                    sluice/exclusive or sluice/shared runs one log writer mode only\n"
@@ -187,6 +189,8 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* out, bool* help, s
       }
     } else if (arg == "--no-prefault") {
       out->prefault = false;
+    } else if (arg == "--no-verify") {
+      out->verify = false;
     } else {
       *error = "unknown option '" + std::string(arg) + "' (see --help)";
       return false;

@@ -32,6 +32,7 @@ struct BenchOptions {
   std::string dir;                        // empty: a fresh directory under /dev/shm
   uint32_t segment_bytes = 0;             // sluice segment size; 0: see sluice_side.h
   bool prefault = true;                   // sluice topics' prefault_segments
+  bool verify = true;                     // sluice readers' verify_checksums
   int64_t workload_timeout_ms = 120'000;  // per two-process run
 };
 

@@ -215,9 +215,9 @@ void print_table(std::FILE* out, const BenchReport& r) {
   if (!r.pingpong.empty() || !r.throughput.empty())
     std::fprintf(out,
                  "sluice: 1 partition, %s%s,\n"
-                 "producer send() (copying), reader verifying checksums (in a group for throughput);\n"
+                 "producer send() (copying), reader %s checksums (in a group for throughput);\n"
                  "ring: fixed slots in %llu MiB, tail published after every message\n",
-                 segments_text(o).c_str(), o.prefault ? ", prefaulted" : "",
+                 segments_text(o).c_str(), o.prefault ? ", prefaulted" : "", o.verify ? "verifying" : "NOT verifying",
                  static_cast<unsigned long long>(kRingBytes >> 20));
   if (!r.pingpong.empty()) {
     std::fprintf(out, "\npingpong: round trip A->B->A, %llu samples after %llu warm-up, every sample kept (us)\n",
@@ -350,12 +350,12 @@ void print_latency_json(std::FILE* out, const std::vector<LatencyResult>& rows) 
 void print_json(std::FILE* out, const BenchReport& r) {
   const BenchOptions& o = r.options;
   std::fprintf(out, "{\n  \"config\": {\"wait\": \"%s\", \"pinned\": %s, \"dir\": %s, \"samples\": %llu, "
-               "\"warmup\": %llu, \"messages\": %llu, \"segment_bytes\": %u, \"prefault\": %s, "
+               "\"warmup\": %llu, \"messages\": %llu, \"segment_bytes\": %u, \"prefault\": %s, \"verify\": %s, "
                "\"ring_bytes\": %u, \"sizes\": [",
                wait_name(o.wait), r.pinned ? "true" : "false", json_string(r.dir).c_str(),
                static_cast<unsigned long long>(o.samples), static_cast<unsigned long long>(o.warmup),
                static_cast<unsigned long long>(o.messages), o.segment_bytes, o.prefault ? "true" : "false",
-               static_cast<unsigned>(kRingBytes));
+               o.verify ? "true" : "false", static_cast<unsigned>(kRingBytes));
   for (size_t i = 0; i < o.sizes.size(); ++i) std::fprintf(out, "%s%u", i ? ", " : "", o.sizes[i]);
   std::fprintf(out, "]},\n  \"pingpong\": [");
   print_latency_json(out, r.pingpong);

@@ -38,6 +38,7 @@ TopicOptions throughput_topic_options(const BenchOptions& options) {
 ConsumerOptions bench_consumer_options(const BenchOptions& options) {
   ConsumerOptions c;
   c.wait = static_cast<WaitStrategy>(options.wait);
+  c.verify_checksums = options.verify;
   c.auto_commit = false;
   return c;
 }

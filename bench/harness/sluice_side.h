@@ -23,8 +23,8 @@ namespace sluice::bench {
 // back-pressure, so that the producer waits for the reader as the ring's does.
 TopicOptions pingpong_topic_options(const BenchOptions& options);
 TopicOptions throughput_topic_options(const BenchOptions& options);
-// A standalone reader (no group, so nothing to commit), checksums verified
-// (the default), waiting with options.wait.
+// Readers' settings: checksums verified unless --no-verify, waiting with
+// options.wait, no auto commit.
 ConsumerOptions bench_consumer_options(const BenchOptions& options);
 
 // Opens the bus in `dir` from inside a side; fails the channel on error.
