@@ -429,6 +429,8 @@ SendStatus Partition::claim(uint32_t frame_length, uint32_t count, uint16_t owne
         break;
       }
       case Segment::ClaimOutcome::kClaimed:
+        if (own != nullptr && own->revoker_check_due()) [[unlikely]]
+          release_dead_revoker(seg);
         out->segment = cached->get();
         out->position = pos;
         out->offset = seg.base_offset() + before;
@@ -564,6 +566,17 @@ SendStatus Partition::revoke_tail(Segment& seg, const std::atomic<uint64_t>* min
     return SendStatus::kError;
   }
   return SendStatus::kOk;
+}
+
+void Partition::release_dead_revoker(Segment& seg) {
+  auto& revoker = seg.control().revoker;
+  // relaxed: a hint; the CAS below decides.
+  uint32_t holder = revoker.load(std::memory_order_relaxed);
+  if (holder == 0 || topic_->bus->registry.is_alive(static_cast<ipc::OwnerId>(holder))) return;
+  // seq_cst: as revoke_tail()'s CAS of the slot, of which this is the
+  // taking from a dead holder and the letting go at once; it fails if a
+  // live writer took the slot meanwhile.
+  revoker.compare_exchange_strong(holder, 0, std::memory_order_seq_cst, std::memory_order_relaxed);
 }
 
 bool Partition::abort_claim(Segment& seg, uint32_t position, uint64_t word) {

@@ -147,6 +147,13 @@ class Partition {
   // claim timeout (stopped); kError: the membarrier failed, or a corrupt
   // word past the tail.
   SendStatus revoke_tail(Segment& segment, const std::atomic<uint64_t>* mine, Error* error);
+  // Frees the revoker slot of `segment` if a dead process holds it: a
+  // revoker that died after ending the ownership but before letting the
+  // slot go would keep every writer from owning this tail again (a taker
+  // backs off while the slot is held). If the tail is still OWNED, the next
+  // writer revokes it in full, as revoke_tail() does after taking the slot
+  // from a dead holder.
+  void release_dead_revoker(Segment& segment);
 
   enum class Gap : uint8_t {
     kNone,      // nothing is claimed at the position (the log ends there)

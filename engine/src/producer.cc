@@ -558,6 +558,9 @@ template <bool kIdempotent>
   if (seg.try_claim(frame_length, 1, owner, claimed, w.intent.position(), &w.own, &position, &rel_offset) !=
       Segment::ClaimOutcome::kClaimed) [[unlikely]]
     return false;  // sealed (the general path rolls), owned by another writer (it revokes) or corrupt (it reports)
+  if constexpr (!kIdempotent)
+    if (w.own.revoker_check_due()) [[unlikely]]
+      topic->partitions[partition]->release_dead_revoker(seg);
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
   compose_small(stage, offset, 0, kIdempotent ? &idem->id : nullptr, sequence, m, headers_bytes, frame_length, ts);

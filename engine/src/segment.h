@@ -43,6 +43,13 @@ struct TailOwnership {
   // then zeroes ahead, so that the word past each frame reads 0.
   uint32_t zeroed_end = UINT32_MAX;
   bool sealed_owned = false;  // our last claim sealed a segment we owned: our roll may own the next
+
+  // Every kSoloClaimsToOwn claims in a row while not owning: time to see
+  // whether a dead revoker's slot is what keeps us from owning
+  // (Partition::release_dead_revoker).
+  bool revoker_check_due() const noexcept {
+    return may_own && owned_base == 0 && solo != 0 && solo % kSoloClaimsToOwn == 0;
+  }
 };
 
 // A process that uses a segment holds a shared flock on the segment file for

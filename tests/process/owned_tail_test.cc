@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ipc/mapped_file.h"
+#include "ipc/process_registry.h"
 #include "process/process_helpers.h"
 #include "segment.h"
 #include "segment_format.h"
@@ -123,6 +124,34 @@ TEST_F(OwnedTail, AWriterAloneComesToOwnTheTailAndASecondWriterTakesItBack) {
   auto d = bus_->describe_topic(kTopic);
   ASSERT_TRUE(d);
   EXPECT_EQ(d->partitions[0].repaired_claims, 0u);
+}
+
+// A child that takes the segment's revoker slot, as revoke_tail() does, and
+// dies before letting it go (after its revocation ended: the tail is EXACT).
+int take_revoker_slot_then_die(const std::string& dir, const std::string& segment_path) {
+  auto registry = ipc::ProcessRegistry::attach(dir + "/procs");
+  if (!registry) return 10;
+  auto seg = Segment::open(segment_path, ipc::MapOptions{}, nullptr);
+  if (!seg) return 11;
+  uint32_t free_slot = 0;
+  if (!(*seg)->control().revoker.compare_exchange_strong(free_slot, static_cast<uint32_t>(registry->self())))
+    return 12;
+  ::raise(SIGKILL);
+  return 13;
+}
+
+TEST_F(OwnedTail, ARevokerThatDiedHoldingItsSlotDoesNotKeepALoneWriterFromOwningTheTail) {
+  Producer a = producer();
+  std::vector<std::string> sent;
+  send(a, "a", 8, &sent);
+  const std::string path = newest()->path();
+  const pid_t child = children_.spawn([&] { return take_revoker_slot_then_die(dir_.path(), path); });
+  ASSERT_EQ(children_.wait(child, 20'000), 128 + SIGKILL);
+  ASSERT_NE(newest()->control().revoker.load(std::memory_order_acquire), 0u);
+  send(a, "a2", kToOwn, &sent);
+  EXPECT_TRUE(owned());
+  EXPECT_EQ(newest()->control().revoker.load(std::memory_order_acquire), 0u);
+  expect_log(sent);
 }
 
 TEST_F(OwnedTail, AClosingOwnerGivesTheTailBack) {
