@@ -395,10 +395,17 @@ Status verify_partition(Partition& part, VerifyReport& report) {
     // over, the frames and their slots were not looked at).
     const uint32_t interval = s.index_interval();
     for (uint64_t k = (uint64_t{pos} + interval - 1) / interval; !partly && k < s.slot_count(); ++k) {
-      if (s.slot(k).rel_offset_plus_1.load(std::memory_order_acquire) != 0) {
-        issue(s.path(), pos, offset, "index slot " + std::to_string(k) + " points past the last frame");
+      if (s.slot(k).rel_offset_plus_1.load(std::memory_order_acquire) == 0) continue;
+      // A writer appending since our walk stored its frame's slot before
+      // its word: then its claim moved the tail past our end, or its word
+      // is there now (acquire, both: after the slot's load). Only a
+      // writer between those two stores of its own is still taken for
+      // damage, and a second run does not find it.
+      if (!sealed && (s.word(pos).load(std::memory_order_acquire) != 0 ||
+                      tail_position(s.control().tail_hint.load(std::memory_order_acquire)) > pos))
         break;
-      }
+      issue(s.path(), pos, offset, "index slot " + std::to_string(k) + " points past the last frame");
+      break;
     }
     expected_base = sealed ? offset : UINT64_MAX;
   }
