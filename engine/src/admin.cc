@@ -38,14 +38,11 @@ std::optional<UndecidedFrame> first_undecided_in(Partition& p, const std::shared
     // publishing CAS, so a PREPARED frame's header and records are complete.
     const uint64_t w = seg->word(pos).load(std::memory_order_acquire);
     if (w == 0) {
-      // acquire: as the repairers' load of the tail (Partition::repair_gap).
-      const uint64_t t = seg->control().tail_hint.load(std::memory_order_acquire);
-      if (!tail_exact(t) || tail_position(t) <= pos || offset < from) return std::nullopt;
-      const bool live = p.live_writer_in(*seg, pos, tail_position(t));
-      // A writer that published and cleared its intent since our load
-      // stored its word first: read it again. acquire: as above.
-      if (!live && seg->word(pos).load(std::memory_order_acquire) != 0) continue;
-      return UndecidedFrame{seg, pos, offset, 0, live};
+      const Partition::ZeroWord z = p.look_at_zero_word(*seg, pos);
+      if (z.kind == Partition::ZeroWord::kPublished) continue;
+      if (z.kind != Partition::ZeroWord::kLive && z.kind != Partition::ZeroWord::kGap) return std::nullopt;
+      if (offset < from) return std::nullopt;
+      return UndecidedFrame{seg, pos, offset, 0, z.kind == Partition::ZeroWord::kLive};
     }
     const ClaimState st = claim_state(w);
     const uint32_t len = claim_length(w);

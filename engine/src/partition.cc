@@ -286,6 +286,19 @@ bool Partition::live_writer_in(const Segment& seg, uint32_t from, uint32_t to) c
   return false;
 }
 
+Partition::ZeroWord Partition::look_at_zero_word(const Segment& seg, uint32_t p) const {
+  // acquire: as the repairers' load of the tail (repair_gap).
+  const uint64_t t = seg.control().tail_hint.load(std::memory_order_acquire);
+  if (!tail_exact(t) || tail_position(t) < p) return {ZeroWord::kEnd, t};
+  if (tail_position(t) == p) return {tail_sealed(t) ? ZeroWord::kSealed : ZeroWord::kEnd, t};
+  if (live_writer_in(seg, p, tail_position(t))) return {ZeroWord::kLive, t};
+  // A writer that published its frame and cleared its intent since the
+  // caller's load stored its word first: read it again before anyone takes
+  // the range's bytes for a gap's. acquire: as any walker's.
+  if (seg.word(p).load(std::memory_order_acquire) != 0) return {ZeroWord::kPublished, t};
+  return {ZeroWord::kGap, t};
+}
+
 bool Partition::measure_gap(const Segment& seg, uint32_t p, uint32_t count_before, uint64_t t, uint32_t* next_pos,
                             uint64_t* next_offset) const {
   const uint32_t end = tail_position(t);

@@ -180,6 +180,19 @@ class Partition {
                    uint32_t* next_position, uint64_t* next_offset) const;
   // Whether a live writer's claim intent lies in [from, to) of `segment`.
   bool live_writer_in(const Segment& segment, uint32_t from, uint32_t to) const;
+  // What a walker that only reads (verify, describe) finds at a word it
+  // loaded as 0 at `position`, without repairing anything.
+  struct ZeroWord {
+    enum Kind : uint8_t {
+      kEnd,        // the end of the claims (the tail is there, or not EXACT)
+      kSealed,     // the tail is sealed there: a sealer's END_OF_SEGMENT is on its way
+      kLive,       // a claimed range a live writer is filling
+      kPublished,  // its word was stored since the caller's load: read it again
+      kGap,        // a claimed range whose writer died or is about to store its word
+    } kind;
+    uint64_t tail;  // the tail as loaded (acquire), for measure_gap()
+  };
+  ZeroWord look_at_zero_word(const Segment& segment, uint32_t position) const;
   // repair_gap() at every 0 word below the EXACT tail of `segment`, for a
   // caller that knows no shared writer is live (an exclusive writer taking
   // the partition; recovery). *repaired: the ranges repaired. false: a

@@ -324,27 +324,22 @@ Status verify_partition(Partition& part, VerifyReport& report) {
         // A 0 word below an EXACT tail is a claimed range whose word is not
         // written yet: stepped over (measured as a repairer would) unless a
         // live writer is inside it. Reads only: verify repairs nothing.
-        // acquire: as the repairers' load of the tail.
-        const uint64_t t = s.control().tail_hint.load(std::memory_order_acquire);
-        if (!tail_exact(t) || tail_position(t) < pos) break;
-        if (tail_position(t) == pos) {
-          sealed = tail_sealed(t);
+        const Partition::ZeroWord z = part.look_at_zero_word(s, pos);
+        if (z.kind == Partition::ZeroWord::kPublished) continue;
+        if (z.kind == Partition::ZeroWord::kEnd) break;
+        if (z.kind == Partition::ZeroWord::kSealed) {
+          sealed = true;
           break;
         }
-        if (part.live_writer_in(s, pos, tail_position(t))) {
-          ++report.open_claims;
+        ++report.open_claims;
+        if (z.kind == Partition::ZeroWord::kLive) {
           partly = true;
           ++report.segments_partly_checked;
           break;
         }
-        // A writer that published its frame and cleared its intent since our
-        // load stored its word first: read it again before taking the
-        // range's bytes for a gap's. acquire: as above.
-        if (s.word(pos).load(std::memory_order_acquire) != 0) continue;
-        ++report.open_claims;
         uint32_t next_pos;
         uint64_t next_offset;
-        if (!part.measure_gap(s, pos, rel, t, &next_pos, &next_offset)) {
+        if (!part.measure_gap(s, pos, rel, z.tail, &next_pos, &next_offset)) {
           issue(s.path(), pos, offset,
                 "a claimed range whose claim word reads 0 cannot be measured; the rest of the segment is unreadable");
           partly = true;
