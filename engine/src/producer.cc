@@ -284,6 +284,28 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
 }
 
 namespace {
+// memcpy() for a value of a staged frame (a few hundred bytes), inline: 16-byte
+// moves, the last one overlapping, and no call, whose clobbered registers
+// cost the straight-line send spills (docs/architecture.md, "Stores per
+// record"). Reads and writes only [from, from + n) and [to, to + n).
+[[gnu::always_inline]] inline void copy_small(std::byte* to, const void* from, size_t n) noexcept {
+  const auto* src = static_cast<const std::byte*>(from);
+  if (n >= 16) {
+    for (size_t i = 0; i + 16 < n; i += 16) std::memcpy(to + i, src + i, 16);
+    std::memcpy(to + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(to, src, 8);
+    std::memcpy(to + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(to, src, 4);
+    std::memcpy(to + n - 4, src + n - 4, 4);
+  } else if (n != 0) {
+    to[0] = src[0];
+    to[n / 2] = src[n / 2];
+    to[n - 1] = src[n - 1];
+  }
+}
+
 // Copies a frame composed off the mapping into it, the lines after the
 // first one first and then the first line, less the claim word, which the
 // caller stores last. A caught-up reader polls that first line: this way
@@ -447,7 +469,9 @@ namespace {
     fill_frame_header(f, offset, attributes, 0, 0, 0);
   std::memset(stage + frame_length - 8, 0, 8);  // the padding, if any (stack bytes must not leak into the log)
   std::byte* const rec = stage + kFrameHeaderBytes;
-  write_record(rec, m.key, m.headers, headers_bytes, m.value.data(), static_cast<uint32_t>(m.value.size()), ts);
+  std::byte* const value =
+      write_record(rec, m.key, m.headers, headers_bytes, nullptr, static_cast<uint32_t>(m.value.size()), ts);
+  copy_small(value, m.value.data(), m.value.size());
   seal_record(rec, frame_seed(f), 0);
 }
 }  // namespace
@@ -470,7 +494,7 @@ namespace {
 template <bool kIdempotent>
 [[gnu::always_inline]] inline bool ProducerState::send_small_exclusive(uint32_t partition, const Message& m,
                                                                        uint64_t headers_bytes, uint32_t frame_length,
-                                                                       SendResult* out) noexcept {
+                                                                       int64_t ts, SendResult* out) noexcept {
   Writer* const open = open_writer_of(partition);
   if (open == nullptr) [[unlikely]]
     return false;
@@ -487,11 +511,10 @@ template <bool kIdempotent>
   if (topic->options.retention_mode == RetentionMode::kBackPressure &&
       !below_back_pressure_limit(partition, seg.base_position() + end)) [[unlikely]]
     return false;  // check_back_pressure() decides
-  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   const uint32_t rel_offset = w.tail_count;
   const uint64_t offset = seg.base_offset() + rel_offset;
   const uint32_t sequence = kIdempotent ? idem->parts[partition].next_seq : 0;
-  alignas(64) std::byte stage[kStagedFrameBytes];
+  alignas(16) std::byte stage[kStagedFrameBytes];
   compose_small(stage, offset, kAttrExclusiveWriter, kIdempotent ? &idem->id : nullptr, sequence, m,
                 headers_bytes, frame_length, ts);
   copy_staged_frame(seg.data() + position, stage, position, frame_length);
@@ -515,7 +538,7 @@ template <bool kIdempotent>
 template <bool kIdempotent>
 [[gnu::always_inline]] inline bool ProducerState::send_small_shared(uint32_t partition, const Message& m,
                                                                     uint64_t headers_bytes, uint32_t frame_length,
-                                                                    SendResult* out) noexcept {
+                                                                    int64_t ts, SendResult* out) noexcept {
   Writer* const open = open_writer_of(partition);
   if (open == nullptr) [[unlikely]]
     return false;
@@ -529,12 +552,9 @@ template <bool kIdempotent>
                                                 tail_position(seg.control().tail_hint.load(std::memory_order_relaxed)) +
                                                 frame_length)) [[unlikely]]
     return false;
-  // The clock before the claim: a CLAIMED_COPY window runs no code but the
-  // library's, and a BusOptions clock is the caller's.
-  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : bus->clock->now_ns();
   uint32_t position;
   uint32_t rel_offset;
-  alignas(64) std::byte stage[kStagedFrameBytes];
+  alignas(16) std::byte stage[kStagedFrameBytes];
   // The owned tail (docs/architecture.md): the tail is ours, so the frame
   // is written and published as an exclusive writer's, then the tail
   // stored past it. Plain producers only: an idempotent one's fencing
@@ -636,6 +656,11 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
   // The one-record case of send_batch(), kept straight-line: it is the path
   // latency-sensitive users take for every record.
   ProducerState& s = *state_;
+  // The clock first: before the claim (a CLAIMED_COPY window runs no code
+  // but the library's, and a BusOptions clock is the caller's), and before
+  // anything else is live: in the middle of the straight lines the call
+  // cost spills (docs/architecture.md, "Stores per record").
+  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();
   SendResult result;
   const uint64_t hb = headers_block_bytes(m.headers);
   const uint64_t rec = hb == UINT64_MAX ? UINT64_MAX : record_size(m.key, hb, m.value.size());
@@ -649,18 +674,17 @@ SendResult Producer::send(const Message& m, std::optional<uint32_t> partition) n
     // One instance per mode and per idempotence: the plain paths carry no
     // idempotence code (with it, the plain exclusive stream lost 8%).
     const bool sent = s.options.exclusive
-                          ? (s.idem ? s.send_small_exclusive<true>(result.partition, m, hb, frame, &result)
-                                    : s.send_small_exclusive<false>(result.partition, m, hb, frame, &result))
-                          : (s.idem ? s.send_small_shared<true>(result.partition, m, hb, frame, &result)
-                                    : s.send_small_shared<false>(result.partition, m, hb, frame, &result));
+                          ? (s.idem ? s.send_small_exclusive<true>(result.partition, m, hb, frame, ts, &result)
+                                    : s.send_small_exclusive<false>(result.partition, m, hb, frame, ts, &result))
+                          : (s.idem ? s.send_small_shared<true>(result.partition, m, hb, frame, ts, &result)
+                                    : s.send_small_shared<false>(result.partition, m, hb, frame, ts, &result));
     if (sent) return result;
   }
   Partition::Reservation r;
   // A small frame is composed on the stack and copied in at publish
   // (copy_staged_frame says why); a large one is written in place.
-  alignas(64) std::byte stage_buffer[kStagedFrameBytes];
+  alignas(16) std::byte stage_buffer[kStagedFrameBytes];
   std::byte* const stage = frame <= kStagedFrameBytes ? stage_buffer : nullptr;
-  const int64_t ts = m.timestamp_ns != 0 ? m.timestamp_ns : s.bus->clock->now_ns();  // before the claim, as above
   result.status = s.reserve(result.partition, frame, 1, &r, stage, /*copying=*/true);
   if (result.status != SendStatus::kOk) return result;
   if (s.idem) [[unlikely]] result.sequence = s.idem->parts[result.partition].next_seq;

@@ -126,13 +126,14 @@ struct ProducerState {
     return end <= topic->partitions[partition]->control().back_pressure_limit.load(std::memory_order_relaxed);
   }
   // Producer::send()'s paths for a small record of a plain producer when
-  // nothing but the append itself is due (producer.cc).
+  // nothing but the append itself is due (producer.cc). `ts`: the
+  // record's timestamp, read before the claim.
   template <bool kIdempotent>
   bool send_small_exclusive(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t frame_length,
-                            SendResult* out) noexcept;
+                            int64_t ts, SendResult* out) noexcept;
   template <bool kIdempotent>
   bool send_small_shared(uint32_t partition, const Message& m, uint64_t headers_bytes, uint32_t frame_length,
-                         SendResult* out) noexcept;
+                         int64_t ts, SendResult* out) noexcept;
   // Idempotent: whether a send to `partition` needs nothing first (not
   // fenced, no open Claim holding the next sequence, the partition taken
   // over); the general path handles each of those.

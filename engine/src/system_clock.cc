@@ -11,7 +11,7 @@
 namespace sluice {
 namespace {
 
-int64_t read_clock(clockid_t id) noexcept {
+[[gnu::noinline]] int64_t read_clock(clockid_t id) noexcept {
   timespec ts;
   ::clock_gettime(id, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
@@ -37,19 +37,18 @@ constexpr uint64_t kTightPairTicks = 4000;
 // a pair's jitter of a microsecond is a relative error of ~1e-4 at most.
 constexpr uint64_t kMinWindowTicks = 5'000'000;
 
-int64_t tsc_realtime_ns() noexcept {
-  struct Anchor {
-    uint64_t tsc = 0;
-    int64_t real = 0;
-    double ns_per_tick = 0;
-    uint64_t reanchor_at = 0;
-  };
-  thread_local Anchor a;
-  const uint64_t now = __builtin_ia32_rdtsc();
-  if (now < a.reanchor_at) {
-    if (a.ns_per_tick > 0) return a.real + static_cast<int64_t>(static_cast<double>(now - a.tsc) * a.ns_per_tick);
-    return read_clock(CLOCK_REALTIME);  // first window: the rate is not known yet
-  }
+struct TscAnchor {
+  uint64_t tsc = 0;
+  int64_t real = 0;
+  double ns_per_tick = 0;
+  uint64_t reanchor_at = 0;
+};
+thread_local TscAnchor tsc_anchor;
+
+// The slow path of tsc_realtime_ns(): the first window, or a new anchor.
+[[gnu::noinline]] int64_t tsc_reanchor(uint64_t now) noexcept {
+  TscAnchor& a = tsc_anchor;
+  if (now < a.reanchor_at) return read_clock(CLOCK_REALTIME);  // first window: the rate is not known yet
   // An anchor is only as good as the pair is tight: bracket the realtime
   // read between two TSC reads and retry if we were preempted in between.
   int64_t real = 0;
@@ -61,7 +60,7 @@ int64_t tsc_realtime_ns() noexcept {
     tsc = before + (after - before) / 2;
     if (after - before < kTightPairTicks) break;
     if (attempt == 8) {  // persistently disturbed: no estimate this window
-      a = Anchor{};
+      a = TscAnchor{};
       return real;
     }
   }
@@ -74,6 +73,18 @@ int64_t tsc_realtime_ns() noexcept {
   // The first window (rate unknown) is ~10M ticks, a few milliseconds.
   a.reanchor_at = tsc + (a.ns_per_tick > 0 ? static_cast<uint64_t>(10'000'000 / a.ns_per_tick) : 10'000'000);
   return real;
+}
+
+// Inline, with the slow path out of line, so that a timestamp costs the
+// producer no register saves: each store it makes waits in the store
+// buffer behind the frame's stores into the mapping (docs/architecture.md,
+// "Stores per record").
+inline int64_t tsc_realtime_ns() noexcept {
+  const TscAnchor& a = tsc_anchor;
+  const uint64_t now = __builtin_ia32_rdtsc();
+  if (now < a.reanchor_at && a.ns_per_tick > 0) [[likely]]
+    return a.real + static_cast<int64_t>(static_cast<double>(static_cast<int64_t>(now - a.tsc)) * a.ns_per_tick);
+  return tsc_reanchor(now);
 }
 #endif
 
