@@ -225,11 +225,8 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
   }
   size_t n = 0;
   const size_t count = s.parts.size();
-  // Round robin from next_part, wrapped by a compare: a modulo was two
-  // divisions on every poll's path.
-  const size_t first = s.next_part < count ? s.next_part : 0;
-  for (size_t i = 0, k = first; i < count && n < out.size(); ++i, k = k + 1 == count ? 0 : k + 1) {
-    ConsumerState::Assigned& a = s.parts[k];
+  for (size_t i = 0; i < count && n < out.size(); ++i) {
+    ConsumerState::Assigned& a = s.parts[(s.next_part + i) % count];
     a.cursor.release_left_segments();  // the previous poll's views are dead now
     // A paused partition is still looked at for an admin seek, which moves
     // it (and whose event handler may resume it); it is not read: its
@@ -273,7 +270,7 @@ Result<size_t> Consumer::try_poll(std::span<RecordView> out) noexcept {
              "aborted a claim whose writer died or stalled; its offsets are skipped");
     }
   }
-  s.next_part = first + 1 == count ? 0 : first + 1;
+  s.next_part = (s.next_part + 1) % count;
   s.stats.records += n;
   if (n > 0 && s.offsets && s.options.guarantee == Guarantee::kAtMostOnce) {
     // Commit before the caller processes: a crash from here on loses, never
