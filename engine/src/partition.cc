@@ -211,10 +211,14 @@ Result<std::shared_ptr<Segment>> Partition::next_segment(const Segment& sealed, 
   return create_segment(base, sealed.base_position() + sealed.capacity(), zero_data_bytes, owned);
 }
 
+bool Partition::has_retention() const noexcept {
+  return topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0;
+}
+
 Result<std::shared_ptr<Segment>> Partition::roll(const Segment& sealed, uint32_t eos_count, uint32_t zero_data_bytes,
                                                  bool owned) {
   auto next = next_segment(sealed, eos_count, zero_data_bytes, owned);
-  if (next && (topic_->options.retention_bytes >= 0 || topic_->options.retention_ms >= 0))
+  if (next && has_retention())
     (void)enforce_retention(topic_->bus->clock->now_ns());  // best effort; Bus::housekeep reports errors
   return next;
 }

@@ -92,8 +92,11 @@ class Partition {
   Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count,
                                                 uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // A writer's roll: the next segment after `sealed`, then retention (the
-  // cooperative housekeeping writers do when a segment fills).
-  // `zero_data_bytes` < the segment size: the exclusive writer's roll. A
+  // cooperative housekeeping writers do when a segment fills). The
+  // exclusive writer calls next_segment() and runs the retention at its next
+  // send (ProducerState::Writer::retention_due).
+  // `zero_data_bytes` (also next_segment()'s) < the segment size: the
+  // exclusive writer's roll. A
   // spare it recycles is zeroed only that far (Segment::zeroed_prefix());
   // the writer zeroes the rest ahead of its tail. The new segment is
   // announced dirty in whole (PartitionControl::exclusive_dirty_end) before
@@ -102,6 +105,8 @@ class Partition {
   // `owned`: a shared writer's roll from a segment whose tail it owned; a
   // spare it recycles is published with its tail OWNED and dirty in whole
   // instead (Segment::recycle), and no exclusive announcement is made.
+  // Whether the topic has a retention limit for roll() to enforce.
+  bool has_retention() const noexcept;
   Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
                                         uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Base offsets of the segment files present, ascending (lists the directory).

@@ -43,6 +43,10 @@ struct ProducerState {
     // reserve() zeroes ahead of the tail, so the word at the tail is always
     // 0 for readers and walkers.
     uint32_t zeroed_end = 0;
+    // Exclusive mode: our roll left the partition's retention to our next
+    // reserve() (or our close), so that one send does not pay for both
+    // (docs/architecture.md, "What a roll costs").
+    bool retention_due = false;
   };
   std::vector<Writer> writers;
   uint32_t keyless_partition = 0;
