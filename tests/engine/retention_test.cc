@@ -104,6 +104,35 @@ TEST(Retention, ByBytesDeletesTheOldestSegmentsAndKeepsTheWindow) {
   EXPECT_EQ(v->records, 600u - p.start_offset);
 }
 
+// The exclusive writer runs the retention of its roll at its next send or at
+// its close (docs/architecture.md, "What a roll costs"): here the last send
+// rolls, and nothing else runs retention.
+TEST(Retention, AnExclusiveWriterEnforcesItAfterItsLastRollWhenItCloses) {
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  const int64_t window = 2 * kSegment;
+  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(window)));
+  constexpr uint64_t kPerSegment = kSegment / kFrame;
+  const uint64_t records = 10 * kPerSegment + 1;  // the last one rolls
+  {
+    ProducerOptions o;
+    o.exclusive = true;
+    auto producer = bus->create_producer(kTopic, o);
+    ASSERT_TRUE(producer);
+    for (uint64_t i = 0; i < records; ++i) ASSERT_TRUE(producer->send(Message{"", value_of(i)}, 0).ok());
+    auto d = bus->describe_topic(kTopic);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->partitions[0].segments.back().base_offset, records - 1) << "the last send did not roll";
+  }
+  auto d = bus->describe_topic(kTopic);
+  ASSERT_TRUE(d);
+  const PartitionInfo& p = d->partitions[0];
+  EXPECT_EQ(p.end_offset, records);
+  EXPECT_LT(p.bytes, static_cast<uint64_t>(window) + kSegment) << "retention kept too much";
+  EXPECT_EQ(segment_files(dir.path()), p.segments.size());
+}
+
 TEST(Retention, StopsAtASegmentHoldingAnUndecidedTransaction) {
   test::TempDir dir;
   auto bus = Bus::open(dir.path());
