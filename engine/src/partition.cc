@@ -100,12 +100,7 @@ Result<std::shared_ptr<Segment>> Partition::segment(uint64_t base_offset) {
 
 Result<std::shared_ptr<Segment>> Partition::create_segment(uint64_t base_offset, uint64_t base_position,
                                                            uint32_t zero_data_bytes, bool owned) {
-  SegmentParams params{};
-  params.base_offset = base_offset;
-  params.base_position = base_position;
-  params.data_bytes = topic_->options.segment_bytes;
-  params.index_interval_bytes = topic_->options.index_interval_bytes;
-  params.partition = index_;
+  const SegmentParams params = segment_params(base_offset, base_position);
   const std::string path = dir_ + "/" + segment_file_name(base_offset);
   if (zero_data_bytes < params.data_bytes && !owned) {
     // The exclusive writer's roll (roll() says why). Before the segment can
@@ -141,25 +136,20 @@ std::string spare_file_name(uint64_t base) {
 }
 }  // namespace
 
-std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
-                                                  uint32_t zero_data_bytes, bool owned) {
-  // Recycles the spare `name`: the segment, or nullptr with *stop set when
-  // the segment's file appeared meanwhile (nothing more to try).
-  auto try_spare = [&](const std::string& name, bool* stop) -> std::shared_ptr<Segment> {
-    const std::string spare = dir_ + "/" + name;
-    const std::string mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
-    if (::rename(spare.c_str(), mine.c_str()) != 0) return nullptr;  // another process took it
-    std::shared_ptr<Segment> seg;
-    switch (Segment::recycle(mine, path, params, topic_->segment_map_options(), pool_, &seg, zero_data_bytes,
-                             owned)) {
-      case Segment::Recycled::kPublished: return seg;
-      case Segment::Recycled::kInUse: ::rename(mine.c_str(), spare.c_str()); return nullptr;
-      case Segment::Recycled::kLostRace: ::rename(mine.c_str(), spare.c_str()); *stop = true; return nullptr;
-      case Segment::Recycled::kUnfit: ::unlink(mine.c_str()); return nullptr;
+std::optional<Partition::TakenSpare> Partition::take_spare(const SegmentParams& params) {
+  // Takes the spare `name`: renamed to a name only we know (no one else
+  // picks it then), locked exclusively, its size checked.
+  auto take = [&](const std::string& name) -> std::optional<TakenSpare> {
+    TakenSpare t;
+    t.spare = dir_ + "/" + name;
+    t.mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
+    if (::rename(t.spare.c_str(), t.mine.c_str()) != 0) return std::nullopt;  // another process took it
+    switch (Segment::take_spare(t.mine, params, &t.lock)) {
+      case Segment::Recycled::kPublished: return t;
+      case Segment::Recycled::kInUse: ::rename(t.mine.c_str(), t.spare.c_str()); return std::nullopt;
+      default: ::unlink(t.mine.c_str()); return std::nullopt;
     }
-    return nullptr;
   };
-  bool stop = false;
   // The spares this process retired first, oldest first, without listing
   // the directory (a listing was ~7 us of each roll).
   for (;;) {
@@ -170,19 +160,74 @@ std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, c
       name = std::move(own_spares_.front());
       own_spares_.pop_front();
     }
-    if (auto seg = try_spare(name, &stop)) return seg;
-    if (stop) return nullptr;
+    if (auto t = take(name)) return t;
   }
   auto names = ipc::list_dir(dir_);
-  if (!names) return nullptr;
+  if (!names) return std::nullopt;
   // Oldest spare first (names carry the retired base offset): it has had the
   // longest time to be released by every process.
-  for (const auto& name : *names) {
-    if (!name.ends_with(kSpareSuffix)) continue;
-    if (auto seg = try_spare(name, &stop)) return seg;
-    if (stop) return nullptr;
+  for (const auto& name : *names)
+    if (name.ends_with(kSpareSuffix))
+      if (auto t = take(name)) return t;
+  return std::nullopt;
+}
+
+void Partition::give_back(TakenSpare& t) noexcept {
+  if (!t.mine.empty()) ::rename(t.mine.c_str(), t.spare.c_str());
+  t.lock = ipc::FileLock{};
+}
+
+SegmentParams Partition::segment_params(uint64_t base_offset, uint64_t base_position) const {
+  SegmentParams params{};
+  params.base_offset = base_offset;
+  params.base_position = base_position;
+  params.data_bytes = topic_->options.segment_bytes;
+  params.index_interval_bytes = topic_->options.index_interval_bytes;
+  params.partition = index_;
+  return params;
+}
+
+void Partition::prepare_spare() {
+  {
+    std::lock_guard lock(mu_);
+    if (prepared_) return;
   }
-  return nullptr;
+  std::optional<TakenSpare> t = take_spare(segment_params(0, 0));
+  if (!t) return;
+  std::lock_guard lock(mu_);
+  if (!prepared_)
+    prepared_ = std::move(t);
+  else
+    give_back(*t);  // another thread of ours prepared one meanwhile
+}
+
+Partition::~Partition() {
+  if (prepared_) give_back(*prepared_);
+}
+
+std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
+                                                  uint32_t zero_data_bytes, bool owned) {
+  std::optional<TakenSpare> t;
+  {
+    std::lock_guard lock(mu_);
+    t = std::move(prepared_);
+    prepared_.reset();
+  }
+  for (;;) {
+    if (!t) t = take_spare(params);
+    if (!t) return nullptr;
+    std::shared_ptr<Segment> seg;
+    switch (Segment::publish_spare(std::move(t->lock), t->mine, path, params, topic_->segment_map_options(), pool_,
+                                   &seg, zero_data_bytes, owned)) {
+      case Segment::Recycled::kPublished: return seg;
+      case Segment::Recycled::kLostRace:  // the segment's file appeared meanwhile: nothing more to try
+        ::rename(t->mine.c_str(), t->spare.c_str());
+        return nullptr;
+      case Segment::Recycled::kInUse: ::rename(t->mine.c_str(), t->spare.c_str()); break;
+      case Segment::Recycled::kUnfit: ::unlink(t->mine.c_str()); break;
+    }
+    t.reset();
+  }
 }
 
 Result<std::shared_ptr<Segment>> Partition::newest_segment() {

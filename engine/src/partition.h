@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -107,6 +108,15 @@ class Partition {
   // instead (Segment::recycle), and no exclusive announcement is made.
   // Whether the topic has a retention limit for roll() to enforce.
   bool has_retention() const noexcept;
+  // Takes a spare for this process's next roll ahead of it: renamed to a
+  // name only this process knows and locked, so that the roll only rewrites
+  // its header and publishes it (the exclusive writer calls it half-way
+  // through a segment, docs/architecture.md "What a roll costs"). Does
+  // nothing if one is prepared already or there is none. A prepared spare
+  // goes back under its spare name when this object is destroyed; one left
+  // by a dead process is removed by the next recovery.
+  void prepare_spare();
+  ~Partition();
   Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
                                         uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Base offsets of the segment files present, ascending (lists the directory).
@@ -287,6 +297,16 @@ class Partition {
   // recycle_spare() tries them before listing the directory. Another
   // process may have taken one since; trying it then fails cheaply.
   std::deque<std::string> own_spares_;
+  // A spare taken ahead of a roll (prepare_spare()), under mu_.
+  struct TakenSpare {
+    std::string spare;  // its spare name, to give it back under
+    std::string mine;   // the name only we know, where it is now
+    ipc::FileLock lock; // exclusive
+  };
+  std::optional<TakenSpare> prepared_;
+  std::optional<TakenSpare> take_spare(const format::SegmentParams& params);
+  static void give_back(TakenSpare& t) noexcept;
+  format::SegmentParams segment_params(uint64_t base_offset, uint64_t base_position) const;
   std::shared_ptr<MappingPool> pool_;
   ipc::MappedFile producers_;  // opened on first use, under mu_
 

@@ -238,6 +238,12 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
       w->retention_due = false;
       (void)part.enforce_retention(bus->clock->now_ns());  // best effort, as in Partition::roll()
     }
+    if (!w->spare_asked && w->tail_position >= w->segment->capacity() / 2) [[unlikely]] {
+      // Half-way: the spare our roll will recycle, taken now (a bounded
+      // log has them; docs/architecture.md, "What a roll costs").
+      w->spare_asked = true;
+      if (part.has_retention()) part.prepare_spare();
+    }
     if (static_cast<uint64_t>(w->tail_position) + frame_length > w->segment->capacity()) {
       // Seal with END_OF_SEGMENT unless not even a frame header fits.
       if (static_cast<uint64_t>(w->tail_position) + kFrameHeaderBytes <= w->segment->capacity())
@@ -254,6 +260,7 @@ SendStatus ProducerState::reserve(uint32_t partition, uint32_t frame_length, uin
       auto next = part.next_segment(*w->segment, w->tail_count, kZeroAhead);
       if (!next) return fail(SendStatus::kError, next.error());
       w->retention_due = part.has_retention();
+      w->spare_asked = false;
       w->segment = std::move(*next);
       w->tail_position = 0;
       w->tail_count = 0;

@@ -47,6 +47,9 @@ struct ProducerState {
     // reserve() (or our close), so that one send does not pay for both
     // (docs/architecture.md, "What a roll costs").
     bool retention_due = false;
+    // Exclusive mode: whether we asked for a spare for our next roll
+    // (Partition::prepare_spare) in `segment` yet.
+    bool spare_asked = false;
   };
   std::vector<Writer> writers;
   uint32_t keyless_partition = 0;

@@ -111,12 +111,28 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
                                    const SegmentParams& params, const ipc::MapOptions& map,
                                    const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
                                    uint32_t zero_data_bytes, bool owned) {
+  ipc::FileLock lock;
+  if (const Recycled taken = take_spare(spare_path, params, &lock); taken != Recycled::kPublished) return taken;
+  return publish_spare(std::move(lock), spare_path, path, params, map, pool, out, zero_data_bytes, owned);
+}
+
+Segment::Recycled Segment::take_spare(const std::string& spare_path, const SegmentParams& params,
+                                      ipc::FileLock* out) {
   auto lock = ipc::FileLock::try_lock_existing(spare_path, ipc::FileLock::Mode::kExclusive);
   if (!lock) return lock.error().code == Errc::kBusy ? Recycled::kInUse : Recycled::kUnfit;
   const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
+  if (lock->size() != data_offset + params.data_bytes) return Recycled::kUnfit;
+  *out = std::move(*lock);
+  return Recycled::kPublished;
+}
+
+Segment::Recycled Segment::publish_spare(ipc::FileLock lock, const std::string& spare_path, const std::string& path,
+                                         const SegmentParams& params, const ipc::MapOptions& map,
+                                         const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
+                                         uint32_t zero_data_bytes, bool owned) {
+  const uint64_t data_offset = data_offset_for(params.data_bytes, params.index_interval_bytes);
   const uint64_t bytes = data_offset + params.data_bytes;
-  if (lock->size() != bytes) return Recycled::kUnfit;
-  auto file = map_locked(*lock, path, map, pool);
+  auto file = map_locked(lock, path, map, pool);
   if (!file) return Recycled::kUnfit;
   // Nobody else uses the file (we hold it exclusively) and nobody can find it
   // (it is under a name only we know): rewrite its header and index, and as
@@ -133,12 +149,12 @@ Segment::Recycled Segment::recycle(const std::string& spare_path, const std::str
     c.owner_dirty_end.store(params.data_bytes, std::memory_order_relaxed);
     c.tail_hint.store(kTailExact | kTailOwned, std::memory_order_relaxed);
   }
-  if (!lock->try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
+  if (!lock.try_convert(ipc::FileLock::Mode::kShared)) return Recycled::kUnfit;
   if (!ipc::rename_noreplace(spare_path, path)) {
-    pool->put(lock->identity(), std::move(*file));
+    pool->put(lock.identity(), std::move(*file));
     return errno == EEXIST ? Recycled::kLostRace : Recycled::kUnfit;
   }
-  auto seg = from_file(path, std::move(*file), std::move(*lock), pool);
+  auto seg = from_file(path, std::move(*file), std::move(lock), pool);
   if (!seg) return Recycled::kUnfit;
   (*seg)->zeroed_prefix_ = static_cast<uint32_t>(zero_data);
   (*seg)->born_owned_ = owned;

@@ -85,6 +85,17 @@ class Segment {
                           const format::SegmentParams& params, const ipc::MapOptions& map,
                           const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
                           uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
+  // recycle() in two steps, so that the first can come well before a roll
+  // (Partition::prepare_spare). take_spare(): locks the file at
+  // `spare_path` exclusively into *lock and checks its size against
+  // `params`' (kPublished: taken; kInUse, kUnfit as above).
+  // publish_spare(): the rest, with that lock.
+  static Recycled take_spare(const std::string& spare_path, const format::SegmentParams& params,
+                             ipc::FileLock* lock);
+  static Recycled publish_spare(ipc::FileLock lock, const std::string& spare_path, const std::string& path,
+                                const format::SegmentParams& params, const ipc::MapOptions& map,
+                                const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
+                                uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
 
   const std::string& path() const noexcept { return path_; }
   uint64_t base_offset() const noexcept { return params_.base_offset; }

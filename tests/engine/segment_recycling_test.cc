@@ -206,6 +206,41 @@ TEST_F(LazyRecycling, AnExclusiveWriterRecyclesWithoutZeroingAndReadersSeeOnlyIt
   EXPECT_TRUE(v->ok()) << v->issues.front().what;
 }
 
+// The roll's spare is taken ahead, half-way through the segment, under a
+// name only the writer's process knows (docs/architecture.md, "What a roll
+// costs"); the roll publishes it, and a bus closed holding one gives it back.
+TEST_F(LazyRecycling, AnExclusiveWriterTakesItsNextSpareHalfWayAndTheBusGivesItBackWhenItCloses) {
+  const std::string part_dir = dir_.sub("topics/t/0");
+  auto taken = [&] { return count_files(part_dir, ".recycling-", false); };
+  ProducerOptions po;
+  po.exclusive = true;
+  std::optional<Producer> producer;
+  {
+    auto p = bus_->create_producer("t", po);
+    ASSERT_TRUE(p);
+    producer.emplace(std::move(*p));
+  }
+  send_and_read(*producer, 2000);  // the spares go round
+  send_until_fresh_roll(*producer);
+  EXPECT_EQ(taken(), 0u) << "the roll published the spare it had taken";
+  const uint64_t base = newest().base_offset;
+  while (taken() == 0 && newest().base_offset == base) send_and_read(*producer, sent_ + 1);
+  ASSERT_EQ(newest().base_offset, base) << "no spare was taken before the roll";
+  EXPECT_GE(partition().bytes % kLazySegment, kLazySegment / 2 - 4096) << "taken before half-way";
+  while (newest().base_offset == base) send_and_read(*producer, sent_ + 1);
+  EXPECT_EQ(taken(), 0u);
+  while (taken() == 0) send_and_read(*producer, sent_ + 1);
+  // ".recycling-<pid>-<spare name>"
+  std::string spare;
+  for (auto& e : std::filesystem::directory_iterator(part_dir))
+    if (const std::string n = e.path().filename(); n.starts_with(".recycling-")) spare = n.substr(n.find('-', 11) + 1);
+  producer.reset();
+  consumer_.reset();
+  bus_.reset();
+  EXPECT_EQ(taken(), 0u) << "the closed bus kept its taken spare";
+  EXPECT_TRUE(std::filesystem::exists(part_dir + "/" + spare)) << spare << " was not given back";
+}
+
 TEST_F(LazyRecycling, AWriterAfterAnExclusiveOneThatClosedFindsZerosPastTheTail) {
   {
     ProducerOptions po;
