@@ -65,6 +65,7 @@ class IntentHold {
 class Partition {
  public:
   static Result<std::unique_ptr<Partition>> open(TopicState& topic, uint32_t index, bool create);
+  ~Partition();  // gives back a prepared spare (prepare_spare())
 
   uint32_t index() const noexcept { return index_; }
   TopicState& topic() const noexcept { return *topic_; }
@@ -92,20 +93,6 @@ class Partition {
   // the sealed one's plus its capacity, whoever computes it.
   Result<std::shared_ptr<Segment>> next_segment(const Segment& sealed, uint32_t eos_count,
                                                 uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
-  // A writer's roll: the next segment after `sealed`, then retention (the
-  // cooperative housekeeping writers do when a segment fills). The
-  // exclusive writer calls next_segment() and runs the retention at its next
-  // send (ProducerState::Writer::retention_due).
-  // `zero_data_bytes` (also next_segment()'s) < the segment size: the
-  // exclusive writer's roll. A
-  // spare it recycles is zeroed only that far (Segment::zeroed_prefix());
-  // the writer zeroes the rest ahead of its tail. The new segment is
-  // announced dirty in whole (PartitionControl::exclusive_dirty_end) before
-  // it is published, so whoever takes the partition after the writer's death
-  // zeroes what it left past its tail.
-  // `owned`: a shared writer's roll from a segment whose tail it owned; a
-  // spare it recycles is published with its tail OWNED and dirty in whole
-  // instead (Segment::recycle), and no exclusive announcement is made.
   // Whether the topic has a retention limit for roll() to enforce.
   bool has_retention() const noexcept;
   // Takes a spare for this process's next roll ahead of it: renamed to a
@@ -116,7 +103,20 @@ class Partition {
   // goes back under its spare name when this object is destroyed; one left
   // by a dead process is removed by the next recovery.
   void prepare_spare();
-  ~Partition();
+  // A writer's roll: the next segment after `sealed`, then retention (the
+  // cooperative housekeeping writers do when a segment fills). The
+  // exclusive writer calls next_segment() and runs the retention at its next
+  // send (ProducerState::Writer::retention_due).
+  // `zero_data_bytes` (also next_segment()'s) < the segment size: the
+  // exclusive writer's roll. A spare it recycles is zeroed only that far
+  // (Segment::zeroed_prefix());
+  // the writer zeroes the rest ahead of its tail. The new segment is
+  // announced dirty in whole (PartitionControl::exclusive_dirty_end) before
+  // it is published, so whoever takes the partition after the writer's death
+  // zeroes what it left past its tail.
+  // `owned`: a shared writer's roll from a segment whose tail it owned; a
+  // spare it recycles is published with its tail OWNED and dirty in whole
+  // instead (Segment::recycle), and no exclusive announcement is made.
   Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
                                         uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Base offsets of the segment files present, ascending (lists the directory).
