@@ -165,9 +165,11 @@ std::optional<Partition::TakenSpare> Partition::take_spare(const SegmentParams& 
   auto names = ipc::list_dir(dir_);
   if (!names) return std::nullopt;
   // Oldest spare first (names carry the retired base offset): it has had the
-  // longest time to be released by every process.
+  // longest time to be released by every process. Not a ".recycling-" one:
+  // it is a process's, taken for its roll (or left by its death, for
+  // recovery to remove).
   for (const auto& name : *names)
-    if (name.ends_with(kSpareSuffix))
+    if (name.ends_with(kSpareSuffix) && !name.starts_with(kRecyclingPrefix))
       if (auto t = take(name)) return t;
   return std::nullopt;
 }

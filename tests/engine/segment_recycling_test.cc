@@ -101,6 +101,28 @@ TEST(SegmentRecycling, SegmentStillReadByAConsumerIsNotRecycledUnderIt) {
   EXPECT_EQ(first.substr(0, 1), "0");
 }
 
+// A ".recycling-" file is a process's spare taken for its roll (or left by
+// its death, for recovery): another roll never takes it, even unlocked.
+TEST(SegmentRecycling, ARollDoesNotTakeAnotherProcesssRecyclingFile) {
+  test::TempDir dir;
+  auto bus = Bus::open(dir.path());
+  ASSERT_TRUE(bus);
+  TopicOptions t;
+  t.segment_bytes = kSegment;
+  t.index_interval_bytes = 1024;
+  ASSERT_TRUE(bus->create_topic("t", t));
+  auto producer = bus->create_producer("t");
+  ASSERT_TRUE(producer);
+  ASSERT_TRUE(producer->send(Message{"", "first"}, 0).ok());
+  const std::string part_dir = dir.sub("topics/t/0");
+  const std::string taken = part_dir + "/.recycling-1-" + segment_file_name(0).substr(0, 20) + ".spare";
+  std::filesystem::copy_file(part_dir + "/" + segment_file_name(0), taken);  // a spare's size
+  const std::string value(1000, 'v');
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(producer->send(Message{"", value}, 0).ok());  // rolls
+  EXPECT_GE(count_files(part_dir, ".seg", true), 2u);
+  EXPECT_TRUE(std::filesystem::exists(taken)) << "a roll took another process's .recycling- file";
+}
+
 // An exclusive writer's roll recycles a spare zeroed only 64 KiB deep and
 // zeroes ahead of its tail as it goes (docs/architecture.md, "Recycling
 // without zeroing"). Small records take the chunked path, large ones
