@@ -25,6 +25,12 @@ bool path_exists(const std::string& path) noexcept {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+std::pair<uint64_t, uint64_t> path_identity(const std::string& path) noexcept {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return {0, 0};
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
 Result<std::vector<std::string>> list_dir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return errno_error(errno, "cannot list " + dir);

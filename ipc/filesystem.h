@@ -5,6 +5,7 @@
 #include <sluice/status.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::ipc {
@@ -13,6 +14,9 @@ namespace sluice::ipc {
 Status make_dirs(const std::string& dir);
 // Whether `path` exists (any type).
 bool path_exists(const std::string& path) noexcept;
+// (device, inode) of the file at `path`, as FileLock::identity() gives it
+// for a descriptor; (0, 0) if it cannot be read.
+std::pair<uint64_t, uint64_t> path_identity(const std::string& path) noexcept;
 // Names of the entries of `dir` (no "." or ".."), sorted.
 Result<std::vector<std::string>> list_dir(const std::string& dir);
 // Removes `path` and, if it is a directory, everything below it.

@@ -137,18 +137,36 @@ std::string spare_file_name(uint64_t base) {
 }  // namespace
 
 std::optional<Partition::TakenSpare> Partition::take_spare(const SegmentParams& params) {
-  // Takes the spare `name`: renamed to a name only we know (no one else
-  // picks it then), locked exclusively, its size checked.
+  // Takes the spare `name`: locked exclusively, its size checked, then
+  // renamed to a name only we know. Every taker locks before it renames, so
+  // a ".recycling-<pid>-" file nobody holds is one whose taker died holding
+  // it: it is reclaimed like a spare (a live taker holds its lock until the
+  // file is published, and then a user's).
   auto take = [&](const std::string& name) -> std::optional<TakenSpare> {
-    TakenSpare t;
-    t.spare = dir_ + "/" + name;
-    t.mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + name;
-    if (::rename(t.spare.c_str(), t.mine.c_str()) != 0) return std::nullopt;  // another process took it
-    switch (Segment::take_spare(t.mine, params, &t.lock)) {
-      case Segment::Recycled::kPublished: return t;
-      case Segment::Recycled::kInUse: ::rename(t.mine.c_str(), t.spare.c_str()); return std::nullopt;
-      default: ::unlink(t.mine.c_str()); return std::nullopt;
+    std::string plain = name;  // "<base>.spare"
+    if (name.starts_with(kRecyclingPrefix)) {
+      const size_t dash = name.find('-', kRecyclingPrefix.size());
+      if (dash == std::string::npos) return std::nullopt;
+      plain = name.substr(dash + 1);
     }
+    const std::string path = dir_ + "/" + name;
+    TakenSpare t;
+    switch (Segment::take_spare(path, params, &t.lock)) {
+      case Segment::Recycled::kPublished: break;
+      case Segment::Recycled::kUnfit: ::unlink(path.c_str()); return std::nullopt;  // not this topic's size
+      default: return std::nullopt;                                                  // in use, or gone
+    }
+    t.spare = dir_ + "/" + plain;
+    t.mine = dir_ + "/" + std::string(kRecyclingPrefix) + std::to_string(::getpid()) + "-" + plain;
+    t.pid = ::getpid();
+    if (::rename(path.c_str(), t.mine.c_str()) != 0) return std::nullopt;
+    // The file we locked is the one we renamed: every taker locks first, so
+    // nobody put another under `path` meanwhile; checked all the same.
+    if (const auto id = t.lock.identity(); id.second == 0 || ipc::path_identity(t.mine) != id) {
+      ::rename(t.mine.c_str(), path.c_str());
+      return std::nullopt;
+    }
+    return t;
   };
   // The spares this process retired first, oldest first, without listing
   // the directory (a listing was ~7 us of each roll).
@@ -165,18 +183,27 @@ std::optional<Partition::TakenSpare> Partition::take_spare(const SegmentParams& 
   auto names = ipc::list_dir(dir_);
   if (!names) return std::nullopt;
   // Oldest spare first (names carry the retired base offset): it has had the
-  // longest time to be released by every process. Not a ".recycling-" one:
-  // it is a process's, taken for its roll (or left by its death, for
-  // recovery to remove).
+  // longest time to be released by every process.
   for (const auto& name : *names)
-    if (name.ends_with(kSpareSuffix) && !name.starts_with(kRecyclingPrefix))
+    if (name.ends_with(kSpareSuffix))
       if (auto t = take(name)) return t;
   return std::nullopt;
 }
 
 void Partition::give_back(TakenSpare& t) noexcept {
-  if (!t.mine.empty()) ::rename(t.mine.c_str(), t.spare.c_str());
+  // Not in a forked child: the file is its parent's, under its parent's lock.
+  if (!t.mine.empty() && t.pid == ::getpid()) ::rename(t.mine.c_str(), t.spare.c_str());
   t.lock = ipc::FileLock{};
+}
+
+void Partition::give_back_prepared() {
+  std::optional<TakenSpare> t;
+  {
+    std::lock_guard lock(mu_);
+    t = std::move(prepared_);
+    prepared_.reset();
+  }
+  if (t) give_back(*t);
 }
 
 SegmentParams Partition::segment_params(uint64_t base_offset, uint64_t base_position) const {

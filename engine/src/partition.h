@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sluice/producer.h>
+#include <sys/types.h>
 #include <sluice/status.h>
 
 #include <deque>
@@ -100,9 +101,13 @@ class Partition {
   // its header and publishes it (the exclusive writer calls it half-way
   // through a segment, docs/architecture.md "What a roll costs"). Does
   // nothing if one is prepared already or there is none. A prepared spare
-  // goes back under its spare name when this object is destroyed; one left
-  // by a dead process is removed by the next recovery.
+  // goes back under its spare name at give_back_prepared() or when this
+  // object is destroyed; one left by a dead process is reclaimed by any
+  // roll (nobody holds its lock) or removed by recovery.
   void prepare_spare();
+  // Gives back the spare prepare_spare() took, if any (the exclusive writer
+  // letting go of the partition).
+  void give_back_prepared();
   // A writer's roll: the next segment after `sealed`, then retention (the
   // cooperative housekeeping writers do when a segment fills). The
   // exclusive writer calls next_segment() and runs the retention at its next
@@ -116,7 +121,7 @@ class Partition {
   // zeroes what it left past its tail.
   // `owned`: a shared writer's roll from a segment whose tail it owned; a
   // spare it recycles is published with its tail OWNED and dirty in whole
-  // instead (Segment::recycle), and no exclusive announcement is made.
+  // instead (Segment::publish_spare), and no exclusive announcement is made.
   Result<std::shared_ptr<Segment>> roll(const Segment& sealed, uint32_t eos_count,
                                         uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
   // Base offsets of the segment files present, ascending (lists the directory).
@@ -302,6 +307,7 @@ class Partition {
     std::string spare;  // its spare name, to give it back under
     std::string mine;   // the name only we know, where it is now
     ipc::FileLock lock; // exclusive
+    pid_t pid = 0;      // the process that took it (not a forked child)
   };
   std::optional<TakenSpare> prepared_;
   std::optional<TakenSpare> take_spare(const format::SegmentParams& params);

@@ -55,10 +55,8 @@ ProducerState::~ProducerState() {
   if (idem) idem->table->close_identity(idem->id);
   for (size_t p = 0; p < writers.size(); ++p) {
     if (!writers[p].ready) continue;
-    if (options.exclusive) {
-      if (writers[p].retention_due) (void)topic->partitions[p]->enforce_retention(bus->clock->now_ns());
+    if (options.exclusive)
       release_exclusive(p);
-    }
     else if (writers[p].intent.position() != nullptr)
       writers[p].segment->give_back(writers[p].own, *writers[p].intent.position());
   }
@@ -66,6 +64,12 @@ ProducerState::~ProducerState() {
 
 void ProducerState::release_exclusive(size_t p) noexcept {
   Writer& w = writers[p];
+  Partition& part = *topic->partitions[p];
+  // Our last roll's retention, if it was left to a send that did not come,
+  // and the spare taken for a roll that will not come.
+  if (w.retention_due) (void)part.enforce_retention(bus->clock->now_ns());
+  w.retention_due = false;
+  part.give_back_prepared();
   if (w.segment && w.zeroed_end < w.segment->capacity()) {
     // A segment we recycled lazily: zero the rest, as any writer after us
     // expects zeros past the tail.
@@ -74,7 +78,7 @@ void ProducerState::release_exclusive(size_t p) noexcept {
   }
   // release: the zeros above come before the withdrawal; nothing past the
   // tail is left to clean.
-  topic->partitions[p]->control().exclusive_dirty_end.store(0, std::memory_order_release);
+  part.control().exclusive_dirty_end.store(0, std::memory_order_release);
 }
 
 void ProducerState::zero_ahead(Writer& w, uint32_t start, uint32_t end) noexcept {

@@ -107,15 +107,6 @@ Result<std::shared_ptr<Segment>> Segment::open(const std::string& path, const ip
   return from_file(path, std::move(*file), std::move(*lock), pool);
 }
 
-Segment::Recycled Segment::recycle(const std::string& spare_path, const std::string& path,
-                                   const SegmentParams& params, const ipc::MapOptions& map,
-                                   const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
-                                   uint32_t zero_data_bytes, bool owned) {
-  ipc::FileLock lock;
-  if (const Recycled taken = take_spare(spare_path, params, &lock); taken != Recycled::kPublished) return taken;
-  return publish_spare(std::move(lock), spare_path, path, params, map, pool, out, zero_data_bytes, owned);
-}
-
 Segment::Recycled Segment::take_spare(const std::string& spare_path, const SegmentParams& params,
                                       ipc::FileLock* out) {
   auto lock = ipc::FileLock::try_lock_existing(spare_path, ipc::FileLock::Mode::kExclusive);

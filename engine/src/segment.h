@@ -70,26 +70,22 @@ class Segment {
   static Result<std::shared_ptr<Segment>> open(const std::string& path, const ipc::MapOptions& map,
                                                const std::shared_ptr<MappingPool>& pool);
   enum class Recycled : uint8_t { kPublished, kInUse, kLostRace, kUnfit };
-  // Turns the retired segment file at `spare_path` (already renamed there by
-  // the caller, so no one else picks it) into a new segment published at
-  // `path`: header and index zeroed, new header, the first `zero_data_bytes`
-  // of the data region zeroed (all of it by default), linked. kInUse: a
-  // process still holds it; kLostRace: `path` already exists (the file stays
-  // at spare_path); kUnfit: its size does not match `params`.
+  // A retired segment file (a spare) made into a new segment, in two steps
+  // so that the first can come well before a roll (Partition::take_spare,
+  // Partition::prepare_spare).
+  // take_spare(): locks the file at `spare_path` exclusively into *lock and
+  // checks its size against `params`'. kPublished: taken; kInUse: a process
+  // holds it; kUnfit: its size does not match (or it is gone).
+  // publish_spare(): with that lock, the file renamed by the caller to
+  // `spare_path` (a name no one else picks): header and index zeroed, new
+  // header, the first `zero_data_bytes` of the data region zeroed (all of it
+  // by default), linked at `path`. kLostRace: `path` already exists (the
+  // file stays at spare_path); kUnfit: it cannot be mapped or linked.
   // `owned`: the segment is published with its tail OWNED (by the caller,
   // a shared writer's roll, docs/architecture.md "The owned tail") and
   // announced dirty in whole (owner_dirty_end = capacity), so that a data
   // region zeroed only `zero_data_bytes` deep is never claimed over by
   // anyone but its owner until a revoker has zeroed it.
-  static Recycled recycle(const std::string& spare_path, const std::string& path,
-                          const format::SegmentParams& params, const ipc::MapOptions& map,
-                          const std::shared_ptr<MappingPool>& pool, std::shared_ptr<Segment>* out,
-                          uint32_t zero_data_bytes = UINT32_MAX, bool owned = false);
-  // recycle() in two steps, so that the first can come well before a roll
-  // (Partition::prepare_spare). take_spare(): locks the file at
-  // `spare_path` exclusively into *lock and checks its size against
-  // `params`' (kPublished: taken; kInUse, kUnfit as above).
-  // publish_spare(): the rest, with that lock.
   static Recycled take_spare(const std::string& spare_path, const format::SegmentParams& params,
                              ipc::FileLock* lock);
   static Recycled publish_spare(ipc::FileLock lock, const std::string& spare_path, const std::string& path,
@@ -122,7 +118,7 @@ class Segment {
   // "Recycling without zeroing"); that writer zeroes the rest ahead of it.
   uint32_t zeroed_prefix() const noexcept { return zeroed_prefix_ < capacity() ? zeroed_prefix_ : capacity(); }
   // Whether this process published the segment with its tail OWNED (an
-  // owner's roll, recycle(..., owned)).
+  // owner's roll, publish_spare(..., owned)).
   bool born_owned() const noexcept { return born_owned_; }
 
   // Whether writers claim CLAIMED_COPY here (segment format version 3 on):

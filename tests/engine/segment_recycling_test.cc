@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ipc/file_lock.h"
 #include "partition.h"
 #include "support/test_support.h"
 
@@ -101,9 +102,10 @@ TEST(SegmentRecycling, SegmentStillReadByAConsumerIsNotRecycledUnderIt) {
   EXPECT_EQ(first.substr(0, 1), "0");
 }
 
-// A ".recycling-" file is a process's spare taken for its roll (or left by
-// its death, for recovery): another roll never takes it, even unlocked.
-TEST(SegmentRecycling, ARollDoesNotTakeAnotherProcesssRecyclingFile) {
+// A ".recycling-" file is a spare a process took for its roll, locked until
+// it is published: another roll leaves it while it is locked, and reclaims
+// it once nobody holds it (its taker died).
+TEST(SegmentRecycling, ARollLeavesALockedRecyclingFileAndReclaimsOneWhoseTakerDied) {
   test::TempDir dir;
   auto bus = Bus::open(dir.path());
   ASSERT_TRUE(bus);
@@ -118,9 +120,22 @@ TEST(SegmentRecycling, ARollDoesNotTakeAnotherProcesssRecyclingFile) {
   const std::string taken = part_dir + "/.recycling-1-" + segment_file_name(0).substr(0, 20) + ".spare";
   std::filesystem::copy_file(part_dir + "/" + segment_file_name(0), taken);  // a spare's size
   const std::string value(1000, 'v');
-  for (int i = 0; i < 200; ++i) ASSERT_TRUE(producer->send(Message{"", value}, 0).ok());  // rolls
-  EXPECT_GE(count_files(part_dir, ".seg", true), 2u);
-  EXPECT_TRUE(std::filesystem::exists(taken)) << "a roll took another process's .recycling- file";
+  auto roll = [&] {
+    const size_t before = count_files(part_dir, ".seg", true);
+    while (count_files(part_dir, ".seg", true) == before) ASSERT_TRUE(producer->send(Message{"", value}, 0).ok());
+  };
+  {
+    auto held = ipc::FileLock::try_lock_existing(taken, ipc::FileLock::Mode::kExclusive);  // its live taker
+    ASSERT_TRUE(held);
+    roll();
+    EXPECT_TRUE(std::filesystem::exists(taken)) << "a roll took a .recycling- file its taker holds";
+  }
+  roll();
+  EXPECT_FALSE(std::filesystem::exists(taken)) << "a dead taker's .recycling- file was not reclaimed";
+  EXPECT_EQ(count_files(part_dir, ".recycling-", false), 0u);
+  auto v = bus->verify("t");
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok()) << v->issues.front().what;
 }
 
 // An exclusive writer's roll recycles a spare zeroed only 64 KiB deep and
@@ -230,8 +245,9 @@ TEST_F(LazyRecycling, AnExclusiveWriterRecyclesWithoutZeroingAndReadersSeeOnlyIt
 
 // The roll's spare is taken ahead, half-way through the segment, under a
 // name only the writer's process knows (docs/architecture.md, "What a roll
-// costs"); the roll publishes it, and a bus closed holding one gives it back.
-TEST_F(LazyRecycling, AnExclusiveWriterTakesItsNextSpareHalfWayAndTheBusGivesItBackWhenItCloses) {
+// costs"); the roll publishes it, and a writer closed holding one gives it
+// back.
+TEST_F(LazyRecycling, AnExclusiveWriterTakesItsNextSpareHalfWayAndGivesItBackWhenItCloses) {
   const std::string part_dir = dir_.sub("topics/t/0");
   auto taken = [&] { return count_files(part_dir, ".recycling-", false); };
   ProducerOptions po;
@@ -257,9 +273,7 @@ TEST_F(LazyRecycling, AnExclusiveWriterTakesItsNextSpareHalfWayAndTheBusGivesItB
   for (auto& e : std::filesystem::directory_iterator(part_dir))
     if (const std::string n = e.path().filename(); n.starts_with(".recycling-")) spare = n.substr(n.find('-', 11) + 1);
   producer.reset();
-  consumer_.reset();
-  bus_.reset();
-  EXPECT_EQ(taken(), 0u) << "the closed bus kept its taken spare";
+  EXPECT_EQ(taken(), 0u) << "the closed writer kept its taken spare";
   EXPECT_TRUE(std::filesystem::exists(part_dir + "/" + spare)) << spare << " was not given back";
 }
 
