@@ -39,6 +39,13 @@ TopicOptions retained_topic(int64_t retention_bytes, int64_t retention_ms = -1) 
   return o;
 }
 
+// A bus in `dir` with the topic, retained by bytes.
+std::optional<Bus> retained_bus(const test::TempDir& dir, int64_t retention_bytes) {
+  auto bus = Bus::open(dir.path());
+  if (!bus || !bus->create_topic(kTopic, retained_topic(retention_bytes))) return std::nullopt;
+  return std::move(*bus);
+}
+
 void produce(Bus& bus, uint64_t from, uint64_t to) {
   auto producer = bus.create_producer(kTopic);
   ASSERT_TRUE(producer);
@@ -83,10 +90,9 @@ ConsumerOptions recording(std::vector<ConsumerEvent>* events) {
 
 TEST(Retention, ByBytesDeletesTheOldestSegmentsAndKeepsTheWindow) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
   const int64_t window = 2 * kSegment;
-  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(window)));
+  std::optional<Bus> bus = retained_bus(dir, window);
+  ASSERT_TRUE(bus);
   produce(*bus, 0, 600);  // about ten segments
   ASSERT_TRUE(bus->housekeep());
   auto d = bus->describe_topic(kTopic);
@@ -109,10 +115,9 @@ TEST(Retention, ByBytesDeletesTheOldestSegmentsAndKeepsTheWindow) {
 // rolls, and nothing else runs retention.
 TEST(Retention, AnExclusiveWriterEnforcesItAfterItsLastRollWhenItCloses) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
   const int64_t window = 2 * kSegment;
-  ASSERT_TRUE(bus->create_topic(kTopic, retained_topic(window)));
+  std::optional<Bus> bus = retained_bus(dir, window);
+  ASSERT_TRUE(bus);
   constexpr uint64_t kPerSegment = kSegment / kFrame;
   const uint64_t records = 10 * kPerSegment + 1;  // the last one rolls
   {

@@ -24,15 +24,22 @@ size_t count_files(const std::string& dir, std::string_view prefix_or_suffix, bo
   return n;
 }
 
-TEST(SegmentRecycling, RetiredSegmentsAreRecycledSoTheFileCountStaysBoundedAndDataStaysIntact) {
-  test::TempDir dir;
+// Topic "t" of 64 KiB segments on a bus in `dir`.
+std::optional<Bus> bus_with_small_segments(const test::TempDir& dir, int64_t retention_bytes) {
   auto bus = Bus::open(dir.path());
-  ASSERT_TRUE(bus);
+  if (!bus) return std::nullopt;
   TopicOptions t;
   t.segment_bytes = kSegment;
   t.index_interval_bytes = 1024;
-  t.retention_bytes = 2 * kSegment;
-  ASSERT_TRUE(bus->create_topic("t", t));
+  t.retention_bytes = retention_bytes;
+  if (!bus->create_topic("t", t)) return std::nullopt;
+  return std::move(*bus);
+}
+
+TEST(SegmentRecycling, RetiredSegmentsAreRecycledSoTheFileCountStaysBoundedAndDataStaysIntact) {
+  test::TempDir dir;
+  auto bus = bus_with_small_segments(dir, 2 * kSegment);
+  ASSERT_TRUE(bus);
   auto producer = bus->create_producer("t");
   auto consumer = bus->create_consumer("t", "g");
   ASSERT_TRUE(producer && consumer);
@@ -107,12 +114,8 @@ TEST(SegmentRecycling, SegmentStillReadByAConsumerIsNotRecycledUnderIt) {
 // it once nobody holds it (its taker died).
 TEST(SegmentRecycling, ARollLeavesALockedRecyclingFileAndReclaimsOneWhoseTakerDied) {
   test::TempDir dir;
-  auto bus = Bus::open(dir.path());
+  auto bus = bus_with_small_segments(dir, -1);
   ASSERT_TRUE(bus);
-  TopicOptions t;
-  t.segment_bytes = kSegment;
-  t.index_interval_bytes = 1024;
-  ASSERT_TRUE(bus->create_topic("t", t));
   auto producer = bus->create_producer("t");
   ASSERT_TRUE(producer);
   ASSERT_TRUE(producer->send(Message{"", "first"}, 0).ok());
