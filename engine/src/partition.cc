@@ -196,14 +196,15 @@ void Partition::give_back(TakenSpare& t) noexcept {
   t.lock = ipc::FileLock{};
 }
 
+std::optional<Partition::TakenSpare> Partition::take_prepared() {
+  std::lock_guard lock(mu_);
+  std::optional<TakenSpare> t = std::move(prepared_);
+  prepared_.reset();
+  return t;
+}
+
 void Partition::give_back_prepared() {
-  std::optional<TakenSpare> t;
-  {
-    std::lock_guard lock(mu_);
-    t = std::move(prepared_);
-    prepared_.reset();
-  }
-  if (t) give_back(*t);
+  if (std::optional<TakenSpare> t = take_prepared()) give_back(*t);
 }
 
 SegmentParams Partition::segment_params(uint64_t base_offset, uint64_t base_position) const {
@@ -230,18 +231,11 @@ void Partition::prepare_spare() {
     give_back(*t);  // another thread of ours prepared one meanwhile
 }
 
-Partition::~Partition() {
-  if (prepared_) give_back(*prepared_);
-}
+Partition::~Partition() { give_back_prepared(); }
 
 std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, const std::string& path,
                                                   uint32_t zero_data_bytes, bool owned) {
-  std::optional<TakenSpare> t;
-  {
-    std::lock_guard lock(mu_);
-    t = std::move(prepared_);
-    prepared_.reset();
-  }
+  std::optional<TakenSpare> t = take_prepared();
   for (;;) {
     if (!t) t = take_spare(params);
     if (!t) return nullptr;
@@ -250,9 +244,9 @@ std::shared_ptr<Segment> Partition::recycle_spare(const SegmentParams& params, c
                                    &seg, zero_data_bytes, owned)) {
       case Segment::Recycled::kPublished: return seg;
       case Segment::Recycled::kLostRace:  // the segment's file appeared meanwhile: nothing more to try
-        ::rename(t->mine.c_str(), t->spare.c_str());
+        give_back(*t);
         return nullptr;
-      case Segment::Recycled::kInUse: ::rename(t->mine.c_str(), t->spare.c_str()); break;
+      case Segment::Recycled::kInUse: give_back(*t); break;
       case Segment::Recycled::kUnfit: ::unlink(t->mine.c_str()); break;
     }
     t.reset();

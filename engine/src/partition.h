@@ -3,8 +3,8 @@
 #pragma once
 
 #include <sluice/producer.h>
-#include <sys/types.h>
 #include <sluice/status.h>
+#include <sys/types.h>
 
 #include <deque>
 #include <functional>
@@ -311,6 +311,7 @@ class Partition {
   };
   std::optional<TakenSpare> prepared_;
   std::optional<TakenSpare> take_spare(const format::SegmentParams& params);
+  std::optional<TakenSpare> take_prepared();  // prepared_, moved out under mu_
   static void give_back(TakenSpare& t) noexcept;
   format::SegmentParams segment_params(uint64_t base_offset, uint64_t base_position) const;
   std::shared_ptr<MappingPool> pool_;
